@@ -1,0 +1,186 @@
+"""Composition root: builds the services, the Flask app, the Bolt app and the scheduler. No logic here."""
+
+from __future__ import annotations
+
+import atexit
+import logging
+from dataclasses import dataclass, field
+
+from apscheduler.schedulers.background import BackgroundScheduler
+from flask import Flask, Response, request
+from slack_bolt import App as BoltApp
+from slack_bolt.adapter.flask import SlackRequestHandler
+from sqlalchemy.exc import SQLAlchemyError
+
+from connector.clock import Clock, system_clock
+from connector.enrich import Enricher
+from connector.freshbooks.callbacks import CallbackRegistrar
+from connector.freshbooks.client import FreshBooksClient
+from connector.freshbooks.tokens import StoredTokens
+from connector.freshbooks.verification import VerificationService
+from connector.ingest.intake import Intake
+from connector.pipeline.inbox_worker import InboxWorker
+from connector.pipeline.loop import BackgroundLoop
+from connector.settings import Settings, load_settings
+from connector.web import Health, create_blueprint
+from slack_ui.bolt_app import build_bolt_app
+from storage import migrate
+from storage.crypto import Cipher, development_key
+from storage.db import Database
+
+log = logging.getLogger("fbslack")
+
+
+def build_cipher(settings: Settings) -> Cipher:
+    keys = [k.get_secret_value() for k in settings.encryption_keys]
+    return Cipher(keys or [development_key(settings.data_dir)])
+
+
+@dataclass
+class Services:
+    """Everything one process runs, built once from the settings."""
+
+    settings: Settings
+    db: Database
+    cipher: Cipher
+    freshbooks: FreshBooksClient
+    intake: Intake
+    verification: VerificationService
+    registrar: CallbackRegistrar | None
+    inbox_worker: InboxWorker
+    inbox_loop: BackgroundLoop
+    verification_loop: BackgroundLoop
+    scheduler: BackgroundScheduler
+    bolt: BoltApp | None
+    _started: bool = field(default=False, init=False)
+
+    def start(self) -> None:
+        if self._started:
+            return
+        self._started = True
+        self.inbox_loop.start()
+        self.verification_loop.start()
+        self.scheduler.start()
+        # Pick up whatever a previous process left behind.
+        self.inbox_loop.wake()
+        self.verification_loop.wake()
+
+    def stop(self) -> None:
+        if not self._started:
+            return
+        self._started = False
+        self.scheduler.shutdown(wait=False)
+        self.inbox_loop.stop()
+        self.verification_loop.stop()
+        self.freshbooks.close()
+        self.db.dispose()
+
+    def health(self) -> Health:
+        try:
+            self.db.ping()
+        except SQLAlchemyError as exc:
+            log.error("health check: database unreachable (%s)", type(exc).__name__)
+            return Health(ok=False, database="unreachable")
+        return Health(ok=True, database="ok")
+
+
+def build_services(settings: Settings, *, clock: Clock = system_clock) -> Services:
+    db = Database(settings.resolved_database_url, pool_size=settings.web_threads + 4)
+    cipher = build_cipher(settings)
+    freshbooks = FreshBooksClient(
+        base_url=settings.freshbooks_api_url, timeout=settings.freshbooks_timeout_seconds
+    )
+    tokens = StoredTokens(db=db, cipher=cipher)
+    verification = VerificationService(db=db, cipher=cipher, client=freshbooks, tokens=tokens, clock=clock)
+    verification_loop = BackgroundLoop("callback-verification", verification.process_pending, idle_seconds=60)
+    inbox_worker = InboxWorker(
+        db=db,
+        cipher=cipher,
+        handler=Enricher(db=db, cipher=cipher, client=freshbooks, tokens=tokens, clock=clock),
+        clock=clock,
+        lease_seconds=settings.inbox_lease_seconds,
+    )
+    inbox_loop = BackgroundLoop("inbox", inbox_worker.run_once, idle_seconds=settings.inbox_sweep_seconds)
+    intake = Intake(
+        db=db,
+        cipher=cipher,
+        clock=clock,
+        on_stored=inbox_loop.wake,
+        on_verify=verification_loop.wake,
+    )
+    registrar = (
+        CallbackRegistrar(
+            db=db,
+            cipher=cipher,
+            client=freshbooks,
+            tokens=tokens,
+            verification=verification,
+            public_url=settings.public_url,
+        )
+        if settings.public_url
+        else None
+    )
+    # The safety net: the loops also wake on their own, but a scheduled nudge makes retries and
+    # rows left by a crashed process due even if this process's loop is waiting on a long idle.
+    scheduler = BackgroundScheduler(timezone="UTC")
+    scheduler.add_job(inbox_loop.wake, "interval", seconds=settings.inbox_sweep_seconds, id="inbox-sweep")
+    scheduler.add_job(verification_loop.wake, "interval", seconds=60, id="verification-sweep")
+    return Services(
+        settings=settings,
+        db=db,
+        cipher=cipher,
+        freshbooks=freshbooks,
+        intake=intake,
+        verification=verification,
+        registrar=registrar,
+        inbox_worker=inbox_worker,
+        inbox_loop=inbox_loop,
+        verification_loop=verification_loop,
+        scheduler=scheduler,
+        bolt=build_bolt_app(settings),
+    )
+
+
+def _slack_routes(flask_app: Flask, bolt: BoltApp | None) -> None:
+    handler = SlackRequestHandler(bolt) if bolt else None
+
+    def slack_events() -> Response | tuple[str, int]:
+        if handler is None:
+            return "Slack is not configured on this server yet (see the / page).\n", 503
+        response: Response = handler.handle(request)
+        return response
+
+    flask_app.add_url_rule("/slack/events", "slack_events", slack_events, methods=["POST"])
+
+
+def create_app(
+    settings: Settings | None = None,
+    *,
+    clock: Clock = system_clock,
+    start_background: bool = True,
+) -> Flask:
+    """The WSGI app. `start_background=False` leaves the workers to the caller (tests drive them)."""
+    settings = settings or load_settings()
+    db_check = Database(settings.resolved_database_url)
+    try:
+        if not migrate.is_up_to_date(db_check.engine):
+            raise RuntimeError(
+                "the database schema is not up to date: run `fbslack db upgrade` "
+                f"(DATABASE_URL points at a {db_check.dialect} database)"
+            )
+    finally:
+        db_check.dispose()
+    services = build_services(settings, clock=clock)
+    flask_app = Flask("fbslack")
+    flask_app.extensions["fbslack"] = services
+    flask_app.register_blueprint(
+        create_blueprint(intake=services.intake, health=services.health, setup_todo=settings.missing_setup)
+    )
+    _slack_routes(flask_app, services.bolt)
+    todo = settings.missing_setup()
+    for step in todo:
+        log.warning("setup: %s", step)
+    if start_background:
+        services.start()
+        atexit.register(services.stop)
+    return flask_app

@@ -1,0 +1,1 @@
+"""The FreshBooks -> Slack pipeline: ingest, enrich, route, render, deliver."""

@@ -1,0 +1,156 @@
+"""`fbslack`: serve, db upgrade, keys generate/rotate."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+
+from connector.logs import configure_logging
+from connector.settings import ConfigError, Settings, load_settings
+
+log = logging.getLogger("fbslack")
+
+
+def _settings() -> Settings:
+    try:
+        settings = load_settings()
+    except ConfigError as exc:
+        print(f"fbslack: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+    configure_logging(level=settings.log_level, json_lines=settings.log_format == "json")
+    return settings
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from connector.server import Server
+    from storage import migrate
+    from storage.db import Database
+
+    settings = _settings()
+    db = Database(settings.resolved_database_url)
+    try:
+        if db.dialect == "sqlite":
+            # The embedded default must work from a fresh clone: bring the schema up to date here,
+            # once, before the workers fork.
+            migrate.upgrade(db.engine)
+        elif not migrate.is_up_to_date(db.engine):
+            log.error("the database schema is not up to date: run `fbslack db upgrade` first")
+            return 1
+    finally:
+        db.dispose()
+    from app import build_cipher
+
+    build_cipher(settings)  # creates the development key once, before the workers fork
+    log.info(
+        "serving on http://%s:%d (%d workers x %d threads, %s)",
+        settings.host,
+        settings.port,
+        args.workers or settings.web_workers,
+        args.threads or settings.web_threads,
+        db.dialect,
+    )
+    Server(
+        settings,
+        workers=args.workers or settings.web_workers,
+        threads=args.threads or settings.web_threads,
+    ).run()
+    return 0
+
+
+def cmd_db_upgrade(_args: argparse.Namespace) -> int:
+    from storage import migrate
+    from storage.db import Database
+
+    settings = _settings()
+    db = Database(settings.resolved_database_url)
+    try:
+        before = migrate.current_revision(db.engine)
+        migrate.upgrade(db.engine)
+        after = migrate.current_revision(db.engine)
+    finally:
+        db.dispose()
+    print(f"database schema: {before or 'empty'} -> {after}")
+    return 0
+
+
+def cmd_db_current(_args: argparse.Namespace) -> int:
+    from storage import migrate
+    from storage.db import Database
+
+    settings = _settings()
+    db = Database(settings.resolved_database_url)
+    try:
+        current = migrate.current_revision(db.engine)
+        head = migrate.head_revision(db.engine)
+    finally:
+        db.dispose()
+    state = "up to date" if current == head else f"behind (latest is {head})"
+    print(f"database schema: {current or 'empty'}, {state}")
+    return 0 if current == head else 1
+
+
+def cmd_keys_generate(_args: argparse.Namespace) -> int:
+    from storage.crypto import generate_key
+
+    print(generate_key())
+    return 0
+
+
+def cmd_keys_rotate(args: argparse.Namespace) -> int:
+    from app import build_cipher
+    from storage.db import Database
+    from storage.rotation import rotate_keys
+
+    settings = _settings()
+    if len(settings.encryption_keys) < 2:
+        log.warning(
+            "ENCRYPTION_KEYS holds one key: put the new key first and keep the old ones after it, "
+            "then run this again (nothing to rotate from)"
+        )
+    db = Database(settings.resolved_database_url)
+
+    def progress(column: str, scanned: int, rotated: int) -> None:
+        print(f"  {column}: scanned {scanned}, re-encrypted {rotated}", file=sys.stderr)
+
+    try:
+        report = rotate_keys(db, build_cipher(settings), batch_size=args.batch_size, progress=progress)
+    finally:
+        db.dispose()
+    print(
+        f"re-encrypted {report.rotated} values; {report.skipped_current} were already under the "
+        f"current key; {report.changed_meanwhile} changed while rotating (already current)"
+    )
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="fbslack", description="FreshBooks to Slack connector")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    serve = sub.add_parser("serve", help="run the production server (gunicorn)")
+    serve.add_argument("--workers", type=int, help="worker processes (default WEB_WORKERS)")
+    serve.add_argument("--threads", type=int, help="threads per worker (default WEB_THREADS)")
+    serve.set_defaults(func=cmd_serve)
+
+    db = sub.add_parser("db", help="database schema").add_subparsers(dest="db_command", required=True)
+    db.add_parser("upgrade", help="apply all migrations").set_defaults(func=cmd_db_upgrade)
+    db.add_parser("current", help="show the schema revision").set_defaults(func=cmd_db_current)
+
+    keys = sub.add_parser("keys", help="encryption keys").add_subparsers(dest="keys_command", required=True)
+    keys.add_parser("generate", help="print a new Fernet key").set_defaults(func=cmd_keys_generate)
+    rotate = keys.add_parser("rotate", help="re-encrypt everything under the first ENCRYPTION_KEYS key")
+    rotate.add_argument("--batch-size", type=int, default=500)
+    rotate.set_defaults(func=cmd_keys_rotate)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    result: int = args.func(args)
+    return result
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

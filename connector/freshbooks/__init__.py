@@ -1,0 +1,1 @@
+"""Talking to FreshBooks: the API client and callback registration."""

@@ -1,0 +1,304 @@
+"""A thin, typed FreshBooks API client over httpx.
+
+Why not the official `freshbooks-sdk`: it is unmaintained (last release 2024), sync `requests`
+only, retries HTTP 400, and parses only one of the four error shapes FreshBooks returns. The
+surface we need is small, so one client here owns timeouts, retries and error parsing.
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+import logging
+import random
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+
+from connector import metrics
+from connector.events import ObjectKind
+
+log = logging.getLogger(__name__)
+
+USER_AGENT = "fbslack/0.1 (+FreshBooks-to-Slack connector)"
+
+
+class ErrorKind(enum.StrEnum):
+    AUTH = "auth"  # token missing, expired or revoked
+    NOT_FOUND = "not_found"
+    VALIDATION = "validation"  # FreshBooks refused the request as given
+    RATE_LIMITED = "rate_limited"
+    SERVER = "server"
+    NETWORK = "network"
+    PROTOCOL = "protocol"  # an answer we cannot read
+
+
+TRANSIENT_KINDS = frozenset({ErrorKind.RATE_LIMITED, ErrorKind.SERVER, ErrorKind.NETWORK})
+
+
+class FreshBooksError(Exception):
+    """A failed FreshBooks call, classified. `message` comes from FreshBooks and holds no secrets."""
+
+    def __init__(
+        self,
+        kind: ErrorKind,
+        message: str,
+        *,
+        status: int | None = None,
+        code: str | None = None,
+        retry_after: float | None = None,
+    ) -> None:
+        super().__init__(f"{kind}: {message}" + (f" (HTTP {status})" if status else ""))
+        self.kind = kind
+        self.message = message
+        self.status = status
+        self.code = code
+        self.retry_after = retry_after
+
+    @property
+    def transient(self) -> bool:
+        return self.kind in TRANSIENT_KINDS
+
+
+def _retry_after(headers: Mapping[str, str]) -> float | None:
+    value = headers.get("retry-after")
+    if value is None:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        return None  # an HTTP-date; we fall back to our own backoff
+
+
+def _message_and_code(body: Any) -> tuple[str | None, str | None, bool]:
+    """Pull (message, code, looks_like_auth) out of any of FreshBooks' error shapes (reference §8)."""
+    if not isinstance(body, dict):
+        return None, None, False
+    # Auth / OAuth: {"error": "...", "error_description": "..."}
+    if isinstance(body.get("error"), str):
+        error = body["error"]
+        auth = error in ("unauthenticated", "invalid_token", "invalid_grant", "unauthorized")
+        return str(body.get("error_description") or error), error, auth
+    # Events API: {"errno": 404, "message": "..."} (the SDK serves errno 401 with HTTP 404)
+    if "errno" in body:
+        errno = str(body["errno"])
+        return str(body.get("message", "")), errno, errno == "401"
+    # Ledger endpoints: {"errors": {"message": ..., "status": ...}}
+    if isinstance(body.get("errors"), dict):
+        errors = body["errors"]
+        return str(errors.get("message", "")), str(errors.get("status", "")) or None, False
+    # gRPC style: {"code": 5, "message": "...", "details": [...]}; code 16 = UNAUTHENTICATED
+    if "code" in body and "message" in body:
+        code = str(body["code"])
+        return str(body["message"]), code, code == "16"
+    # Classic accounting: {"response": {"errors": [{"errno": 1012, "message": "..."}]}}
+    response = body.get("response")
+    if isinstance(response, dict) and isinstance(response.get("errors"), list) and response["errors"]:
+        first = response["errors"][0]
+        if isinstance(first, dict):
+            return str(first.get("message", "")), str(first.get("errno", "")) or None, False
+    return None, None, False
+
+
+def classify_response(status: int, body: bytes, headers: Mapping[str, str]) -> FreshBooksError:
+    """Turn a non-2xx (or error-bodied) answer into a FreshBooksError. Pure."""
+    try:
+        parsed: Any = json.loads(body) if body else None
+    except ValueError:
+        parsed = None
+    message, code, auth_shape = _message_and_code(parsed)
+    message = (message or f"HTTP {status}")[:300]
+    if status == 429:
+        kind = ErrorKind.RATE_LIMITED
+    elif status in (401, 403) or auth_shape:
+        kind = ErrorKind.AUTH
+    elif status >= 500:
+        kind = ErrorKind.SERVER
+    elif status == 404:
+        kind = ErrorKind.NOT_FOUND
+    elif 400 <= status < 500:
+        kind = ErrorKind.VALIDATION
+    else:
+        kind = ErrorKind.PROTOCOL
+    return FreshBooksError(kind, message, status=status, code=code, retry_after=_retry_after(headers))
+
+
+@dataclass(frozen=True, slots=True)
+class CallbackInfo:
+    callback_id: int
+    event: str
+    uri: str
+    verified: bool
+
+
+def _parse_callback(raw: Any) -> CallbackInfo:
+    try:
+        return CallbackInfo(
+            callback_id=int(raw["callbackid"]),
+            event=str(raw["event"]),
+            uri=str(raw["uri"]),
+            verified=bool(raw.get("verified", False)),
+        )
+    except (KeyError, TypeError, ValueError):
+        raise FreshBooksError(ErrorKind.PROTOCOL, "callback object without callbackid/event/uri") from None
+
+
+def _result(body: Any, key: str) -> Any:
+    try:
+        return body["response"]["result"][key]
+    except (KeyError, TypeError):
+        raise FreshBooksError(ErrorKind.PROTOCOL, f"response has no result.{key}") from None
+
+
+class FreshBooksClient:
+    """One per process; every call takes the connection's access token explicitly."""
+
+    def __init__(
+        self,
+        *,
+        base_url: str,
+        timeout: float = 10.0,
+        max_retries: int = 3,
+        max_wait: float = 30.0,
+        sleep: Callable[[float], None] = time.sleep,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
+        self._http = httpx.Client(
+            base_url=base_url,
+            timeout=timeout,
+            headers={"User-Agent": USER_AGENT, "Accept": "application/json"},
+            transport=transport,
+        )
+        self._max_retries = max_retries
+        self._max_wait = max_wait
+        self._sleep = sleep
+
+    def close(self) -> None:
+        self._http.close()
+
+    # -- transport ----------------------------------------------------------------------------
+
+    def _backoff(self, attempt: int, error: FreshBooksError) -> float:
+        if error.retry_after is not None:
+            return min(error.retry_after, self._max_wait)
+        jitter = 0.5 + random.random() / 2  # noqa: S311 - jitter, not cryptography
+        return float(min(self._max_wait, 0.5 * 2**attempt) * jitter)
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        token: str,
+        json_body: Any = None,
+        params: Any = None,
+    ) -> Any:
+        """Send one API call with retries; return the decoded JSON body (None for 204)."""
+        # Only 429 is safe to repeat for a POST (FreshBooks did not act on it); other failures of
+        # a non-idempotent call are left to the caller, who can list before re-creating.
+        idempotent = method in ("GET", "PUT", "DELETE")
+        attempt = 0
+        while True:
+            try:
+                return self._send(method, path, token=token, json_body=json_body, params=params)
+            except FreshBooksError as error:
+                metrics.FRESHBOOKS_API_ERRORS.labels(kind=error.kind).inc()
+                retryable = error.kind is ErrorKind.RATE_LIMITED or (idempotent and error.transient)
+                if not retryable or attempt >= self._max_retries:
+                    raise
+                wait = self._backoff(attempt, error)
+                log.warning(
+                    "freshbooks %s %s failed (%s), retry %d in %.1fs",
+                    method,
+                    path.split("?", maxsplit=1)[0],
+                    error.kind,
+                    attempt + 1,
+                    wait,
+                )
+                self._sleep(wait)
+                attempt += 1
+
+    def _send(self, method: str, path: str, *, token: str, json_body: Any, params: Any) -> Any:
+        headers = {"Authorization": f"Bearer {token}"}
+        try:
+            response = self._http.request(method, path, json=json_body, params=params, headers=headers)
+        except httpx.TimeoutException:
+            raise FreshBooksError(ErrorKind.NETWORK, "timed out") from None
+        except httpx.TransportError as exc:
+            raise FreshBooksError(ErrorKind.NETWORK, type(exc).__name__) from None
+        if (response.status_code == 204 or not response.content) and response.is_success:
+            return None
+        if not response.is_success:
+            raise classify_response(response.status_code, response.content, response.headers)
+        try:
+            return response.json()
+        except ValueError:
+            raise FreshBooksError(
+                ErrorKind.PROTOCOL, "response is not JSON", status=response.status_code
+            ) from None
+
+    # -- events API (reference §3) -------------------------------------------------------------
+
+    @staticmethod
+    def _callbacks_path(account_id: str, callback_id: int | None = None) -> str:
+        base = f"/events/account/{account_id}/events/callbacks"
+        return base if callback_id is None else f"{base}/{callback_id}"
+
+    def register_callback(self, *, token: str, account_id: str, event: str, uri: str) -> CallbackInfo:
+        body = self.request(
+            "POST",
+            self._callbacks_path(account_id),
+            token=token,
+            json_body={"callback": {"event": event, "uri": uri}},
+        )
+        return _parse_callback(_result(body, "callback"))
+
+    def verify_callback(
+        self, *, token: str, account_id: str, callback_id: int, verifier: str
+    ) -> CallbackInfo:
+        body = self.request(
+            "PUT",
+            self._callbacks_path(account_id, callback_id),
+            token=token,
+            json_body={"callback": {"verifier": verifier}},
+        )
+        return _parse_callback(_result(body, "callback"))
+
+    def resend_verification(self, *, token: str, account_id: str, callback_id: int) -> CallbackInfo:
+        body = self.request(
+            "PUT",
+            self._callbacks_path(account_id, callback_id),
+            token=token,
+            json_body={"callback": {"resend": True}},
+        )
+        return _parse_callback(_result(body, "callback"))
+
+    # -- accounting objects (reference §6) -----------------------------------------------------
+
+    def get_object(self, *, token: str, account_id: str, kind: ObjectKind, object_id: str) -> dict[str, Any]:
+        """Fetch one invoice, payment, bill or expense as FreshBooks returns it."""
+        resource, key, includes = OBJECT_ENDPOINTS[kind]
+        params = [("include[]", name) for name in includes]
+        body = self.request(
+            "GET",
+            f"/accounting/account/{account_id}/{resource}/{object_id}",
+            token=token,
+            params=params or None,
+        )
+        obj = _result(body, key)
+        if not isinstance(obj, dict):
+            raise FreshBooksError(ErrorKind.PROTOCOL, f"result.{key} is not an object")
+        return obj
+
+
+# (path under /accounting/account/<id>/, result key, include[] values)
+OBJECT_ENDPOINTS: dict[ObjectKind, tuple[str, str, tuple[str, ...]]] = {
+    ObjectKind.INVOICE: ("invoices/invoices", "invoice", ()),
+    # A payment carries neither invoice number nor client name; ask for both in the same call.
+    ObjectKind.PAYMENT: ("payments/payments", "payment", ("invoice", "client")),
+    ObjectKind.BILL: ("bills/bills", "bill", ()),
+    ObjectKind.EXPENSE: ("expenses/expenses", "expense", ()),
+}

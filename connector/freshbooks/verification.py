@@ -1,0 +1,164 @@
+"""The callback verification handshake (reference §3), race-safe and forgery-safe.
+
+FreshBooks POSTs `callback.verify` to the callback URI as soon as it registers the callback,
+often before our registration call has returned. The intake therefore only stores each verify
+request as a candidate. This service later adopts a candidate verifier as the callback's HMAC
+key only when all of these hold:
+
+* the callback id is one this connection registered (a row in freshbooks_callbacks);
+* the callback is not verified yet, or we asked FreshBooks to resend the verification;
+* FreshBooks accepted the verifier (PUT .../callbacks/<id> answered verified: true).
+
+A forged verify request fails one of these and changes nothing.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from dataclasses import dataclass
+
+from connector import metrics
+from connector.clock import Clock
+from connector.freshbooks.client import ErrorKind, FreshBooksClient, FreshBooksError
+from connector.freshbooks.tokens import NoToken, TokenSource
+from storage import connections, inbox
+from storage.crypto import Cipher
+from storage.db import Database
+from storage.models import CallbackVerification, VerificationState
+
+log = logging.getLogger(__name__)
+
+# How long a verify request for a callback id we do not know yet may wait for our registration
+# call to return, and how long a resend we asked for stays open.
+UNKNOWN_CALLBACK_GRACE = dt.timedelta(minutes=10)
+RESEND_WINDOW = dt.timedelta(hours=1)
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """What to do with one pending verification; `state` None means leave it pending."""
+
+    state: VerificationState | None
+    detail: str
+    put_verifier: bool = False
+
+
+def decide(
+    *,
+    received_at: dt.datetime,
+    callback_known: bool,
+    callback_verified: bool,
+    resend_requested_at: dt.datetime | None,
+    now: dt.datetime,
+) -> Decision:
+    """Whether a verify request may be sent on to FreshBooks. Pure."""
+    if not callback_known:
+        if now - received_at > UNKNOWN_CALLBACK_GRACE:
+            return Decision(VerificationState.IGNORED, "callback was not registered by this connection")
+        return Decision(None, "waiting for the callback registration to complete")
+    if callback_verified and (resend_requested_at is None or now - resend_requested_at > RESEND_WINDOW):
+        return Decision(VerificationState.IGNORED, "callback is already verified and no resend was requested")
+    return Decision(None, "verifier to be confirmed with FreshBooks", put_verifier=True)
+
+
+class VerificationService:
+    def __init__(
+        self,
+        *,
+        db: Database,
+        cipher: Cipher,
+        client: FreshBooksClient,
+        tokens: TokenSource,
+        clock: Clock,
+    ) -> None:
+        self._db = db
+        self._cipher = cipher
+        self._client = client
+        self._tokens = tokens
+        self._clock = clock
+
+    def process_pending(self) -> int:
+        """Settle what can be settled now; returns how many verifications reached a final state."""
+        with self._db.session() as session:
+            pending = inbox.pending_verifications(session)
+        return sum(1 for row in pending if self._process(row))
+
+    def _settle(self, row: CallbackVerification, state: VerificationState, detail: str) -> bool:
+        with self._db.session() as session:
+            changed = inbox.settle_verification(
+                session, verification_id=row.id, state=state, detail=detail, now=self._clock()
+            )
+        if changed:
+            metrics.VERIFICATIONS.labels(outcome=state).inc()
+            log.info(
+                "callback.verify %s: %s",
+                state,
+                detail,
+                extra={"context": {"connection_id": row.connection_id, "callback_id": row.callback_id}},
+            )
+        return changed
+
+    def _process(self, row: CallbackVerification) -> bool:
+        now = self._clock()
+        with self._db.session() as session:
+            callback = connections.find_callback(
+                session, connection_id=row.connection_id, callback_id=row.callback_id
+            )
+            account_id = connections.account_id(session, row.connection_id)
+            decision = decide(
+                received_at=row.received_at,
+                callback_known=callback is not None,
+                callback_verified=bool(callback and callback.verified),
+                resend_requested_at=callback.resend_requested_at if callback else None,
+                now=now,
+            )
+            callback_row_id = callback.id if callback else None
+        if decision.state is not None:
+            return self._settle(row, decision.state, decision.detail)
+        if not decision.put_verifier or callback_row_id is None:
+            return False
+        try:
+            token = self._tokens.access_token(row.connection_id)
+            answer = self._client.verify_callback(
+                token=token,
+                account_id=account_id,
+                callback_id=row.callback_id,
+                verifier=self._cipher.decrypt(row.verifier_enc),
+            )
+        except NoToken:
+            return False  # stays pending until the connection has a token again
+        except FreshBooksError as error:
+            if error.transient or error.kind is ErrorKind.AUTH:
+                log.warning(
+                    "callback verification postponed: %s",
+                    error.kind,
+                    extra={"context": {"connection_id": row.connection_id, "callback_id": row.callback_id}},
+                )
+                return False
+            return self._settle(
+                row, VerificationState.REJECTED, f"FreshBooks refused the verifier ({error.kind})"
+            )
+        if not answer.verified or answer.callback_id != row.callback_id:
+            return self._settle(
+                row, VerificationState.REJECTED, "FreshBooks did not mark the callback verified"
+            )
+        with self._db.session() as session:
+            changed = inbox.settle_verification(
+                session,
+                verification_id=row.id,
+                state=VerificationState.ACCEPTED,
+                detail="verifier accepted by FreshBooks",
+                now=now,
+            )
+            if changed:
+                connections.adopt_verifier(
+                    session, callback_row_id=callback_row_id, verifier_enc=row.verifier_enc, now=now
+                )
+        if changed:
+            metrics.VERIFICATIONS.labels(outcome=VerificationState.ACCEPTED).inc()
+            log.info(
+                "callback verified",
+                extra={"context": {"connection_id": row.connection_id, "callback_id": row.callback_id}},
+            )
+        return changed

@@ -1,0 +1,1 @@
+"""Ingest: verify, parse and store FreshBooks webhooks, then hand them to the pipeline."""

@@ -1,0 +1,171 @@
+"""The webhook intake service: verify, parse, store, answer. No FreshBooks or Slack call here."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from sqlalchemy.orm import Session
+
+from connector import metrics
+from connector.clock import Clock
+from connector.events import SUPPORTED_EVENTS
+from connector.ingest.form import (
+    MalformedWebhook,
+    is_verify,
+    parse_fields,
+    parse_notification,
+    parse_verify,
+)
+from connector.ingest.signature import signature_matches
+from storage import connections, inbox
+from storage.crypto import Cipher
+from storage.db import Database
+from storage.models import InboxState
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class IntakeResult:
+    status: int
+    message: str
+    inbox_id: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class _Outcome:
+    result: IntakeResult
+    reject_reason: str | None = None
+    connection_id: int | None = None
+    event: str | None = None
+    object_id: str | None = None
+    callback_id: int | None = None
+
+
+def _rejected(status: int, reason: str, message: str, connection_id: int | None = None) -> _Outcome:
+    return _Outcome(IntakeResult(status, message), reject_reason=reason, connection_id=connection_id)
+
+
+class Intake:
+    """Receives one webhook request; `on_stored`/`on_verify` wake the background workers."""
+
+    def __init__(
+        self,
+        *,
+        db: Database,
+        cipher: Cipher,
+        clock: Clock,
+        on_stored: Callable[[], None],
+        on_verify: Callable[[], None],
+    ) -> None:
+        self._db = db
+        self._cipher = cipher
+        self._clock = clock
+        self._on_stored = on_stored
+        self._on_verify = on_verify
+
+    def receive(
+        self, *, token: str, raw_body: bytes, content_type: str | None, signature: str | None
+    ) -> IntakeResult:
+        """Handle one request to /freshbooks/webhooks/<token>; the answer is only sent after commit."""
+        with self._db.session() as session:
+            outcome = self._store(session, token, raw_body, content_type, signature)
+        # The unit of work has committed: side effects (logs, counters, wake-ups) come after.
+        context = {"connection_id": outcome.connection_id}
+        if outcome.reject_reason:
+            metrics.WEBHOOKS_REJECTED.labels(reason=outcome.reject_reason).inc()
+            # Never the body or the signature: IDs and the reason only.
+            log.warning(
+                "webhook rejected: %s (%s)",
+                outcome.result.message,
+                outcome.reject_reason,
+                extra={"context": context},
+            )
+        elif outcome.callback_id is not None:
+            metrics.VERIFICATIONS.labels(outcome="received").inc()
+            log.info(
+                "callback.verify received",
+                extra={"context": {**context, "callback_id": outcome.callback_id}},
+            )
+            self._on_verify()
+        else:
+            assert outcome.event is not None
+            metrics.WEBHOOKS_RECEIVED.labels(event=outcome.event).inc()
+            log.info(
+                "webhook stored",
+                extra={
+                    "context": {
+                        **context,
+                        "inbox_id": outcome.result.inbox_id,
+                        "event": outcome.event,
+                        "object_id": outcome.object_id,
+                    }
+                },
+            )
+            if outcome.event in SUPPORTED_EVENTS:
+                self._on_stored()
+        return outcome.result
+
+    def _store(
+        self,
+        session: Session,
+        token: str,
+        raw_body: bytes,
+        content_type: str | None,
+        signature: str | None,
+    ) -> _Outcome:
+        target = connections.find_webhook_target(session, token)
+        if target is None:
+            return _rejected(404, "unknown_token", "unknown webhook URL")
+        conn_id = target.connection_id
+        now = self._clock()
+        try:
+            fields = parse_fields(raw_body, content_type)
+            if is_verify(fields):
+                verify = parse_verify(fields)
+                if verify.account_id not in (None, target.account_id):
+                    raise MalformedWebhook("account_id does not match this connection")
+                # Stored as a candidate only: the verifier becomes our HMAC key once FreshBooks
+                # accepts it for a callback we registered (see connector.freshbooks.verification).
+                inbox.add_verification(
+                    session,
+                    self._cipher,
+                    connection_id=conn_id,
+                    callback_id=verify.callback_id,
+                    verifier=verify.verifier,
+                    now=now,
+                )
+                return _Outcome(
+                    IntakeResult(200, "verification received"),
+                    connection_id=conn_id,
+                    callback_id=verify.callback_id,
+                )
+            verifiers = [self._cipher.decrypt(v) for v in target.verifiers_enc]
+            if not signature_matches(fields, signature, verifiers):
+                reason = "missing_signature" if not signature else "bad_signature"
+                return _rejected(401, reason, "invalid signature", conn_id)
+            notification = parse_notification(fields)
+            if notification.account_id not in (None, target.account_id):
+                raise MalformedWebhook("account_id does not match this connection")
+        except MalformedWebhook as exc:
+            return _rejected(400, "malformed", exc.reason, conn_id)
+
+        supported = notification.name in SUPPORTED_EVENTS
+        inbox_id = inbox.add_webhook(
+            session,
+            self._cipher,
+            connection_id=conn_id,
+            event_name=notification.name,
+            object_id=notification.object_id,
+            raw_body=raw_body,
+            state=InboxState.PENDING if supported else InboxState.IGNORED,
+            now=now,
+        )
+        return _Outcome(
+            IntakeResult(200, "ok" if supported else "ignored event", inbox_id),
+            connection_id=conn_id,
+            event=notification.name,
+            object_id=notification.object_id,
+        )

@@ -1,0 +1,1 @@
+"""Moves inbox rows through the pipeline stages in the background."""

@@ -1,0 +1,90 @@
+"""HTTP edge for FreshBooks and operators. Handlers parse, call one service function, answer."""
+
+from __future__ import annotations
+
+import html
+import re
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from flask import Blueprint, Response, jsonify, request
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from connector import metrics
+from connector.ingest.form import MAX_BODY_BYTES
+from connector.ingest.intake import Intake
+from connector.ingest.signature import SIGNATURE_HEADER
+
+# Webhook tokens are 43 url-safe characters; anything else cannot exist, so skip the lookup.
+_TOKEN = re.compile(r"^[A-Za-z0-9_-]{20,128}$")
+
+
+_PAGE = (
+    "<!doctype html><html><head><meta charset='utf-8'><title>FreshBooks for Slack</title></head>"
+    "<body>{body}</body></html>"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Health:
+    ok: bool
+    database: str
+
+
+def _text(status: int, message: str) -> Response:
+    return Response(message + "\n", status=status, mimetype="text/plain")
+
+
+def create_blueprint(
+    *, intake: Intake, health: Callable[[], Health], setup_todo: Callable[[], list[str]]
+) -> Blueprint:
+    bp = Blueprint("connector", __name__)
+
+    @bp.post("/freshbooks/webhooks/<token>")
+    def freshbooks_webhook(token: str) -> Response:
+        started = time.perf_counter()
+        try:
+            if not _TOKEN.match(token):
+                metrics.WEBHOOKS_REJECTED.labels(reason="unknown_token").inc()
+                return _text(404, "unknown webhook URL")
+            # Read the raw body before anything touches request.form (that would consume it), and
+            # never more than the limit plus one byte, whatever Content-Length claims.
+            if (request.content_length or 0) > MAX_BODY_BYTES:
+                metrics.WEBHOOKS_REJECTED.labels(reason="malformed").inc()
+                return _text(400, f"body is larger than {MAX_BODY_BYTES // 1024} KiB")
+            raw = request.stream.read(MAX_BODY_BYTES + 1)
+            result = intake.receive(
+                token=token,
+                raw_body=raw,
+                content_type=request.headers.get("Content-Type"),
+                signature=request.headers.get(SIGNATURE_HEADER),
+            )
+            return _text(result.status, result.message)
+        finally:
+            metrics.WEBHOOK_ACK_SECONDS.observe(time.perf_counter() - started)
+
+    @bp.get("/healthz")
+    def healthz() -> tuple[Response, int]:
+        report = health()
+        body = jsonify(status="ok" if report.ok else "unavailable", database=report.database)
+        return body, 200 if report.ok else 503
+
+    @bp.get("/metrics")
+    def prometheus_metrics() -> Response:
+        return Response(generate_latest(), mimetype=CONTENT_TYPE_LATEST)
+
+    @bp.get("/")
+    def index() -> Response:
+        todo = setup_todo()
+        if todo:
+            items = "".join(f"<li>{html.escape(step)}</li>" for step in todo)
+            body = f"<h1>FreshBooks for Slack</h1><p>Running. To finish the setup:</p><ol>{items}</ol>"
+        else:
+            body = (
+                "<h1>FreshBooks for Slack</h1><p>Running and configured. In Slack, run "
+                "<code>/freshbooks connect</code> to link a FreshBooks business.</p>"
+            )
+        return Response(_PAGE.format(body=body), mimetype="text/html")
+
+    return bp

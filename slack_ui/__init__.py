@@ -1,0 +1,1 @@
+"""The Slack side: Bolt app, listeners and view builders."""

@@ -1,0 +1,166 @@
+"""Workspaces, FreshBooks connections and their callbacks: the one place that queries these tables."""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import secrets
+from dataclasses import dataclass
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from storage.crypto import Cipher
+from storage.models import (
+    ConnectionStatus,
+    FreshBooksCallback,
+    FreshBooksConnection,
+    Workspace,
+)
+
+
+def webhook_token_hash(token: str) -> str:
+    return hashlib.sha256(token.encode("utf-8")).hexdigest()
+
+
+def new_webhook_token() -> str:
+    """An unguessable URL token (256 bits), one per connection."""
+    return secrets.token_urlsafe(32)
+
+
+def ensure_workspace(session: Session, *, team_id: str, enterprise_id: str | None = None) -> Workspace:
+    workspace = session.scalar(select(Workspace).where(Workspace.slack_team_id == team_id))
+    if workspace is None:
+        workspace = Workspace(slack_team_id=team_id, slack_enterprise_id=enterprise_id)
+        session.add(workspace)
+        session.flush()
+    return workspace
+
+
+@dataclass(frozen=True, slots=True)
+class NewConnection:
+    connection: FreshBooksConnection
+    webhook_token: str
+
+
+def create_connection(
+    session: Session,
+    cipher: Cipher,
+    *,
+    workspace_id: int,
+    account_id: str,
+    business_id: int | None,
+    business_name: str | None,
+    access_token: str | None,
+    refresh_token: str | None,
+    token_expires_at: dt.datetime | None,
+    connected_by_user_id: str | None = None,
+) -> NewConnection:
+    token = new_webhook_token()
+    connection = FreshBooksConnection(
+        workspace_id=workspace_id,
+        account_id=account_id,
+        business_id=business_id,
+        business_name_enc=cipher.encrypt(business_name) if business_name else None,
+        webhook_token_hash=webhook_token_hash(token),
+        webhook_token_enc=cipher.encrypt(token),
+        status=ConnectionStatus.ACTIVE,
+        access_token_enc=cipher.encrypt(access_token) if access_token else None,
+        refresh_token_enc=cipher.encrypt(refresh_token) if refresh_token else None,
+        token_expires_at=token_expires_at,
+        connected_by_user_id=connected_by_user_id,
+    )
+    session.add(connection)
+    session.flush()
+    return NewConnection(connection=connection, webhook_token=token)
+
+
+@dataclass(frozen=True, slots=True)
+class WebhookTarget:
+    """What the intake needs to know about the connection a webhook URL belongs to."""
+
+    connection_id: int
+    account_id: str
+    verifiers_enc: tuple[str, ...]
+
+
+def find_webhook_target(session: Session, token: str) -> WebhookTarget | None:
+    """The live connection behind a webhook URL token, with its verified callbacks' verifiers."""
+    row = session.execute(
+        select(FreshBooksConnection.id, FreshBooksConnection.account_id).where(
+            FreshBooksConnection.webhook_token_hash == webhook_token_hash(token),
+            FreshBooksConnection.status != ConnectionStatus.DISCONNECTED,
+        )
+    ).first()
+    if row is None:
+        return None
+    verifiers = session.scalars(
+        select(FreshBooksCallback.verifier_enc).where(
+            FreshBooksCallback.connection_id == row.id,
+            FreshBooksCallback.verified.is_(True),
+            FreshBooksCallback.verifier_enc.is_not(None),
+        )
+    ).all()
+    return WebhookTarget(
+        connection_id=row.id,
+        account_id=row.account_id,
+        verifiers_enc=tuple(v for v in verifiers if v is not None),
+    )
+
+
+def record_callback(
+    session: Session, *, connection_id: int, callback_id: int, event: str
+) -> FreshBooksCallback:
+    """Remember a callback FreshBooks registered for us (idempotent on the callback id)."""
+    callback = session.scalar(
+        select(FreshBooksCallback).where(
+            FreshBooksCallback.connection_id == connection_id,
+            FreshBooksCallback.callback_id == callback_id,
+        )
+    )
+    if callback is None:
+        callback = FreshBooksCallback(
+            connection_id=connection_id, callback_id=callback_id, event=event, verified=False
+        )
+        session.add(callback)
+        session.flush()
+    return callback
+
+
+def find_callback(session: Session, *, connection_id: int, callback_id: int) -> FreshBooksCallback | None:
+    return session.scalar(
+        select(FreshBooksCallback).where(
+            FreshBooksCallback.connection_id == connection_id,
+            FreshBooksCallback.callback_id == callback_id,
+        )
+    )
+
+
+def access_token(session: Session, cipher: Cipher, connection_id: int) -> str | None:
+    """The stored access token of a connection, decrypted (refreshing is the caller's business)."""
+    token_enc = session.scalar(
+        select(FreshBooksConnection.access_token_enc).where(FreshBooksConnection.id == connection_id)
+    )
+    return cipher.decrypt(token_enc) if token_enc else None
+
+
+def account_id(session: Session, connection_id: int) -> str:
+    return session.execute(
+        select(FreshBooksConnection.account_id).where(FreshBooksConnection.id == connection_id)
+    ).scalar_one()
+
+
+def adopt_verifier(session: Session, *, callback_row_id: int, verifier_enc: str, now: dt.datetime) -> None:
+    """Make a verifier FreshBooks accepted the HMAC key of its callback."""
+    session.execute(
+        update(FreshBooksCallback)
+        .where(FreshBooksCallback.id == callback_row_id)
+        .values(verified=True, verifier_enc=verifier_enc, verified_at=now, resend_requested_at=None)
+    )
+
+
+def webhook_token(session: Session, cipher: Cipher, connection_id: int) -> str:
+    token_enc = session.execute(
+        select(FreshBooksConnection.webhook_token_enc).where(FreshBooksConnection.id == connection_id)
+    ).scalar_one()
+    return cipher.decrypt(token_enc)

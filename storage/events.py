@@ -1,0 +1,55 @@
+"""Recorded events: the one place that queries the events table."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.orm import Session
+
+from storage.crypto import Cipher
+from storage.models import Event
+
+
+def record_event(
+    session: Session,
+    cipher: Cipher,
+    *,
+    connection_id: int,
+    inbox_id: int,
+    name: str,
+    object_id: str,
+    object_updated: str,
+    obj: dict[str, Any] | None,
+) -> tuple[int, bool]:
+    """Insert the event unless an identical one exists; return (event id, whether it is new).
+
+    The unique key (connection, name, object id, object's `updated`) is what makes FreshBooks'
+    repeated deliveries harmless: the database, not a read-then-write check, decides.
+    """
+    values = {
+        "connection_id": connection_id,
+        "inbox_id": inbox_id,
+        "name": name,
+        "object_id": object_id,
+        "object_updated": object_updated,
+        "object_enc": cipher.encrypt_json(obj) if obj is not None else None,
+    }
+    dialect = session.get_bind().dialect.name
+    insert = pg_insert if dialect == "postgresql" else sqlite_insert
+    statement = insert(Event).values(**values).on_conflict_do_nothing().returning(Event.id)
+    new_id = session.scalar(statement)
+    if new_id is not None:
+        return new_id, True
+    existing = session.scalar(
+        select(Event.id).where(
+            Event.connection_id == connection_id,
+            Event.name == name,
+            Event.object_id == object_id,
+            Event.object_updated == object_updated,
+        )
+    )
+    assert existing is not None
+    return existing, False

@@ -1,0 +1,203 @@
+"""The webhook inbox and pending callback verifications: the one place that queries these tables."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+
+from sqlalchemy import ColumnElement, and_, func, select, update
+from sqlalchemy.orm import Session
+
+from storage.crypto import Cipher
+from storage.models import CallbackVerification, InboxState, VerificationState, WebhookInbox
+
+
+def add_webhook(
+    session: Session,
+    cipher: Cipher,
+    *,
+    connection_id: int,
+    event_name: str,
+    object_id: str,
+    raw_body: bytes,
+    state: InboxState,
+    now: dt.datetime,
+) -> int:
+    row = WebhookInbox(
+        connection_id=connection_id,
+        event_name=event_name,
+        object_id=object_id,
+        body_enc=cipher.encrypt(raw_body),
+        received_at=now,
+        available_at=now,
+        state=state,
+        processed_at=None if state is InboxState.PENDING else now,
+    )
+    session.add(row)
+    session.flush()
+    return row.id
+
+
+def last_received_at(session: Session, connection_id: int) -> dt.datetime | None:
+    return session.scalar(
+        select(func.max(WebhookInbox.received_at)).where(WebhookInbox.connection_id == connection_id)
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class InboxItem:
+    """A leased inbox row, decrypted for the pipeline."""
+
+    id: int
+    connection_id: int
+    event_name: str
+    object_id: str
+    raw_body: bytes
+    received_at: dt.datetime
+    attempts: int
+
+
+def claim_due(
+    session: Session,
+    cipher: Cipher,
+    *,
+    owner: str,
+    now: dt.datetime,
+    lease_seconds: int,
+    limit: int,
+) -> list[InboxItem]:
+    """Lease up to `limit` due rows to `owner`. A crashed owner's lease simply runs out.
+
+    PostgreSQL: FOR UPDATE SKIP LOCKED lets several processes claim side by side. SQLite: the
+    dialect drops the clause and BEGIN IMMEDIATE (storage.db) serialises claimers instead.
+    """
+    due = (
+        select(WebhookInbox)
+        .where(
+            WebhookInbox.state == InboxState.PENDING,
+            WebhookInbox.available_at <= now,
+            (WebhookInbox.lease_expires_at.is_(None)) | (WebhookInbox.lease_expires_at < now),
+        )
+        .order_by(WebhookInbox.id)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+    )
+    rows = session.scalars(due).all()
+    items: list[InboxItem] = []
+    for row in rows:
+        row.lease_owner = owner
+        row.lease_expires_at = now + dt.timedelta(seconds=lease_seconds)
+        row.attempts += 1
+        items.append(
+            InboxItem(
+                id=row.id,
+                connection_id=row.connection_id,
+                event_name=row.event_name,
+                object_id=row.object_id,
+                raw_body=cipher.decrypt_bytes(row.body_enc),
+                received_at=row.received_at,
+                attempts=row.attempts,
+            )
+        )
+    return items
+
+
+def _owned(item_id: int, owner: str) -> ColumnElement[bool]:
+    return and_(WebhookInbox.id == item_id, WebhookInbox.lease_owner == owner)
+
+
+def complete(
+    session: Session,
+    *,
+    item_id: int,
+    owner: str,
+    state: InboxState,
+    now: dt.datetime,
+    event_id: int | None = None,
+    error: str | None = None,
+) -> bool:
+    """Finish a leased row; False if the lease was lost (another worker took over)."""
+    result = session.execute(
+        update(WebhookInbox)
+        .where(_owned(item_id, owner))
+        .values(
+            state=state,
+            processed_at=now,
+            lease_owner=None,
+            lease_expires_at=None,
+            event_id=event_id,
+            last_error=error[:500] if error else None,
+        )
+    )
+    return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+def retry_later(session: Session, *, item_id: int, owner: str, available_at: dt.datetime, error: str) -> bool:
+    result = session.execute(
+        update(WebhookInbox)
+        .where(_owned(item_id, owner))
+        .values(
+            available_at=available_at,
+            lease_owner=None,
+            lease_expires_at=None,
+            last_error=error[:500],
+        )
+    )
+    return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+def count_by_state(session: Session) -> dict[str, int]:
+    rows = session.execute(select(WebhookInbox.state, func.count()).group_by(WebhookInbox.state)).all()
+    return {state: count for state, count in rows}
+
+
+def add_verification(
+    session: Session,
+    cipher: Cipher,
+    *,
+    connection_id: int,
+    callback_id: int,
+    verifier: str,
+    now: dt.datetime,
+) -> int:
+    row = CallbackVerification(
+        connection_id=connection_id,
+        callback_id=callback_id,
+        verifier_enc=cipher.encrypt(verifier),
+        state=VerificationState.PENDING,
+        received_at=now,
+    )
+    session.add(row)
+    session.flush()
+    return row.id
+
+
+def pending_verifications(session: Session, *, limit: int = 100) -> list[CallbackVerification]:
+    return list(
+        session.scalars(
+            select(CallbackVerification)
+            .where(CallbackVerification.state == VerificationState.PENDING)
+            .order_by(CallbackVerification.id)
+            .limit(limit)
+        )
+    )
+
+
+def settle_verification(
+    session: Session,
+    *,
+    verification_id: int,
+    state: VerificationState,
+    detail: str,
+    now: dt.datetime,
+) -> bool:
+    """Move a pending verification to its final state; False if another process already did."""
+    result = session.execute(
+        update(CallbackVerification)
+        .where(
+            CallbackVerification.id == verification_id,
+            CallbackVerification.state == VerificationState.PENDING,
+        )
+        .values(state=state, detail=detail[:200], processed_at=now)
+    )
+    return bool(result.rowcount)  # type: ignore[attr-defined]

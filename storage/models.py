@@ -1,0 +1,290 @@
+"""The schema, in one place. Columns ending in `_enc` hold MultiFernet tokens (see storage.crypto).
+
+Plaintext columns carry only IDs, states, event names and timestamps: a dump of the database must
+not reveal tokens, client or vendor names, invoice numbers, amounts of money or message text.
+Every encrypted column is declared with `encrypted_text()` so `fbslack keys rotate` finds it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import enum
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    DateTime,
+    Dialect,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    Numeric,
+    String,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+# Stable constraint names, so migrations are identical on SQLite and PostgreSQL.
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+# SQLite only auto-increments an INTEGER PRIMARY KEY; PostgreSQL gets a real bigint.
+BigId = BigInteger().with_variant(Integer(), "sqlite")
+
+
+def utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+class UTCDateTime(TypeDecorator[dt.datetime]):
+    """Aware UTC datetimes on both databases (SQLite drops the offset; we put it back)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: dt.datetime | None, dialect: Dialect) -> dt.datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to a UTC column")
+        value = value.astimezone(dt.UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: dt.datetime | None, dialect: Dialect) -> dt.datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=dt.UTC) if value.tzinfo is None else value.astimezone(dt.UTC)
+
+
+def encrypted_text(*, nullable: bool = True) -> Mapped[Any]:
+    return mapped_column(Text, nullable=nullable, info={"encrypted": True})
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+class ConnectionStatus(enum.StrEnum):
+    ACTIVE = "active"
+    NEEDS_RECONNECT = "needs_reconnect"
+    DISCONNECTED = "disconnected"
+
+
+class InboxState(enum.StrEnum):
+    PENDING = "pending"
+    DONE = "done"
+    DUPLICATE = "duplicate"  # a repeat of an event already recorded
+    IGNORED = "ignored"
+    FAILED = "failed"
+
+
+class VerificationState(enum.StrEnum):
+    PENDING = "pending"
+    ACCEPTED = "accepted"
+    REJECTED = "rejected"
+    IGNORED = "ignored"
+
+
+class Workspace(Base):
+    """A Slack workspace (team) the app is installed in."""
+
+    __tablename__ = "workspaces"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    slack_team_id: Mapped[str] = mapped_column(String(32), unique=True)
+    slack_enterprise_id: Mapped[str | None] = mapped_column(String(32))
+    installed_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    uninstalled_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+
+
+class FreshBooksConnection(Base):
+    """One FreshBooks business connected to one workspace, with its OAuth tokens."""
+
+    __tablename__ = "freshbooks_connections"
+    __table_args__ = (UniqueConstraint("workspace_id", "account_id"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    workspace_id: Mapped[int] = mapped_column(ForeignKey("workspaces.id"), index=True)
+    account_id: Mapped[str] = mapped_column(String(32))
+    business_id: Mapped[int | None] = mapped_column(BigInteger)
+    business_name_enc: Mapped[str | None] = encrypted_text()
+    # The webhook URL token is looked up by its SHA-256; the token itself is kept encrypted
+    # because the callback URIs registered at FreshBooks are rebuilt from it.
+    webhook_token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    webhook_token_enc: Mapped[str] = encrypted_text(nullable=False)
+    status: Mapped[str] = mapped_column(String(20), default=ConnectionStatus.ACTIVE)
+    access_token_enc: Mapped[str | None] = encrypted_text()
+    refresh_token_enc: Mapped[str | None] = encrypted_text()
+    token_expires_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    # Bumped on every token refresh: refreshes compare-and-swap on it (refresh tokens are single-use).
+    token_version: Mapped[int] = mapped_column(Integer, default=0)
+    connected_by_user_id: Mapped[str | None] = mapped_column(String(32))
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class FreshBooksCallback(Base):
+    """A webhook callback registered at FreshBooks; its verifier is the HMAC key for its webhooks."""
+
+    __tablename__ = "freshbooks_callbacks"
+    __table_args__ = (UniqueConstraint("connection_id", "callback_id"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    connection_id: Mapped[int] = mapped_column(
+        ForeignKey("freshbooks_connections.id", ondelete="CASCADE"), index=True
+    )
+    callback_id: Mapped[int] = mapped_column(BigInteger)
+    event: Mapped[str] = mapped_column(String(64))
+    verified: Mapped[bool] = mapped_column(Boolean, default=False)
+    verifier_enc: Mapped[str | None] = encrypted_text()
+    # Set when we ask FreshBooks to resend the verification: only then may a verified callback's
+    # verifier be replaced (otherwise a forged verify could swap our HMAC key).
+    resend_requested_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    registered_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    verified_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+
+
+class CallbackVerification(Base):
+    """A `callback.verify` request as received; the verifier is adopted only once FreshBooks accepts it."""
+
+    __tablename__ = "callback_verifications"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    connection_id: Mapped[int] = mapped_column(
+        ForeignKey("freshbooks_connections.id", ondelete="CASCADE"), index=True
+    )
+    callback_id: Mapped[int] = mapped_column(BigInteger)
+    verifier_enc: Mapped[str] = encrypted_text(nullable=False)
+    state: Mapped[str] = mapped_column(String(16), default=VerificationState.PENDING, index=True)
+    detail: Mapped[str | None] = mapped_column(String(200))
+    received_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    processed_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+
+
+class WebhookInbox(Base):
+    """Every authentic webhook FreshBooks delivered, repeats included, committed before the 2xx."""
+
+    __tablename__ = "webhook_inbox"
+    __table_args__ = (
+        Index("ix_webhook_inbox_due", "state", "available_at"),
+        # Also answers "when did this connection last hear from FreshBooks" without a hot
+        # per-connection counter row that every webhook would have to lock.
+        Index("ix_webhook_inbox_connection_received", "connection_id", "received_at"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    connection_id: Mapped[int] = mapped_column(ForeignKey("freshbooks_connections.id"))
+    event_name: Mapped[str] = mapped_column(String(64))
+    object_id: Mapped[str] = mapped_column(String(32))
+    body_enc: Mapped[str] = encrypted_text(nullable=False)
+    received_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    state: Mapped[str] = mapped_column(String(16), default=InboxState.PENDING)
+    available_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    lease_owner: Mapped[str | None] = mapped_column(String(64))
+    lease_expires_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    processed_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    last_error: Mapped[str | None] = mapped_column(String(500))
+    event_id: Mapped[int | None] = mapped_column(ForeignKey("events.id"))
+
+
+class Event(Base):
+    """A FreshBooks change worth reporting, unique per (connection, name, object, object's `updated`)."""
+
+    __tablename__ = "events"
+    __table_args__ = (UniqueConstraint("connection_id", "name", "object_id", "object_updated"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    connection_id: Mapped[int] = mapped_column(ForeignKey("freshbooks_connections.id"))
+    # The first inbox row that produced this event (repeats point here through inbox.event_id).
+    inbox_id: Mapped[int] = mapped_column(BigInteger)
+    name: Mapped[str] = mapped_column(String(64))
+    object_id: Mapped[str] = mapped_column(String(32))
+    object_updated: Mapped[str] = mapped_column(String(40))
+    object_enc: Mapped[str | None] = encrypted_text()
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
+
+
+class RoutingRule(Base):
+    """Which events of a connection go to which channel (evaluated by connector.route)."""
+
+    __tablename__ = "routing_rules"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    workspace_id: Mapped[int] = mapped_column(ForeignKey("workspaces.id"), index=True)
+    connection_id: Mapped[int] = mapped_column(ForeignKey("freshbooks_connections.id"))
+    patterns: Mapped[list[str]] = mapped_column(JSON)
+    min_amount: Mapped[Any | None] = mapped_column(Numeric(18, 2))
+    max_amount: Mapped[Any | None] = mapped_column(Numeric(18, 2))
+    currency: Mapped[str | None] = mapped_column(String(3))
+    billable_only: Mapped[bool] = mapped_column(Boolean, default=False)
+    counterparty_enc: Mapped[str | None] = encrypted_text()
+    channel_id: Mapped[str] = mapped_column(String(32))
+    paused: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_by_user_id: Mapped[str | None] = mapped_column(String(32))
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class Delivery(Base):
+    """The outbox: one row per (event, channel), so an event can never be posted twice to a channel."""
+
+    __tablename__ = "deliveries"
+    __table_args__ = (
+        UniqueConstraint("event_id", "channel_id"),
+        Index("ix_deliveries_due", "state", "next_attempt_at"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    event_id: Mapped[int] = mapped_column(ForeignKey("events.id"))
+    workspace_id: Mapped[int] = mapped_column(ForeignKey("workspaces.id"), index=True)
+    channel_id: Mapped[str] = mapped_column(String(32))
+    # Opaque identifier carried in Slack message metadata, used to reconcile in-doubt posts.
+    delivery_key: Mapped[str] = mapped_column(String(36), unique=True)
+    state: Mapped[str] = mapped_column(String(16))
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    lease_owner: Mapped[str | None] = mapped_column(String(64))
+    lease_expires_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    message_enc: Mapped[str | None] = encrypted_text()
+    slack_ts: Mapped[str | None] = mapped_column(String(32))
+    thread_ts: Mapped[str | None] = mapped_column(String(32))
+    last_error_code: Mapped[str | None] = mapped_column(String(64))
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    delivered_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+
+
+class AuditEntry(Base):
+    """Append-only trail: what was received, attempted and replayed, by whom, with what outcome."""
+
+    __tablename__ = "audit_log"
+    __table_args__ = (Index("ix_audit_log_workspace_at", "workspace_id", "at"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    workspace_id: Mapped[int | None] = mapped_column(ForeignKey("workspaces.id"))
+    connection_id: Mapped[int | None] = mapped_column(ForeignKey("freshbooks_connections.id"))
+    kind: Mapped[str] = mapped_column(String(40))
+    subject_id: Mapped[str | None] = mapped_column(String(64))
+    outcome: Mapped[str] = mapped_column(String(40))
+    actor: Mapped[str | None] = mapped_column(String(64))
+    detail_enc: Mapped[str | None] = encrypted_text()
+
+
+def encrypted_columns() -> list[tuple[type[Base], str]]:
+    """Every (model, attribute) holding ciphertext, discovered from the column info flag."""
+    found: list[tuple[type[Base], str]] = []
+    for mapper in Base.registry.mappers:
+        model = mapper.class_
+        for attr in mapper.column_attrs:
+            if any(col.info.get("encrypted") for col in attr.columns):
+                found.append((model, attr.key))
+    return sorted(found, key=lambda item: (item[0].__tablename__, item[1]))
