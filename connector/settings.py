@@ -181,7 +181,9 @@ class Settings(BaseModel):
         if bool(self.freshbooks_client_id) != bool(self.freshbooks_client_secret):
             missing = "FRESHBOOKS_CLIENT_SECRET" if self.freshbooks_client_id else "FRESHBOOKS_CLIENT_ID"
             raise ValueError(f"{missing}: required when the other half of the FreshBooks pair is set")
-        if self.slack_bot_token and not self.slack_bot_token.get_secret_value().startswith("xoxb-"):
+        if self.slack_bot_token and not self.slack_bot_token.get_secret_value().startswith(
+            ("xoxb-", "xoxe.xoxb-")
+        ):
             raise ValueError("SLACK_BOT_TOKEN: must be a bot token starting with 'xoxb-'")
         if self.app_env is Environment.PRODUCTION:
             if not self.encryption_keys:

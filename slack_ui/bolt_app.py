@@ -32,9 +32,9 @@ def build_bolt_app(settings: Settings) -> App | None:
     token = settings.slack_bot_token.get_secret_value()
     # No retry handlers on this client: the delivery engine owns retries (slack_sdk's
     # connection-error handler would re-post blindly and duplicate messages).
-    client = WebClient(token=token, base_url=settings.slack_api_url)
+    # retry_handlers=[] because slack_sdk installs its connection-error handler by default.
+    client = WebClient(token=token, base_url=settings.slack_api_url, retry_handlers=[])
     app = App(
-        token=token,
         signing_secret=settings.slack_signing_secret.get_secret_value(),
         client=client,
         # Do not call auth.test at import time: the app must start even when Slack is unreachable.

@@ -1,0 +1,201 @@
+"""Shared fixtures. Every storage-touching test runs on SQLite and on PostgreSQL."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import threading
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import psycopg
+import pytest
+from cryptography.fernet import Fernet
+from werkzeug.serving import make_server
+
+from app import Services
+from connector.ingest.signature import SIGNATURE_HEADER
+from connector.settings import Settings, load_settings
+from storage import connections, migrate
+from storage.connections import NewConnection
+from storage.crypto import Cipher
+from storage.db import Database
+from tests.fakes.freshbooks import FakeFreshBooks
+
+PG_DSN = os.environ.get("TEST_POSTGRES_DSN", "postgresql://postgres@127.0.0.1:5432/test")
+
+
+def _pg_reachable() -> str | None:
+    try:
+        with psycopg.connect(PG_DSN, connect_timeout=3) as conn:
+            conn.execute("SELECT 1")
+    except psycopg.Error as exc:
+        return f"PostgreSQL at {PG_DSN} is not reachable ({type(exc).__name__}); skipping the PostgreSQL leg"
+    return None
+
+
+PG_UNAVAILABLE = _pg_reachable()
+
+
+class FakeClock:
+    """An injected clock: tests move time forward instead of sleeping."""
+
+    def __init__(self, start: dt.datetime | None = None) -> None:
+        self.now = start or dt.datetime(2026, 11, 24, 12, 0, tzinfo=dt.UTC)
+
+    def __call__(self) -> dt.datetime:
+        return self.now
+
+    def advance(self, **kwargs: float) -> None:
+        self.now += dt.timedelta(**kwargs)
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """An empty database of each kind: a fresh SQLite file, or a fresh PostgreSQL schema."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'test.db'}"
+        return
+    if PG_UNAVAILABLE:
+        pytest.skip(PG_UNAVAILABLE)
+    schema = f"t_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(PG_DSN, autocommit=True) as conn:
+        conn.execute(f'CREATE SCHEMA "{schema}"')
+    try:
+        base = PG_DSN.replace("postgresql://", "postgresql+psycopg://", 1)
+        yield f"{base}?options=-csearch_path%3D{schema}"
+    finally:
+        with psycopg.connect(PG_DSN, autocommit=True) as conn:
+            conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
+
+
+@pytest.fixture
+def db(database_url: str) -> Iterator[Database]:
+    """A migrated database (through Alembic, as in production)."""
+    database = Database(database_url, pool_size=5)
+    migrate.upgrade(database.engine)
+    yield database
+    database.dispose()
+
+
+@pytest.fixture
+def encryption_key() -> str:
+    return Fernet.generate_key().decode()
+
+
+@pytest.fixture
+def cipher(encryption_key: str) -> Cipher:
+    return Cipher([encryption_key])
+
+
+def make_settings(tmp_path: Path, **env: str) -> Settings:
+    base = {"DATA_DIR": str(tmp_path / "data")}
+    base.update(env)
+    return load_settings(base)
+
+
+# -- a live app over real HTTP, wired to a fake FreshBooks -----------------------------------------
+
+FB_ACCOUNT = "p7rQW5"
+FB_TOKEN = "fb-access-token"
+
+
+class _Delegate:
+    """A WSGI app that forwards to the real one once it exists (its PUBLIC_URL needs the port first)."""
+
+    def __init__(self) -> None:
+        self.app: Any = None
+
+    def __call__(self, environ: Any, start_response: Any) -> Any:
+        return self.app(environ, start_response)
+
+
+@dataclass
+class Live:
+    url: str
+    settings: Settings
+    services: Services
+    fake: FakeFreshBooks
+    clock: FakeClock
+
+    def connect(self, *, team_id: str = "T0001", account_id: str = FB_ACCOUNT) -> NewConnection:
+        with self.services.db.session() as session:
+            workspace = connections.ensure_workspace(session, team_id=team_id)
+            return connections.create_connection(
+                session,
+                self.services.cipher,
+                workspace_id=workspace.id,
+                account_id=account_id,
+                business_id=14393743,
+                business_name="Acme Bookkeeping",
+                access_token=FB_TOKEN,
+                refresh_token="fb-refresh-token",
+                token_expires_at=self.clock() + dt.timedelta(hours=12),
+            )
+
+    def connect_and_register(self, *events: str) -> NewConnection:
+        new = self.connect()
+        assert self.services.registrar is not None
+        for event in events:
+            self.services.registrar.register(new.connection.id, event)
+        return new
+
+    def post_webhook(
+        self, token: str, body: bytes | str, *, signature: str | None = None, content_type: str | None = None
+    ) -> httpx.Response:
+        headers = {"Content-Type": content_type or "application/x-www-form-urlencoded"}
+        if signature is not None:
+            headers[SIGNATURE_HEADER] = signature
+        return httpx.post(f"{self.url}/freshbooks/webhooks/{token}", content=body, headers=headers)
+
+
+@pytest.fixture
+def fake_freshbooks() -> Iterator[FakeFreshBooks]:
+    with FakeFreshBooks() as fake:
+        yield fake
+
+
+@pytest.fixture
+def live(
+    db: Database,
+    database_url: str,
+    fake_freshbooks: FakeFreshBooks,
+    clock: FakeClock,
+    tmp_path: Path,
+    encryption_key: str,
+) -> Iterator[Live]:
+    from app import create_app
+
+    delegate = _Delegate()
+    server = make_server("127.0.0.1", 0, delegate, threaded=True)
+    url = f"http://127.0.0.1:{server.server_port}"
+    settings = make_settings(
+        tmp_path,
+        DATABASE_URL=database_url,
+        ENCRYPTION_KEYS=encryption_key,
+        PUBLIC_URL=url,
+        FRESHBOOKS_API_URL=fake_freshbooks.base_url,
+        FRESHBOOKS_CLIENT_ID="fb-client",
+        FRESHBOOKS_CLIENT_SECRET="fb-secret",
+    )
+    flask_app = create_app(settings, clock=clock, start_background=False)
+    delegate.app = flask_app
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)
+    thread.start()
+    services: Services = flask_app.extensions["fbslack"]
+    try:
+        yield Live(url=url, settings=settings, services=services, fake=fake_freshbooks, clock=clock)
+    finally:
+        server.shutdown()
+        server.server_close()
+        services.stop()
+        services.db.dispose()

@@ -1,0 +1,263 @@
+"""A stateful fake of the FreshBooks API on 127.0.0.1 (port 0), speaking the documented wire format.
+
+It registers callbacks and, like FreshBooks, POSTs `callback.verify` to the callback URI at once:
+before the registration call has even returned, which is the race the connector must survive.
+It signs webhooks the way FreshBooks does (json.dumps of the form fields in wire order).
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import threading
+import urllib.parse
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import httpx
+
+from connector.ingest.signature import SIGNATURE_HEADER, compute_signature
+
+NOT_FOUND = {"errno": 404, "message": "Requested resource could not be found."}
+UNAUTHORIZED = {
+    "error": "unauthenticated",
+    "error_description": "This action requires authentication to continue.",
+}
+
+
+@dataclass
+class FakeCallback:
+    callback_id: int
+    account_id: str
+    event: str
+    uri: str
+    verifier: str
+    verified: bool = False
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "callbackid": self.callback_id,
+            "event": self.event,
+            "uri": self.uri,
+            "verified": self.verified,
+            "updated_at": "2026-11-24T12:00:00Z",
+        }
+
+
+@dataclass
+class Scripted:
+    status: int
+    body: Any
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class Call:
+    method: str
+    path: str
+    query: dict[str, list[str]]
+    body: Any
+    headers: dict[str, str]
+
+
+class FakeFreshBooks:
+    """Use as a context manager; `base_url` is what FRESHBOOKS_API_URL should be."""
+
+    def __init__(self) -> None:
+        self.valid_tokens: set[str] = {"fb-access-token"}
+        self.callbacks: dict[int, FakeCallback] = {}
+        self.objects: dict[tuple[str, str, str], dict[str, Any]] = {}
+        self.calls: list[Call] = []
+        self.verify_responses: list[httpx.Response] = []
+        self.send_verify_on_register = True
+        self._scripts: dict[tuple[str, str], list[Scripted]] = {}
+        self._next_callback_id = 1000
+        self._lock = threading.Lock()
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler_class())
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True
+        )
+
+    @property
+    def base_url(self) -> str:
+        host, port = self._server.server_address[:2]
+        return f"http://{host!s}:{port}"
+
+    def __enter__(self) -> FakeFreshBooks:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+    # -- scripting -----------------------------------------------------------------------------
+
+    def script(self, method: str, path_prefix: str, *responses: Scripted) -> None:
+        """Answer the next matching requests with these responses, in order."""
+        with self._lock:
+            self._scripts.setdefault((method, path_prefix), []).extend(responses)
+
+    def _scripted(self, method: str, path: str) -> Scripted | None:
+        with self._lock:
+            for (m, prefix), queue in self._scripts.items():
+                if m == method and path.startswith(prefix) and queue:
+                    return queue.pop(0)
+        return None
+
+    def add_object(self, account_id: str, kind: str, obj: dict[str, Any]) -> None:
+        self.objects[(account_id, kind, str(obj["id"]))] = obj
+
+    def calls_to(self, method: str, path_prefix: str) -> list[Call]:
+        return [c for c in self.calls if c.method == method and c.path.startswith(path_prefix)]
+
+    # -- acting like FreshBooks ----------------------------------------------------------------
+
+    def send_verify(self, callback: FakeCallback) -> httpx.Response:
+        """POST callback.verify to the callback URI, in the captured field order."""
+        fields = [
+            ("user_id", "1"),
+            ("name", "callback.verify"),
+            ("verifier", callback.verifier),
+            ("object_id", str(callback.callback_id)),
+            ("account_id", callback.account_id),
+            ("system", "https://acme.freshbooks.com"),
+        ]
+        response = httpx.post(
+            callback.uri,
+            content=urllib.parse.urlencode(fields),
+            headers={"Content-Type": "application/x-www-form-urlencoded"},
+        )
+        self.verify_responses.append(response)
+        return response
+
+    def webhook_fields(self, account_id: str, event: str, object_id: str) -> list[tuple[str, str]]:
+        # Field order as in a real delivery (reference §1); the signature depends on it.
+        return [
+            ("name", event),
+            ("object_id", object_id),
+            ("user_id", "1"),
+            ("identity_id", "14051539"),
+            ("business_id", "14393743"),
+            ("account_id", account_id),
+        ]
+
+    def deliver(self, account_id: str, event: str, object_id: str) -> httpx.Response:
+        """Send a signed webhook for `event` to the verified callback registered for it."""
+        callback = next(
+            c
+            for c in self.callbacks.values()
+            if c.account_id == account_id and c.event == event and c.verified
+        )
+        fields = self.webhook_fields(account_id, event, object_id)
+        return httpx.post(
+            callback.uri,
+            content=urllib.parse.urlencode(fields),
+            headers={
+                "Content-Type": "application/x-www-form-urlencoded",
+                SIGNATURE_HEADER: compute_signature(fields, callback.verifier),
+            },
+        )
+
+    # -- HTTP ----------------------------------------------------------------------------------
+
+    def _handle(self, method: str, raw_path: str, headers: dict[str, str], body: Any) -> Scripted:
+        parsed = urllib.parse.urlsplit(raw_path)
+        path = parsed.path
+        self.calls.append(Call(method, path, urllib.parse.parse_qs(parsed.query), body, headers))
+        scripted = self._scripted(method, path)
+        if scripted is not None:
+            return scripted
+        auth = headers.get("authorization", "")
+        if not auth.startswith("Bearer ") or auth[7:] not in self.valid_tokens:
+            return Scripted(401, UNAUTHORIZED)
+        parts = path.strip("/").split("/")
+        if parts[:1] == ["events"] and len(parts) >= 5 and parts[3:5] == ["events", "callbacks"]:
+            return self._callbacks(method, parts[2], parts[5:], body)
+        if parts[:2] == ["accounting", "account"] and len(parts) == 6 and method == "GET":
+            obj = self.objects.get((parts[2], parts[3], parts[5]))
+            if obj is None:
+                return Scripted(404, NOT_FOUND)
+            return Scripted(200, {"response": {"result": {parts[4].rstrip("s"): obj}}})
+        return Scripted(404, NOT_FOUND)
+
+    def _callbacks(self, method: str, account_id: str, rest: list[str], body: Any) -> Scripted:
+        if method == "POST" and not rest:
+            spec = (body or {}).get("callback", {})
+            with self._lock:
+                self._next_callback_id += 1
+                callback = FakeCallback(
+                    callback_id=self._next_callback_id,
+                    account_id=account_id,
+                    event=spec["event"],
+                    uri=spec["uri"],
+                    verifier=secrets.token_urlsafe(24),
+                )
+                self.callbacks[callback.callback_id] = callback
+            if self.send_verify_on_register:
+                # Like FreshBooks: the verify POST goes out before this call has answered.
+                self.send_verify(callback)
+            return Scripted(200, {"response": {"result": {"callback": callback.as_json()}}})
+        if not rest:
+            items = [c.as_json() for c in self.callbacks.values() if c.account_id == account_id]
+            result = {"callbacks": items, "page": 1, "pages": 1, "per_page": 100, "total": len(items)}
+            return Scripted(200, {"response": {"result": result}})
+        callback_or_none = self.callbacks.get(int(rest[0]))
+        if callback_or_none is None or callback_or_none.account_id != account_id:
+            return Scripted(404, NOT_FOUND)
+        callback = callback_or_none
+        if method == "PUT":
+            spec = (body or {}).get("callback", {})
+            if spec.get("resend"):
+                callback.verifier = secrets.token_urlsafe(24)
+                self.send_verify(callback)
+            elif "verifier" in spec:
+                if spec["verifier"] != callback.verifier:
+                    return Scripted(
+                        400,
+                        {
+                            "errno": 422,
+                            "message": "The request was well-formed but was unable to be followed "
+                            "due to semantic errors.",
+                            "details": ["verifier: Invalid verifier."],
+                        },
+                    )
+                callback.verified = True
+            return Scripted(200, {"response": {"result": {"callback": callback.as_json()}}})
+        if method == "DELETE":
+            del self.callbacks[callback.callback_id]
+            return Scripted(204, None)
+        return Scripted(200, {"response": {"result": {"callback": callback.as_json()}}})
+
+    def _handler_class(self) -> type[BaseHTTPRequestHandler]:
+        fake = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+            def _serve(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                raw = self.rfile.read(length) if length else b""
+                try:
+                    body = json.loads(raw) if raw else None
+                except ValueError:
+                    body = raw.decode("utf-8", "replace")
+                headers = {k.lower(): v for k, v in self.headers.items()}
+                answer = fake._handle(self.command, self.path, headers, body)
+                payload = b"" if answer.body is None else json.dumps(answer.body).encode()
+                self.send_response(answer.status)
+                for key, value in answer.headers.items():
+                    self.send_header(key, value)
+                if payload:
+                    self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(payload)))
+                self.end_headers()
+                self.wfile.write(payload)
+
+            do_GET = do_POST = do_PUT = do_DELETE = _serve
+
+        return Handler

@@ -1,0 +1,249 @@
+"""A stateful fake of the Slack Web API, served over real HTTP on 127.0.0.1 (port 0).
+
+Point a `WebClient(base_url=fake.base_url)` (or SLACK_API_URL) at it. It speaks the wire protocol
+slack_sdk uses: POST /api/<method> with a form or JSON body and `Authorization: Bearer <token>`;
+answers are HTTP 200 JSON `{"ok": true, ...}` / `{"ok": false, "error": ...}` unless scripted.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections import defaultdict, deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from decimal import Decimal
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from types import TracebackType
+from typing import Any
+from urllib.parse import parse_qsl, urlsplit
+
+Params = dict[str, Any]
+Headers = dict[str, str]
+Call = tuple[str, Params, Headers]
+Answer = tuple[int, Headers, dict[str, Any]]
+Scripted = str | Answer  # an error code (HTTP 200, ok false) or a raw (status, headers, body) answer
+
+TEAM_ID, BOT_USER_ID, BOT_ID, APP_ID = "T0001", "UBOT", "B0001", "A0001"
+
+
+class _Error(Exception):
+    """A Slack error code, raised by a method and answered as `{"ok": false, "error": code}`."""
+
+
+def _flag(value: Any) -> bool:
+    # slack_sdk sends booleans as "1"/"0" in form bodies; JSON bodies carry real booleans.
+    return value in (True, 1, "1", "true", "True")
+
+
+def _json_field(value: Any) -> Any:
+    # Form-encoded calls carry `blocks` and `metadata` as JSON strings.
+    return json.loads(value) if isinstance(value, str) and value.startswith(("[", "{")) else value
+
+
+@dataclass
+class Channel:
+    """A conversation the fake knows; Slack answers channel_not_found for any other ID."""
+
+    id: str
+    name: str = "general"
+    is_private: bool = False
+    is_member: bool = True
+    is_archived: bool = False
+    messages: list[dict[str, Any]] = field(default_factory=list)
+
+    def info(self) -> dict[str, Any]:
+        return {"id": self.id, "name": self.name, "is_channel": not self.is_private,
+                "is_group": self.is_private, "is_private": self.is_private,
+                "is_archived": self.is_archived, "is_member": self.is_member}  # fmt: skip
+
+
+class FakeSlack:
+    """Fake Slack Web API. Use as a context manager; `base_url` is valid inside the `with` block."""
+
+    def __init__(self) -> None:
+        self.valid_tokens: set[str] = {"xoxb-test"}
+        self.calls: list[Call] = []
+        self.channels: dict[str, Channel] = {}
+        self._scripts: dict[str, deque[Scripted]] = defaultdict(deque)
+        self._ts_counter = 100
+        self._cond = threading.Condition()
+        self._server: ThreadingHTTPServer | None = None
+        self._thread: threading.Thread | None = None
+        self._methods: dict[str, Callable[[Params], dict[str, Any]]] = {
+            "auth.test": self._auth_test,
+            "chat.postMessage": self._chat_post_message,
+            "chat.update": self._chat_update,
+            "conversations.info": self._conversations_info,
+            "conversations.join": self._conversations_join,
+            "conversations.history": self._conversations_history,
+        }
+
+    # Test-facing API ------------------------------------------------------------------------
+
+    @property
+    def base_url(self) -> str:
+        assert self._server is not None, "FakeSlack is not running (use it as a context manager)"
+        return f"http://127.0.0.1:{self._server.server_address[1]}/api/"
+
+    def add_channel(self, channel: Channel) -> Channel:
+        """Register a channel, e.g. `fake.add_channel(Channel("C1", is_member=False))`."""
+        with self._cond:
+            self.channels[channel.id] = channel
+            return channel
+
+    def script(self, method: str, *responses: Scripted) -> None:
+        """Queue answers for `method`, used in order before normal behaviour resumes."""
+        with self._cond:
+            self._scripts[method].extend(responses)
+
+    def calls_to(self, method: str) -> list[Call]:
+        with self._cond:
+            return [call for call in self.calls if call[0] == method]
+
+    def wait_for_calls(self, method: str, n: int, timeout: float = 5) -> list[Call]:
+        """Block until `method` was called at least `n` times; raise AssertionError at the deadline."""
+        with self._cond:
+            if not self._cond.wait_for(lambda: len(self.calls_to(method)) >= n, timeout=timeout):
+                raise AssertionError(f"expected {n} call(s) to {method} within {timeout}s, got {self.calls}")
+            return self.calls_to(method)
+
+    def __enter__(self) -> FakeSlack:
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler_class())
+        self._server.daemon_threads = True
+        # A short poll interval keeps shutdown() (it waits for the next poll) from adding 0.5 s a test.
+        self._thread = threading.Thread(target=self._server.serve_forever, args=(0.02,), daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        assert self._server is not None and self._thread is not None
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join(timeout=5)
+
+    # Dispatch -------------------------------------------------------------------------------
+
+    def _handle(self, method: str, params: Params, headers: Headers) -> Answer:
+        with self._cond:
+            self.calls.append((method, params, headers))
+            self._cond.notify_all()
+            scripted = self._scripts[method].popleft() if self._scripts.get(method) else None
+            if isinstance(scripted, str):
+                return 200, {}, {"ok": False, "error": scripted}
+            if scripted is not None:
+                return scripted
+            auth = headers.get("authorization", "")
+            token = auth.removeprefix("Bearer ") if auth.startswith("Bearer ") else params.get("token")
+            if not token:
+                return 200, {}, {"ok": False, "error": "not_authed"}
+            if token not in self.valid_tokens:
+                return 200, {}, {"ok": False, "error": "invalid_auth"}
+            try:
+                if method not in self._methods:
+                    raise _Error("unknown_method")
+                return 200, {}, {"ok": True, **self._methods[method](params)}
+            except _Error as exc:
+                return 200, {}, {"ok": False, "error": str(exc)}
+
+    def _handler_class(self) -> type[BaseHTTPRequestHandler]:
+        fake = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                parts = urlsplit(self.path)
+                params: Params = dict(parse_qsl(parts.query, keep_blank_values=True))
+                raw = self.rfile.read(int(self.headers.get("Content-Length") or 0)).decode()
+                if self.headers.get("Content-Type", "").startswith("application/json"):
+                    params.update(json.loads(raw or "{}"))
+                else:
+                    params.update(parse_qsl(raw, keep_blank_values=True))
+                headers = {k.lower(): v for k, v in self.headers.items()}
+                status, extra, body = fake._handle(parts.path.removeprefix("/api/"), params, headers)
+                payload = json.dumps(body).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json; charset=utf-8")
+                self.send_header("Content-Length", str(len(payload)))
+                for name, value in extra.items():
+                    self.send_header(name, value)
+                self.end_headers()
+                self.wfile.write(payload)
+
+            do_GET = do_POST
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass  # keep pytest output clean
+
+        return Handler
+
+    # Methods (called with the lock held); a lookup that fails raises _Error -----------------
+
+    def _auth_test(self, params: Params) -> dict[str, Any]:
+        return {"url": "https://fake.slack.test/", "team": "Fake Team", "user": "freshbooks",
+                "team_id": TEAM_ID, "user_id": BOT_USER_ID, "bot_id": BOT_ID}  # fmt: skip
+
+    def _channel(self, params: Params, *, write: bool = False) -> Channel:
+        channel = self.channels.get(str(params.get("channel", "")))
+        if channel is None:
+            raise _Error("channel_not_found")
+        if write and channel.is_archived:
+            raise _Error("is_archived")
+        if write and not channel.is_member:
+            raise _Error("not_in_channel")
+        return channel
+
+    def _chat_post_message(self, params: Params) -> dict[str, Any]:
+        channel = self._channel(params, write=True)
+        ts = f"{1_700_000_000 + self._ts_counter // 1_000_000}.{self._ts_counter % 1_000_000:06d}"
+        self._ts_counter += 1
+        message: dict[str, Any] = {"type": "message", "user": BOT_USER_ID, "bot_id": BOT_ID, "app_id": APP_ID,
+                                   "team": TEAM_ID, "text": params.get("text", ""), "ts": ts}  # fmt: skip
+        message.update(
+            {k: _json_field(params[k]) for k in ("blocks", "metadata", "thread_ts") if params.get(k)}
+        )
+        channel.messages.append(message)
+        return {"channel": channel.id, "ts": ts, "message": dict(message)}
+
+    def _chat_update(self, params: Params) -> dict[str, Any]:
+        channel = self._channel(params, write=True)
+        message = next((m for m in channel.messages if m["ts"] == params.get("ts")), None)
+        if message is None:
+            raise _Error("message_not_found")
+        message.update({k: _json_field(params[k]) for k in ("text", "blocks") if k in params})
+        # Slack keeps the old metadata when the field is absent and drops it on an empty object.
+        if "metadata" in params:
+            message["metadata"] = _json_field(params["metadata"])
+            if not message["metadata"]:
+                del message["metadata"]
+        return {"channel": channel.id, "ts": message["ts"], "text": message["text"], "message": dict(message)}
+
+    def _conversations_info(self, params: Params) -> dict[str, Any]:
+        return {"channel": self._channel(params).info()}
+
+    def _conversations_join(self, params: Params) -> dict[str, Any]:
+        channel = self._channel(params)
+        if channel.is_archived:
+            raise _Error("is_archived")
+        if channel.is_private:
+            raise _Error("method_not_supported_for_channel_type")
+        channel.is_member = True
+        return {"channel": channel.info()}
+
+    def _conversations_history(self, params: Params) -> dict[str, Any]:
+        channel = self._channel(params)
+        if not channel.is_member:
+            raise _Error("not_in_channel")
+        # Decimal, not float: ts strings are exact message keys.
+        oldest, latest = Decimal(params.get("oldest") or 0), Decimal(params.get("latest") or "Infinity")
+        inclusive, limit = _flag(params.get("inclusive")), int(params.get("limit") or 100)
+        picked: list[dict[str, Any]] = []
+        for message in reversed(channel.messages):  # Slack answers newest first
+            ts = Decimal(message["ts"])
+            if oldest < ts < latest or (inclusive and ts in (oldest, latest)):
+                picked.append(dict(message))
+                if "metadata" in message and not _flag(params.get("include_all_metadata")):
+                    # Like Slack: without the flag only the event_type comes back.
+                    picked[-1]["metadata"] = {"event_type": message["metadata"].get("event_type")}
+        return {"messages": picked[:limit], "has_more": len(picked) > limit}

@@ -1,0 +1,189 @@
+"""The FreshBooks client: every error shape, retries that honour Retry-After, nothing retried blindly."""
+
+from __future__ import annotations
+
+import json
+import socket
+
+import pytest
+
+from connector.events import ObjectKind
+from connector.freshbooks.client import ErrorKind, FreshBooksClient, FreshBooksError, classify_response
+from tests.fakes.freshbooks import FakeFreshBooks, Scripted
+
+
+@pytest.mark.parametrize(
+    ("status", "body", "kind", "message", "code"),
+    [
+        (
+            404,
+            {"errno": 404, "message": "Requested resource could not be found."},
+            ErrorKind.NOT_FOUND,
+            "Requested resource could not be found.",
+            "404",
+        ),
+        # The SDK's fixture serves an auth failure with HTTP 404: the body decides.
+        (
+            404,
+            {"errno": 401, "message": "invalid_token: expired"},
+            ErrorKind.AUTH,
+            "invalid_token: expired",
+            "401",
+        ),
+        (
+            400,
+            {"errno": 422, "message": "semantic errors", "details": ["event: Unrecognized event."]},
+            ErrorKind.VALIDATION,
+            "semantic errors",
+            "422",
+        ),
+        (
+            401,
+            {"error": "unauthenticated", "error_description": "This action requires authentication."},
+            ErrorKind.AUTH,
+            "This action requires authentication.",
+            "unauthenticated",
+        ),
+        (
+            400,
+            {"error": "invalid_grant", "error_description": "The refresh token is invalid."},
+            ErrorKind.AUTH,
+            "The refresh token is invalid.",
+            "invalid_grant",
+        ),
+        (
+            404,
+            {"code": 5, "message": "Request failed with status_code: 404", "details": []},
+            ErrorKind.NOT_FOUND,
+            "Request failed with status_code: 404",
+            "5",
+        ),
+        (200, {"code": 16, "message": "unauthenticated"}, ErrorKind.AUTH, "unauthenticated", "16"),
+        (
+            422,
+            {"response": {"errors": [{"errno": 1012, "field": "userid", "message": "Client not found."}]}},
+            ErrorKind.VALIDATION,
+            "Client not found.",
+            "1012",
+        ),
+        (
+            400,
+            {"errors": {"message": "Bad name", "status": 400, "details": []}},
+            ErrorKind.VALIDATION,
+            "Bad name",
+            "400",
+        ),
+        (503, None, ErrorKind.SERVER, "HTTP 503", None),
+        (429, {"errno": 429, "message": "slow down"}, ErrorKind.RATE_LIMITED, "slow down", "429"),
+        (302, None, ErrorKind.PROTOCOL, "HTTP 302", None),
+    ],
+)
+def test_error_shapes(status: int, body: object, kind: ErrorKind, message: str, code: str | None) -> None:
+    raw = json.dumps(body).encode() if body is not None else b"<html>oops</html>"
+    error = classify_response(status, raw, {"retry-after": "7"})
+    assert (error.kind, error.message, error.code, error.retry_after) == (kind, message, code, 7.0)
+
+
+def test_retry_after_http_date_is_ignored() -> None:
+    assert classify_response(429, b"", {"retry-after": "Wed, 21 Oct 2015 07:28:00 GMT"}).retry_after is None
+
+
+@pytest.fixture
+def fake() -> FakeFreshBooks:
+    with FakeFreshBooks() as server:
+        yield server
+
+
+def client_for(fake: FakeFreshBooks, waits: list[float]) -> FreshBooksClient:
+    return FreshBooksClient(base_url=fake.base_url, sleep=waits.append, timeout=5)
+
+
+def test_429_is_retried_after_retry_after(fake: FakeFreshBooks) -> None:
+    fake.add_object("ACM1", "invoices", {"id": 1, "updated": "u"})
+    fake.script("GET", "/accounting", Scripted(429, {"errno": 429, "message": "slow"}, {"Retry-After": "3"}))
+    waits: list[float] = []
+    obj = client_for(fake, waits).get_object(
+        token="fb-access-token", account_id="ACM1", kind=ObjectKind.INVOICE, object_id="1"
+    )
+    assert obj["id"] == 1
+    assert waits == [3.0]
+    assert len(fake.calls_to("GET", "/accounting")) == 2
+
+
+def test_gives_up_after_max_retries(fake: FakeFreshBooks) -> None:
+    fake.script("GET", "/accounting", *[Scripted(502, None)] * 5)
+    waits: list[float] = []
+    with pytest.raises(FreshBooksError) as info:
+        client_for(fake, waits).get_object(
+            token="fb-access-token", account_id="A1", kind=ObjectKind.BILL, object_id="1"
+        )
+    assert info.value.kind is ErrorKind.SERVER
+    assert len(waits) == 3
+    assert all(0 < w <= 30 for w in waits)
+
+
+def test_post_is_not_retried_on_server_error(fake: FakeFreshBooks) -> None:
+    fake.script("POST", "/events", Scripted(500, {"errno": 500, "message": "boom"}))
+    waits: list[float] = []
+    with pytest.raises(FreshBooksError) as info:
+        client_for(fake, waits).register_callback(
+            token="fb-access-token", account_id="A1", event="invoice.create", uri="https://x.example/cb"
+        )
+    assert info.value.kind is ErrorKind.SERVER
+    assert waits == []
+    assert len(fake.calls_to("POST", "/events")) == 1
+
+
+def test_validation_errors_are_not_retried(fake: FakeFreshBooks) -> None:
+    fake.script("PUT", "/events", Scripted(400, {"errno": 422, "message": "bad"}))
+    waits: list[float] = []
+    with pytest.raises(FreshBooksError) as info:
+        client_for(fake, waits).verify_callback(token="t", account_id="A1", callback_id=1, verifier="v")
+    assert info.value.kind is ErrorKind.VALIDATION
+    assert waits == []
+
+
+def test_bad_token_is_auth(fake: FakeFreshBooks) -> None:
+    with pytest.raises(FreshBooksError) as info:
+        client_for(fake, []).get_object(
+            token="wrong", account_id="A1", kind=ObjectKind.EXPENSE, object_id="1"
+        )
+    assert info.value.kind is ErrorKind.AUTH
+
+
+def test_unreachable_server_is_a_network_error() -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    waits: list[float] = []
+    client = FreshBooksClient(base_url=f"http://127.0.0.1:{port}", sleep=waits.append, timeout=2)
+    with pytest.raises(FreshBooksError) as info:
+        client.get_object(token="t", account_id="A1", kind=ObjectKind.INVOICE, object_id="1")
+    assert info.value.kind is ErrorKind.NETWORK
+    assert info.value.transient
+    assert len(waits) == 3
+
+
+def test_non_json_success_is_a_protocol_error(fake: FakeFreshBooks) -> None:
+    fake.script("GET", "/accounting", Scripted(200, "not an envelope"))
+    with pytest.raises(FreshBooksError) as info:
+        client_for(fake, []).get_object(
+            token="fb-access-token", account_id="A1", kind=ObjectKind.INVOICE, object_id="1"
+        )
+    assert info.value.kind is ErrorKind.PROTOCOL
+
+
+def test_register_and_verify_speak_the_events_api(fake: FakeFreshBooks) -> None:
+    fake.send_verify_on_register = False
+    client = client_for(fake, [])
+    info = client.register_callback(
+        token="fb-access-token", account_id="A1", event="bill.create", uri="http://127.0.0.1:1/cb"
+    )
+    assert (info.event, info.verified) == ("bill.create", False)
+    (post,) = fake.calls_to("POST", "/events/account/A1/events/callbacks")
+    assert post.body == {"callback": {"event": "bill.create", "uri": "http://127.0.0.1:1/cb"}}
+    verifier = fake.callbacks[info.callback_id].verifier
+    verified = client.verify_callback(
+        token="fb-access-token", account_id="A1", callback_id=info.callback_id, verifier=verifier
+    )
+    assert verified.verified is True

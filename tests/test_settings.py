@@ -1,0 +1,118 @@
+"""Configuration: defaults, validation, and error messages that name the variable."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from cryptography.fernet import Fernet
+
+from connector.settings import ConfigError, load_settings, normalize_database_url
+
+
+def test_defaults_need_nothing(tmp_path: Path) -> None:
+    settings = load_settings({"DATA_DIR": str(tmp_path)})
+    assert settings.port == 3000
+    assert settings.resolved_database_url == f"sqlite:///{(tmp_path / 'fbslack.db').resolve()}"
+    assert settings.slack_api_url == "https://slack.com/api/"
+    assert settings.slack_authorize_url == "https://slack.com/oauth/v2/authorize"
+    assert settings.freshbooks_api_url == "https://api.freshbooks.com"
+    assert settings.freshbooks_auth_url == "https://auth.freshbooks.com"
+    assert settings.slack_mode is None
+    assert len(settings.missing_setup()) == 4
+
+
+def test_unrelated_environment_is_ignored() -> None:
+    assert load_settings({"HOME": "/root", "PATH": "/bin"}).port == 3000
+
+
+@pytest.mark.parametrize(
+    ("env", "names"),
+    [
+        ({"PORT": "eighty"}, "PORT"),
+        ({"PORT": "70000"}, "PORT"),
+        ({"PUBLIC_URL": "ftp://x"}, "PUBLIC_URL"),
+        ({"SLACK_API_URL": "slack.com/api"}, "SLACK_API_URL"),
+        ({"FRESHBOOKS_API_URL": "nope"}, "FRESHBOOKS_API_URL"),
+        ({"APP_ENV": "staging"}, "APP_ENV"),
+        ({"LOG_LEVEL": "LOUD"}, "LOG_LEVEL"),
+        ({"ENCRYPTION_KEYS": "not-a-key"}, "ENCRYPTION_KEYS"),
+        ({"SLACK_CLIENT_ID": "123.456"}, "SLACK_CLIENT_SECRET"),
+        ({"FRESHBOOKS_CLIENT_SECRET": "s"}, "FRESHBOOKS_CLIENT_ID"),
+        ({"SLACK_BOT_TOKEN": "xoxp-user-token"}, "SLACK_BOT_TOKEN"),
+        ({"APP_ENV": "production", "PUBLIC_URL": "https://fb.example.com"}, "ENCRYPTION_KEYS"),
+    ],
+)
+def test_bad_values_name_the_variable(env: dict[str, str], names: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        load_settings(env)
+    assert names in str(info.value)
+
+
+def test_secret_values_are_not_echoed() -> None:
+    with pytest.raises(ConfigError) as info:
+        load_settings({"ENCRYPTION_KEYS": "super-secret-but-wrong"})
+    assert "super-secret-but-wrong" not in str(info.value)
+    assert "key #1" in str(info.value)
+
+
+def test_bot_token_and_oauth_pair_are_exclusive() -> None:
+    with pytest.raises(ConfigError) as info:
+        load_settings({"SLACK_BOT_TOKEN": "xoxb-1", "SLACK_CLIENT_ID": "1.2", "SLACK_CLIENT_SECRET": "s"})
+    assert "SLACK_BOT_TOKEN" in str(info.value)
+    assert "SLACK_CLIENT_ID" in str(info.value)
+
+
+def test_production_needs_keys_and_public_url() -> None:
+    key = Fernet.generate_key().decode()
+    with pytest.raises(ConfigError) as info:
+        load_settings({"APP_ENV": "production", "ENCRYPTION_KEYS": key})
+    assert "PUBLIC_URL" in str(info.value)
+    settings = load_settings(
+        {"APP_ENV": "production", "ENCRYPTION_KEYS": key, "PUBLIC_URL": "https://fb.example.com/"}
+    )
+    assert settings.public_url == "https://fb.example.com"
+
+
+def test_several_keys_first_one_encrypts() -> None:
+    new, old = Fernet.generate_key().decode(), Fernet.generate_key().decode()
+    settings = load_settings({"ENCRYPTION_KEYS": f" {new} , {old} "})
+    assert [k.get_secret_value() for k in settings.encryption_keys] == [new, old]
+    assert new not in repr(settings)
+
+
+def test_modes_and_what_is_left_to_do() -> None:
+    single = load_settings({"SLACK_SIGNING_SECRET": "s", "SLACK_BOT_TOKEN": "xoxb-1"})
+    assert single.slack_mode == "single"
+    multi = load_settings({"SLACK_SIGNING_SECRET": "s", "SLACK_CLIENT_ID": "1.2", "SLACK_CLIENT_SECRET": "c"})
+    assert multi.slack_mode == "multi"
+    done = load_settings(
+        {
+            "SLACK_SIGNING_SECRET": "s",
+            "SLACK_BOT_TOKEN": "xoxb-1",
+            "PUBLIC_URL": "https://fb.example.com",
+            "FRESHBOOKS_CLIENT_ID": "id",
+            "FRESHBOOKS_CLIENT_SECRET": "secret",
+        }
+    )
+    assert done.missing_setup() == []
+
+
+def test_urls_are_normalised() -> None:
+    settings = load_settings(
+        {
+            "SLACK_API_URL": "http://127.0.0.1:9/api",
+            "FRESHBOOKS_API_URL": "http://127.0.0.1:9/",
+            "DATABASE_URL": "postgres://u@h/db",
+        }
+    )
+    assert settings.slack_api_url == "http://127.0.0.1:9/api/"
+    assert settings.freshbooks_api_url == "http://127.0.0.1:9"
+    assert settings.resolved_database_url == "postgresql+psycopg://u@h/db"
+    assert normalize_database_url("sqlite:///x.db") == "sqlite:///x.db"
+
+
+def test_empty_values_count_as_unset() -> None:
+    settings = load_settings({"SLACK_BOT_TOKEN": "", "DATABASE_URL": "", "SLACK_CLIENT_ID": ""})
+    assert settings.slack_bot_token is None
+    assert settings.database_url is None

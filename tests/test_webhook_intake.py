@@ -1,0 +1,340 @@
+"""POST /freshbooks/webhooks/<token> end to end: real HTTP, fake FreshBooks, SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import logging
+import urllib.parse
+
+import pytest
+from prometheus_client import REGISTRY
+from sqlalchemy import func, select
+
+from connector.ingest.signature import compute_signature
+from storage.models import CallbackVerification, FreshBooksCallback, InboxState, WebhookInbox
+from tests.conftest import FB_ACCOUNT, Live
+from tests.fakes.freshbooks import FakeCallback
+
+
+def inbox_rows(live: Live) -> list[WebhookInbox]:
+    with live.services.db.session() as session:
+        return list(session.scalars(select(WebhookInbox).order_by(WebhookInbox.id)))
+
+
+def count(live: Live, model: type) -> int:
+    with live.services.db.session() as session:
+        return session.scalar(select(func.count()).select_from(model)) or 0
+
+
+def signed(live: Live, event: str, object_id: str, account_id: str = FB_ACCOUNT) -> tuple[str, str]:
+    """A body signed with the verifier FreshBooks holds for this event's callback."""
+    callback = next(c for c in live.fake.callbacks.values() if c.event == event)
+    fields = live.fake.webhook_fields(account_id, event, object_id)
+    return urllib.parse.urlencode(fields), compute_signature(fields, callback.verifier)
+
+
+def rejected(reason: str) -> float:
+    return REGISTRY.get_sample_value("fbslack_webhooks_rejected_total", {"reason": reason}) or 0.0
+
+
+# -- registration and the verification handshake ---------------------------------------------------
+
+
+def test_verify_that_arrives_before_registration_returns_is_completed(live: Live) -> None:
+    new = live.connect_and_register("invoice.create")
+
+    (fb_callback,) = live.fake.callbacks.values()
+    # The fake POSTed callback.verify while the registration call was still open, and we answered 200.
+    assert [r.status_code for r in live.fake.verify_responses] == [200]
+    assert fb_callback.verified is True
+    with live.services.db.session() as session:
+        ours = session.scalars(select(FreshBooksCallback)).one()
+        verification = session.scalars(select(CallbackVerification)).one()
+    assert ours.connection_id == new.connection.id
+    assert ours.callback_id == fb_callback.callback_id
+    assert ours.verified is True
+    assert ours.verifier_enc is not None
+    assert fb_callback.verifier not in ours.verifier_enc  # stored encrypted
+    assert live.services.cipher.decrypt(ours.verifier_enc) == fb_callback.verifier
+    assert verification.state == "accepted"
+    put = live.fake.calls_to("PUT", f"/events/account/{FB_ACCOUNT}/events/callbacks/")
+    assert [c.body for c in put] == [{"callback": {"verifier": fb_callback.verifier}}]
+
+
+def test_forged_verify_for_a_verified_callback_changes_nothing(live: Live) -> None:
+    new = live.connect_and_register("invoice.create")
+    (fb_callback,) = live.fake.callbacks.values()
+    puts_before = len(live.fake.calls_to("PUT", "/events"))
+
+    forged = urllib.parse.urlencode(
+        {"name": "callback.verify", "object_id": str(fb_callback.callback_id), "verifier": "attacker-key"}
+    )
+    assert live.post_webhook(new.webhook_token, forged).status_code == 200
+    live.services.verification.process_pending()
+
+    with live.services.db.session() as session:
+        ours = session.scalars(select(FreshBooksCallback)).one()
+        states = session.scalars(select(CallbackVerification.state).order_by(CallbackVerification.id)).all()
+    assert live.services.cipher.decrypt(ours.verifier_enc or "") == fb_callback.verifier
+    assert states == ["accepted", "ignored"]
+    assert len(live.fake.calls_to("PUT", "/events")) == puts_before  # never even asked FreshBooks
+    # Webhooks signed with the attacker's key are still refused.
+    fields = live.fake.webhook_fields(FB_ACCOUNT, "invoice.create", "42")
+    response = live.post_webhook(
+        new.webhook_token, urllib.parse.urlencode(fields), signature=compute_signature(fields, "attacker-key")
+    )
+    assert response.status_code == 401
+
+
+def test_forged_verify_for_an_unverified_callback_is_refused_by_freshbooks(live: Live) -> None:
+    live.fake.send_verify_on_register = False
+    new = live.connect_and_register("payment.create")
+    (fb_callback,) = live.fake.callbacks.values()
+
+    forged = urllib.parse.urlencode(
+        {"name": "callback.verify", "object_id": str(fb_callback.callback_id), "verifier": "attacker-key"}
+    )
+    assert live.post_webhook(new.webhook_token, forged).status_code == 200
+    live.services.verification.process_pending()
+    with live.services.db.session() as session:
+        ours = session.scalars(select(FreshBooksCallback)).one()
+        assert ours.verified is False
+        assert ours.verifier_enc is None
+        assert session.scalars(select(CallbackVerification.state)).all() == ["rejected"]
+
+    # The genuine handshake still goes through afterwards.
+    assert live.fake.send_verify(fb_callback).status_code == 200
+    live.services.verification.process_pending()
+    with live.services.db.session() as session:
+        ours = session.scalars(select(FreshBooksCallback)).one()
+    assert ours.verified is True
+    assert live.services.cipher.decrypt(ours.verifier_enc or "") == fb_callback.verifier
+
+
+def test_verify_for_a_callback_we_never_registered_waits_then_is_ignored(live: Live) -> None:
+    new = live.connect()
+    stranger = FakeCallback(
+        callback_id=999_999,
+        account_id=FB_ACCOUNT,
+        event="invoice.create",
+        uri=f"{live.url}/freshbooks/webhooks/{new.webhook_token}",
+        verifier="whatever",
+    )
+    assert live.fake.send_verify(stranger).status_code == 200
+
+    live.services.verification.process_pending()
+    with live.services.db.session() as session:
+        assert session.scalars(select(CallbackVerification.state)).all() == ["pending"]
+    live.clock.advance(minutes=11)
+    live.services.verification.process_pending()
+    with live.services.db.session() as session:
+        assert session.scalars(select(CallbackVerification.state)).all() == ["ignored"]
+        assert session.scalar(select(func.count()).select_from(FreshBooksCallback)) == 0
+    assert live.fake.calls_to("PUT", "/events") == []
+
+
+def test_verify_for_another_account_is_refused(live: Live) -> None:
+    new = live.connect()
+    body = urllib.parse.urlencode(
+        {"name": "callback.verify", "object_id": "5", "verifier": "v", "account_id": "OTHER1"}
+    )
+    response = live.post_webhook(new.webhook_token, body)
+    assert response.status_code == 400
+    assert "account_id" in response.text
+    assert count(live, CallbackVerification) == 0
+
+
+def test_verification_postponed_while_freshbooks_is_down(live: Live) -> None:
+    from tests.fakes.freshbooks import Scripted
+
+    live.fake.send_verify_on_register = False
+    live.services.freshbooks._sleep = lambda _s: None  # the client's own retries must not wait
+    new = live.connect_and_register("bill.create")
+    (fb_callback,) = live.fake.callbacks.values()
+    live.fake.script("PUT", "/events", *[Scripted(503, {"errno": 503, "message": "down"})] * 4)
+    live.fake.send_verify(fb_callback)
+    live.services.verification.process_pending()
+    with live.services.db.session() as session:
+        assert session.scalars(select(CallbackVerification.state)).all() == ["pending"]
+    live.services.verification.process_pending()
+    with live.services.db.session() as session:
+        assert session.scalars(select(CallbackVerification.state)).all() == ["accepted"]
+    assert new.connection.id
+
+
+# -- event webhooks ---------------------------------------------------------------------------------
+
+
+def test_signed_webhook_is_stored_encrypted_before_the_answer(live: Live) -> None:
+    new = live.connect_and_register("invoice.create")
+    body, signature = signed(live, "invoice.create", "987654")
+
+    response = live.post_webhook(new.webhook_token, body, signature=signature)
+
+    assert response.status_code == 200
+    (row,) = inbox_rows(live)
+    assert (row.event_name, row.object_id, row.state) == ("invoice.create", "987654", "pending")
+    assert row.connection_id == new.connection.id
+    assert body not in row.body_enc
+    assert live.services.cipher.decrypt(row.body_enc) == body
+
+
+def test_unknown_token_is_404_and_stores_nothing(live: Live) -> None:
+    live.connect_and_register("invoice.create")
+    body, signature = signed(live, "invoice.create", "1")
+    for token in ("A" * 43, "not a token!", "short"):
+        response = live.post_webhook(token, body, signature=signature)
+        assert response.status_code == 404
+    assert inbox_rows(live) == []
+
+
+@pytest.mark.parametrize("header", [None, "", "not-base64", "AAAA"])
+def test_missing_or_wrong_signature_is_401_and_not_queued(live: Live, header: str | None) -> None:
+    new = live.connect_and_register("invoice.create")
+    body, _ = signed(live, "invoice.create", "1")
+    reason = "missing_signature" if not header else "bad_signature"
+    before = rejected(reason)
+
+    response = live.post_webhook(new.webhook_token, body, signature=header)
+
+    assert response.status_code == 401
+    assert inbox_rows(live) == []
+    assert rejected(reason) == before + 1
+
+
+def test_replayed_signature_on_a_changed_body_is_refused(live: Live) -> None:
+    new = live.connect_and_register("invoice.create")
+    body, signature = signed(live, "invoice.create", "1")
+    assert live.post_webhook(new.webhook_token, body, signature=signature).status_code == 200
+
+    tampered = body.replace("object_id=1", "object_id=2")
+    assert live.post_webhook(new.webhook_token, tampered, signature=signature).status_code == 401
+    reordered = "&".join(reversed(body.split("&")))  # same fields, other order: another MAC
+    assert live.post_webhook(new.webhook_token, reordered, signature=signature).status_code == 401
+    assert len(inbox_rows(live)) == 1
+
+
+def test_rejections_are_logged_without_body_or_signature(
+    live: Live, caplog: pytest.LogCaptureFixture
+) -> None:
+    new = live.connect_and_register("invoice.create")
+    body, _ = signed(live, "invoice.create", "55501")
+    with caplog.at_level(logging.INFO):
+        live.post_webhook(new.webhook_token, body, signature="Zm9yZ2VkLXNpZ25hdHVyZQ==")
+    ours = [
+        r for r in caplog.records if r.name.split(".")[0] in ("connector", "storage", "slack_ui", "fbslack")
+    ]
+    text = "\n".join(r.getMessage() + str(getattr(r, "context", "")) for r in ours)
+    assert "invalid signature" in text
+    assert "55501" not in text
+    assert "Zm9yZ2VkLXNpZ25hdHVyZQ==" not in text
+    assert new.webhook_token not in text
+
+
+def test_malformed_bodies_get_400_with_the_reason(live: Live) -> None:
+    new = live.connect_and_register("invoice.create")
+    callback = next(iter(live.fake.callbacks.values()))
+
+    def sign(fields: list[tuple[str, str]]) -> tuple[str, str]:
+        return urllib.parse.urlencode(fields), compute_signature(fields, callback.verifier)
+
+    cases: list[tuple[str, str | None, str | None, str]] = []
+    body, sig = sign([("name", "invoice.create")])
+    cases.append((body, sig, None, "object_id"))
+    body, sig = sign([("object_id", "1")])
+    cases.append((body, sig, None, "name"))
+    body, sig = sign([("name", "invoice.explode"), ("object_id", "1")])
+    cases.append((body, sig, None, "unknown event"))
+    body, sig = sign([("name", "invoice.create"), ("object_id", "1/../../x")])
+    cases.append((body, sig, None, "object_id"))
+    cases.append(("name=invoice.create&object_id=1&object_id=2", "x", None, "repeated"))
+    cases.append(('{"name": "invoice.create"}', "x", "application/json", "form"))
+    cases.append(("name=invoice.create&object_id=1", "x", "text/plain", "form"))
+    cases.append(("name=invoice.create&" + "x=" + "a" * 17000, "x", None, "16 KiB"))
+    cases.append(("just-some-text", "x", None, "form encoding"))
+    cases.append(("", "x", None, "empty"))
+
+    for body, signature, content_type, reason in cases:
+        response = live.post_webhook(new.webhook_token, body, signature=signature, content_type=content_type)
+        assert response.status_code == 400, (body[:60], response.text)
+        assert reason in response.text, (body[:60], response.text)
+    assert inbox_rows(live) == []
+
+
+def test_invalid_utf8_is_400(live: Live) -> None:
+    new = live.connect_and_register("invoice.create")
+    response = live.post_webhook(new.webhook_token, b"name=\xff\xfe&object_id=1", signature="x")
+    assert response.status_code == 400
+    assert "UTF-8" in response.text
+
+
+def test_signed_webhook_for_another_account_is_400(live: Live) -> None:
+    new = live.connect_and_register("invoice.create")
+    body, signature = signed(live, "invoice.create", "1", account_id="OTHER1")
+    response = live.post_webhook(new.webhook_token, body, signature=signature)
+    assert response.status_code == 400
+    assert "account_id" in response.text
+    assert inbox_rows(live) == []
+
+
+def test_known_but_unsupported_event_is_kept_as_ignored(live: Live) -> None:
+    new = live.connect_and_register("client.update")
+    body, signature = signed(live, "client.update", "921895")
+    response = live.post_webhook(new.webhook_token, body, signature=signature)
+    assert response.status_code == 200
+    (row,) = inbox_rows(live)
+    assert row.state == InboxState.IGNORED
+    assert live.services.inbox_worker.run_once() == 0
+
+
+def test_every_repeat_delivery_is_kept(live: Live) -> None:
+    new = live.connect_and_register("invoice.update")
+    body, signature = signed(live, "invoice.update", "77")
+    for _ in range(3):
+        assert live.post_webhook(new.webhook_token, body, signature=signature).status_code == 200
+    assert [r.object_id for r in inbox_rows(live)] == ["77", "77", "77"]
+
+
+def test_any_registered_callbacks_verifier_is_accepted(live: Live) -> None:
+    new = live.connect_and_register("invoice.create", "payment.create", "expense.delete")
+    for event in ("invoice.create", "payment.create", "expense.delete"):
+        response = live.fake.deliver(FB_ACCOUNT, event, "12")
+        assert response.status_code == 200, event
+    assert sorted(r.event_name for r in inbox_rows(live)) == [
+        "expense.delete",
+        "invoice.create",
+        "payment.create",
+    ]
+    assert new.connection.id
+
+
+# -- health and the status page --------------------------------------------------------------------
+
+
+def test_healthz_reports_database(live: Live) -> None:
+    import httpx
+
+    from storage.db import Database
+
+    response = httpx.get(f"{live.url}/healthz")
+    assert response.status_code == 200
+    assert response.json() == {"status": "ok", "database": "ok"}
+
+    working = live.services.db
+    live.services.db = Database("postgresql+psycopg://postgres@127.0.0.1:1/nowhere")
+    try:
+        response = httpx.get(f"{live.url}/healthz")
+    finally:
+        live.services.db.dispose()
+        live.services.db = working
+    assert response.status_code == 503
+    assert response.json() == {"status": "unavailable", "database": "unreachable"}
+
+
+def test_index_page_says_what_is_left_to_configure(live: Live) -> None:
+    import httpx
+
+    page = httpx.get(f"{live.url}/").text
+    assert "SLACK_SIGNING_SECRET" in page
+    assert "SLACK_BOT_TOKEN" in page
+    assert "FRESHBOOKS_CLIENT_ID" not in page  # configured in this fixture
+    assert "PUBLIC_URL" not in page
