@@ -16,7 +16,7 @@ from connector.clock import Clock, system_clock
 from connector.enrich import Enricher
 from connector.freshbooks.callbacks import CallbackRegistrar
 from connector.freshbooks.client import FreshBooksClient
-from connector.freshbooks.tokens import StoredTokens
+from connector.freshbooks.tokens import TokenManager
 from connector.freshbooks.verification import VerificationService
 from connector.ingest.intake import Intake
 from connector.pipeline.inbox_worker import InboxWorker
@@ -90,7 +90,19 @@ def build_services(settings: Settings, *, clock: Clock = system_clock) -> Servic
     freshbooks = FreshBooksClient(
         base_url=settings.freshbooks_api_url, timeout=settings.freshbooks_timeout_seconds
     )
-    tokens = StoredTokens(db=db, cipher=cipher)
+    tokens = TokenManager(
+        db=db,
+        cipher=cipher,
+        client=freshbooks,
+        client_id=settings.freshbooks_client_id,
+        client_secret=(
+            settings.freshbooks_client_secret.get_secret_value()
+            if settings.freshbooks_client_secret
+            else None
+        ),
+        redirect_uri=settings.freshbooks_redirect_uri,
+        clock=clock,
+    )
     verification = VerificationService(db=db, cipher=cipher, client=freshbooks, tokens=tokens, clock=clock)
     verification_loop = BackgroundLoop("callback-verification", verification.process_pending, idle_seconds=60)
     inbox_worker = InboxWorker(

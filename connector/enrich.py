@@ -69,6 +69,7 @@ class Enricher:
                 self._cipher,
                 connection_id=item.connection_id,
                 inbox_id=item.id,
+                object_kind=kind,
                 name=item.event_name,
                 object_id=item.object_id,
                 object_updated=change_marker(obj),
@@ -77,16 +78,17 @@ class Enricher:
         return Processed(InboxState.DONE if created else InboxState.DUPLICATE, event_id)
 
     def _fetch(self, item: InboxItem, kind: ObjectKind) -> dict[str, Any] | None:
-        try:
-            token = self._tokens.access_token(item.connection_id)
-        except NoToken as exc:
-            raise RetryLater(str(exc)) from None
         with self._db.session() as session:
             account_id = connections.account_id(session, item.connection_id)
         try:
-            return self._client.get_object(
-                token=token, account_id=account_id, kind=kind, object_id=item.object_id
+            return self._tokens.call(
+                item.connection_id,
+                lambda token: self._client.get_object(
+                    token=token, account_id=account_id, kind=kind, object_id=item.object_id
+                ),
             )
+        except NoToken as exc:
+            raise RetryLater(str(exc)) from None
         except FreshBooksError as error:
             if error.kind is ErrorKind.NOT_FOUND and item.event_name.endswith(".delete"):
                 return None

@@ -215,6 +215,10 @@ class Settings(BaseModel):
         return None
 
     @property
+    def freshbooks_redirect_uri(self) -> str | None:
+        return f"{self.public_url}/freshbooks/oauth/callback" if self.public_url else None
+
+    @property
     def freshbooks_configured(self) -> bool:
         return bool(self.freshbooks_client_id and self.freshbooks_client_secret)
 

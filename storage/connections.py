@@ -164,3 +164,105 @@ def webhook_token(session: Session, cipher: Cipher, connection_id: int) -> str:
         select(FreshBooksConnection.webhook_token_enc).where(FreshBooksConnection.id == connection_id)
     ).scalar_one()
     return cipher.decrypt(token_enc)
+
+
+@dataclass(frozen=True, slots=True)
+class TokenSnapshot:
+    access_token: str | None
+    refresh_token: str | None
+    expires_at: dt.datetime | None
+    version: int
+    status: str
+
+    def __repr__(self) -> str:
+        return f"TokenSnapshot(version={self.version}, status={self.status!r}, expires_at={self.expires_at})"
+
+
+def token_snapshot(session: Session, cipher: Cipher, connection_id: int) -> TokenSnapshot:
+    row = session.execute(
+        select(
+            FreshBooksConnection.access_token_enc,
+            FreshBooksConnection.refresh_token_enc,
+            FreshBooksConnection.token_expires_at,
+            FreshBooksConnection.token_version,
+            FreshBooksConnection.status,
+        ).where(FreshBooksConnection.id == connection_id)
+    ).one()
+    return TokenSnapshot(
+        access_token=cipher.decrypt(row.access_token_enc) if row.access_token_enc else None,
+        refresh_token=cipher.decrypt(row.refresh_token_enc) if row.refresh_token_enc else None,
+        expires_at=row.token_expires_at,
+        version=row.token_version,
+        status=row.status,
+    )
+
+
+def acquire_refresh_lease(
+    session: Session, *, connection_id: int, owner: str, now: dt.datetime, until: dt.datetime
+) -> bool:
+    """Compare-and-swap: take the refresh lease if nobody holds a live one."""
+    result = session.execute(
+        update(FreshBooksConnection)
+        .where(
+            FreshBooksConnection.id == connection_id,
+            (FreshBooksConnection.refresh_lease_until.is_(None))
+            | (FreshBooksConnection.refresh_lease_until < now),
+        )
+        .values(refresh_lease_owner=owner, refresh_lease_until=until)
+    )
+    return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+def release_refresh_lease(session: Session, *, connection_id: int, owner: str) -> None:
+    session.execute(
+        update(FreshBooksConnection)
+        .where(FreshBooksConnection.id == connection_id, FreshBooksConnection.refresh_lease_owner == owner)
+        .values(refresh_lease_owner=None, refresh_lease_until=None)
+    )
+
+
+def store_tokens(
+    session: Session,
+    cipher: Cipher,
+    *,
+    connection_id: int,
+    expected_version: int,
+    access_token: str,
+    refresh_token: str,
+    expires_at: dt.datetime,
+) -> bool:
+    """Save a refreshed pair if nobody else has since (compare-and-swap on token_version)."""
+    result = session.execute(
+        update(FreshBooksConnection)
+        .where(
+            FreshBooksConnection.id == connection_id,
+            FreshBooksConnection.token_version == expected_version,
+        )
+        .values(
+            access_token_enc=cipher.encrypt(access_token),
+            refresh_token_enc=cipher.encrypt(refresh_token),
+            token_expires_at=expires_at,
+            token_version=expected_version + 1,
+            refresh_lease_owner=None,
+            refresh_lease_until=None,
+        )
+    )
+    return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+def mark_needs_reconnect(session: Session, *, connection_id: int, reason: str) -> bool:
+    """Flag a connection whose grant FreshBooks refused; True if this call changed its status."""
+    result = session.execute(
+        update(FreshBooksConnection)
+        .where(
+            FreshBooksConnection.id == connection_id,
+            FreshBooksConnection.status == ConnectionStatus.ACTIVE,
+        )
+        .values(
+            status=ConnectionStatus.NEEDS_RECONNECT,
+            status_reason=reason[:200],
+            refresh_lease_owner=None,
+            refresh_lease_until=None,
+        )
+    )
+    return bool(result.rowcount)  # type: ignore[attr-defined]

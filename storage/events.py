@@ -18,11 +18,13 @@ def record_event(
     cipher: Cipher,
     *,
     connection_id: int,
-    inbox_id: int,
+    inbox_id: int | None,
+    object_kind: str,
     name: str,
     object_id: str,
     object_updated: str,
     obj: dict[str, Any] | None,
+    source: str = "webhook",
 ) -> tuple[int, bool]:
     """Insert the event unless an identical one exists; return (event id, whether it is new).
 
@@ -32,6 +34,8 @@ def record_event(
     values = {
         "connection_id": connection_id,
         "inbox_id": inbox_id,
+        "object_kind": object_kind,
+        "source": "webhook" if inbox_id is not None else source,
         "name": name,
         "object_id": object_id,
         "object_updated": object_updated,

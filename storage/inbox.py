@@ -9,7 +9,14 @@ from sqlalchemy import ColumnElement, and_, func, select, update
 from sqlalchemy.orm import Session
 
 from storage.crypto import Cipher
-from storage.models import CallbackVerification, InboxState, VerificationState, WebhookInbox
+from storage.models import (
+    CallbackVerification,
+    ConnectionStatus,
+    FreshBooksConnection,
+    InboxState,
+    VerificationState,
+    WebhookInbox,
+)
 
 
 def add_webhook(
@@ -76,6 +83,11 @@ def claim_due(
         .where(
             WebhookInbox.state == InboxState.PENDING,
             WebhookInbox.available_at <= now,
+            # Rows of a connection waiting for the customer to reconnect stay put (and keep their
+            # retry budget) until it is active again.
+            WebhookInbox.connection_id.in_(
+                select(FreshBooksConnection.id).where(FreshBooksConnection.status == ConnectionStatus.ACTIVE)
+            ),
             (WebhookInbox.lease_expires_at.is_(None)) | (WebhookInbox.lease_expires_at < now),
         )
         .order_by(WebhookInbox.id)

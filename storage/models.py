@@ -128,8 +128,17 @@ class FreshBooksConnection(Base):
     token_expires_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
     # Bumped on every token refresh: refreshes compare-and-swap on it (refresh tokens are single-use).
     token_version: Mapped[int] = mapped_column(Integer, default=0)
+    # A lease, not a held database lock: one process refreshes at a time across all processes, and
+    # a process that dies mid-refresh lets go when the lease runs out.
+    refresh_lease_owner: Mapped[str | None] = mapped_column(String(64))
+    refresh_lease_until: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    status_reason: Mapped[str | None] = mapped_column(String(200))
+    identity_id: Mapped[int | None] = mapped_column(BigInteger)
     connected_by_user_id: Mapped[str | None] = mapped_column(String(32))
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    disconnected_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    # Reconciliation poll: objects updated at or after this instant are listed on the next poll.
+    poll_watermark: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
 
 
 class FreshBooksCallback(Base):
@@ -205,13 +214,50 @@ class Event(Base):
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     connection_id: Mapped[int] = mapped_column(ForeignKey("freshbooks_connections.id"))
-    # The first inbox row that produced this event (repeats point here through inbox.event_id).
-    inbox_id: Mapped[int] = mapped_column(BigInteger)
+    # The inbox row that produced this event (repeats point here through inbox.event_id); None for
+    # events derived from state (invoice.paid) or found by the reconciliation poll or overdue scan.
+    inbox_id: Mapped[int | None] = mapped_column(BigInteger)
+    source: Mapped[str] = mapped_column(String(16), default="webhook")
+    object_kind: Mapped[str] = mapped_column(String(16))
     name: Mapped[str] = mapped_column(String(64))
     object_id: Mapped[str] = mapped_column(String(32))
     object_updated: Mapped[str] = mapped_column(String(40))
     object_enc: Mapped[str | None] = encrypted_text()
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
+
+
+class ObjectState(Base):
+    """The last known state of a FreshBooks object, to tell what changed (paid, partially paid...)."""
+
+    __tablename__ = "object_states"
+    __table_args__ = (UniqueConstraint("connection_id", "object_kind", "object_id"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    connection_id: Mapped[int] = mapped_column(ForeignKey("freshbooks_connections.id", ondelete="CASCADE"))
+    object_kind: Mapped[str] = mapped_column(String(16))
+    object_id: Mapped[str] = mapped_column(String(32))
+    updated: Mapped[str] = mapped_column(String(40))
+    snapshot_enc: Mapped[str] = encrypted_text(nullable=False)
+    seen_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class OAuthState(Base):
+    """A pending FreshBooks authorization: single-use, bound to a workspace and user, short-lived."""
+
+    __tablename__ = "oauth_states"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    state_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    workspace_id: Mapped[int] = mapped_column(ForeignKey("workspaces.id", ondelete="CASCADE"))
+    slack_user_id: Mapped[str] = mapped_column(String(32))
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    expires_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    used_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    # When the identity has several businesses, the exchanged tokens wait here (encrypted) until
+    # the user picks one; a second single-use token guards that choice.
+    choice_hash: Mapped[str | None] = mapped_column(String(64), unique=True)
+    grant_enc: Mapped[str | None] = encrypted_text()
+    choice_expires_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
 
 
 class RoutingRule(Base):

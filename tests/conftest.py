@@ -107,6 +107,7 @@ def make_settings(tmp_path: Path, **env: str) -> Settings:
 
 FB_ACCOUNT = "p7rQW5"
 FB_TOKEN = "fb-access-token"
+FB_REFRESH = "fb-refresh-token"
 
 
 class _Delegate:
@@ -128,6 +129,7 @@ class Live:
     clock: FakeClock
 
     def connect(self, *, team_id: str = "T0001", account_id: str = FB_ACCOUNT) -> NewConnection:
+        self.fake.grant(FB_TOKEN, FB_REFRESH)
         with self.services.db.session() as session:
             workspace = connections.ensure_workspace(session, team_id=team_id)
             return connections.create_connection(
@@ -138,7 +140,7 @@ class Live:
                 business_id=14393743,
                 business_name="Acme Bookkeeping",
                 access_token=FB_TOKEN,
-                refresh_token="fb-refresh-token",
+                refresh_token=FB_REFRESH,
                 token_expires_at=self.clock() + dt.timedelta(hours=12),
             )
 

@@ -35,3 +35,37 @@ def test_fresh_database_is_not_up_to_date(database_url: str) -> None:
         assert not migrate.is_up_to_date(fresh.engine)
     finally:
         fresh.dispose()
+
+
+def test_0002_backfills_existing_events(database_url: str) -> None:
+    from sqlalchemy import text
+
+    database = Database(database_url)
+    try:
+        migrate.upgrade(database.engine, "0001")
+        with database.engine.begin() as conn:
+            conn.execute(
+                text("INSERT INTO workspaces (id, slack_team_id, installed_at) VALUES (1, 'T1', :now)"),
+                {"now": "2026-01-01 00:00:00+00:00"},
+            )
+            conn.execute(
+                text(
+                    "INSERT INTO freshbooks_connections (id, workspace_id, account_id, webhook_token_hash, "
+                    "webhook_token_enc, status, token_version, created_at) "
+                    "VALUES (1, 1, 'A1', 'h', 'x', 'active', 0, :now)"
+                ),
+                {"now": "2026-01-01 00:00:00+00:00"},
+            )
+            conn.execute(
+                text(
+                    "INSERT INTO events (id, connection_id, inbox_id, name, object_id, object_updated, created_at) "
+                    "VALUES (1, 1, 7, 'payment.create', '5', 'u', :now)"
+                ),
+                {"now": "2026-01-01 00:00:00+00:00"},
+            )
+        migrate.upgrade(database.engine)
+        with database.engine.connect() as conn:
+            row = conn.execute(text("SELECT object_kind, source FROM events WHERE id = 1")).one()
+        assert tuple(row) == ("payment", "webhook")
+    finally:
+        database.dispose()

@@ -41,11 +41,12 @@ class CallbackRegistrar:
         with self._db.session() as session:
             account_id = connections.account_id(session, connection_id)
             token = connections.webhook_token(session, self._cipher, connection_id)
-        info = self._client.register_callback(
-            token=self._tokens.access_token(connection_id),
-            account_id=account_id,
-            event=event,
-            uri=webhook_url(self._public_url, token),
+        uri = webhook_url(self._public_url, token)
+        info = self._tokens.call(
+            connection_id,
+            lambda access: self._client.register_callback(
+                token=access, account_id=account_id, event=event, uri=uri
+            ),
         )
         with self._db.session() as session:
             connections.record_callback(

@@ -7,6 +7,7 @@ surface we need is small, so one client here owns timeouts, retries and error pa
 
 from __future__ import annotations
 
+import datetime as dt
 import enum
 import json
 import logging
@@ -146,6 +147,73 @@ def _parse_callback(raw: Any) -> CallbackInfo:
         raise FreshBooksError(ErrorKind.PROTOCOL, "callback object without callbackid/event/uri") from None
 
 
+@dataclass(frozen=True, slots=True)
+class TokenGrant:
+    access_token: str
+    refresh_token: str
+    expires_at: dt.datetime
+    scope: str
+
+    def __repr__(self) -> str:  # tokens never end up in a log line by accident
+        return f"TokenGrant(expires_at={self.expires_at.isoformat()}, scope={self.scope!r})"
+
+
+@dataclass(frozen=True, slots=True)
+class Business:
+    business_id: int
+    account_id: str
+    name: str
+    role: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Identity:
+    identity_id: int
+    email: str | None
+    businesses: tuple[Business, ...]
+
+
+def _parse_grant(body: Any, now: dt.datetime) -> TokenGrant:
+    try:
+        expires_in = int(body["expires_in"])
+        created = body.get("created_at")
+        issued = dt.datetime.fromtimestamp(int(created), dt.UTC) if created else now
+        return TokenGrant(
+            access_token=str(body["access_token"]),
+            refresh_token=str(body["refresh_token"]),
+            expires_at=issued + dt.timedelta(seconds=expires_in),
+            scope=str(body.get("scope", "")),
+        )
+    except (KeyError, TypeError, ValueError, OverflowError):
+        raise FreshBooksError(ErrorKind.PROTOCOL, "token response without access/refresh token") from None
+
+
+def _parse_identity(body: Any) -> Identity:
+    try:
+        me = body["response"]
+        businesses = []
+        for membership in me.get("business_memberships") or []:
+            business = membership["business"]
+            if not business.get("account_id"):
+                continue  # a business without an accounting account has nothing to report
+            businesses.append(
+                Business(
+                    # business.id, not the membership id: the reference warns they differ.
+                    business_id=int(business["id"]),
+                    account_id=str(business["account_id"]),
+                    name=str(business.get("name") or business["account_id"]),
+                    role=membership.get("role"),
+                )
+            )
+        return Identity(
+            identity_id=int(me.get("identity_id") or me["id"]),
+            email=me.get("email"),
+            businesses=tuple(businesses),
+        )
+    except (KeyError, TypeError, ValueError):
+        raise FreshBooksError(ErrorKind.PROTOCOL, "users/me response is not an identity") from None
+
+
 def _result(body: Any, key: str) -> Any:
     try:
         return body["response"]["result"][key]
@@ -192,8 +260,9 @@ class FreshBooksClient:
         method: str,
         path: str,
         *,
-        token: str,
+        token: str | None,
         json_body: Any = None,
+        form: dict[str, str] | None = None,
         params: Any = None,
     ) -> Any:
         """Send one API call with retries; return the decoded JSON body (None for 204)."""
@@ -203,7 +272,7 @@ class FreshBooksClient:
         attempt = 0
         while True:
             try:
-                return self._send(method, path, token=token, json_body=json_body, params=params)
+                return self._send(method, path, token=token, json_body=json_body, form=form, params=params)
             except FreshBooksError as error:
                 metrics.FRESHBOOKS_API_ERRORS.labels(kind=error.kind).inc()
                 retryable = error.kind is ErrorKind.RATE_LIMITED or (idempotent and error.transient)
@@ -221,10 +290,14 @@ class FreshBooksClient:
                 self._sleep(wait)
                 attempt += 1
 
-    def _send(self, method: str, path: str, *, token: str, json_body: Any, params: Any) -> Any:
-        headers = {"Authorization": f"Bearer {token}"}
+    def _send(
+        self, method: str, path: str, *, token: str | None, json_body: Any, form: Any, params: Any
+    ) -> Any:
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
         try:
-            response = self._http.request(method, path, json=json_body, params=params, headers=headers)
+            response = self._http.request(
+                method, path, json=json_body, data=form, params=params, headers=headers
+            )
         except httpx.TimeoutException:
             raise FreshBooksError(ErrorKind.NETWORK, "timed out") from None
         except httpx.TransportError as exc:
@@ -239,6 +312,45 @@ class FreshBooksClient:
             raise FreshBooksError(
                 ErrorKind.PROTOCOL, "response is not JSON", status=response.status_code
             ) from None
+
+    # -- OAuth and identity (reference §7) -----------------------------------------------------
+
+    def _token_call(self, form: dict[str, str], now: dt.datetime) -> TokenGrant:
+        # Form-encoded, as FreshBooks' own SDK sends it. Never retried after a 5xx: a refresh that
+        # reached FreshBooks may already have spent the single-use refresh token.
+        return _parse_grant(self.request("POST", "/auth/oauth/token", token=None, form=form), now)
+
+    def exchange_code(
+        self, *, code: str, redirect_uri: str, client_id: str, client_secret: str, now: dt.datetime
+    ) -> TokenGrant:
+        return self._token_call(
+            {
+                "grant_type": "authorization_code",
+                "client_id": client_id,
+                "client_secret": client_secret,
+                "code": code,
+                "redirect_uri": redirect_uri,
+            },
+            now,
+        )
+
+    def refresh_tokens(
+        self, *, refresh_token: str, redirect_uri: str, client_id: str, client_secret: str, now: dt.datetime
+    ) -> TokenGrant:
+        return self._token_call(
+            {
+                "grant_type": "refresh_token",
+                "refresh_token": refresh_token,
+                "client_id": client_id,
+                "client_secret": client_secret,
+                "redirect_uri": redirect_uri,
+            },
+            now,
+        )
+
+    def identity(self, *, token: str) -> Identity:
+        body = self.request("GET", "/auth/api/v1/users/me", token=token)
+        return _parse_identity(body)
 
     # -- events API (reference §3) -------------------------------------------------------------
 

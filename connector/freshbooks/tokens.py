@@ -1,32 +1,175 @@
-"""Where FreshBooks access tokens come from. Refreshing arrives with the OAuth connection work."""
+"""FreshBooks access tokens: refreshed before they expire, one refresh at a time across processes.
+
+FreshBooks refresh tokens are single-use (reference §7): two processes refreshing with the same
+token would invalidate each other. A refresh therefore takes a lease on the connection row
+(compare-and-swap, so it works the same on SQLite and PostgreSQL and needs no lock held across
+the HTTP call), and the new pair is committed, also by compare-and-swap on `token_version`,
+before anyone uses the new access token. A process that dies mid-refresh holds the lease only
+until it expires; whoever comes next refreshes again.
+"""
 
 from __future__ import annotations
 
-from typing import Protocol
+import datetime as dt
+import logging
+import time
+from collections.abc import Callable
+from typing import Protocol, TypeVar
 
+from connector.clock import Clock
+from connector.freshbooks.client import ErrorKind, FreshBooksClient, FreshBooksError
+from connector.process import worker_id
 from storage import connections
 from storage.crypto import Cipher
 from storage.db import Database
+from storage.models import ConnectionStatus
+
+log = logging.getLogger(__name__)
+
+REFRESH_MARGIN = dt.timedelta(minutes=10)
+LEASE = dt.timedelta(seconds=60)
 
 
 class NoToken(Exception):
-    """The connection has no usable access token (never connected, or access was revoked)."""
+    """No usable access token: never connected, access revoked, or a refresh is failing for now."""
+
+
+class TokenRevoked(NoToken):
+    """FreshBooks refused the refresh: the customer must connect again."""
+
+
+T = TypeVar("T")
 
 
 class TokenSource(Protocol):
-    def access_token(self, connection_id: int) -> str: ...
+    def call(self, connection_id: int, fn: Callable[[str], T]) -> T: ...
 
 
-class StoredTokens:
-    """Reads the access token as stored; it does not refresh it."""
-
-    def __init__(self, *, db: Database, cipher: Cipher) -> None:
+class TokenManager:
+    def __init__(
+        self,
+        *,
+        db: Database,
+        cipher: Cipher,
+        client: FreshBooksClient,
+        client_id: str | None,
+        client_secret: str | None,
+        redirect_uri: str | None,
+        clock: Clock,
+        on_revoked: Callable[[int, str], None] = lambda _cid, _reason: None,
+        wait: Callable[[float], None] = time.sleep,
+        wait_rounds: int = 200,
+    ) -> None:
         self._db = db
         self._cipher = cipher
+        self._client = client
+        self._client_id = client_id
+        self._client_secret = client_secret
+        self._redirect_uri = redirect_uri
+        self._clock = clock
+        self._on_revoked = on_revoked
+        self._wait = wait
+        self._wait_rounds = wait_rounds
+        self._owner = worker_id()
 
-    def access_token(self, connection_id: int) -> str:
+    def call(self, connection_id: int, fn: Callable[[str], T]) -> T:
+        """Run an API call with the connection's token; on a 401, refresh once and try again."""
+        token = self.access_token(connection_id)
+        try:
+            return fn(token)
+        except FreshBooksError as error:
+            if error.kind is not ErrorKind.AUTH:
+                raise
+        return fn(self.access_token(connection_id, rejected=token))
+
+    def _snapshot(self, connection_id: int) -> connections.TokenSnapshot:
         with self._db.session() as session:
-            token = connections.access_token(session, self._cipher, connection_id)
-        if not token:
-            raise NoToken(f"connection {connection_id} has no access token")
-        return token
+            return connections.token_snapshot(session, self._cipher, connection_id)
+
+    def _fresh(self, snap: connections.TokenSnapshot, rejected: str | None) -> str | None:
+        if snap.status != ConnectionStatus.ACTIVE:
+            raise TokenRevoked(f"connection is {snap.status}")
+        if not snap.access_token:
+            raise NoToken("connection has no access token")
+        if snap.access_token == rejected:
+            return None
+        if snap.expires_at is None or snap.expires_at - REFRESH_MARGIN > self._clock():
+            return snap.access_token
+        return None
+
+    def access_token(self, connection_id: int, *, rejected: str | None = None) -> str:
+        """A valid access token, refreshed first if it expires within REFRESH_MARGIN.
+
+        `rejected` is a token FreshBooks just answered 401 to: it is refreshed even if not expired.
+        """
+        for _ in range(self._wait_rounds):
+            snap = self._snapshot(connection_id)
+            token = self._fresh(snap, rejected)
+            if token is not None:
+                return token
+            now = self._clock()
+            with self._db.session() as session:
+                acquired = connections.acquire_refresh_lease(
+                    session, connection_id=connection_id, owner=self._owner, now=now, until=now + LEASE
+                )
+            if acquired:
+                return self._refresh(connection_id, rejected)
+            self._wait(0.05)  # another process is refreshing right now; its result is what we want
+        raise NoToken("timed out waiting for another process to refresh the token")
+
+    def _refresh(self, connection_id: int, rejected: str | None) -> str:
+        try:
+            snap = self._snapshot(connection_id)  # re-read under the lease: maybe already done
+            token = self._fresh(snap, rejected)
+            if token is not None:
+                return token
+            if not (snap.refresh_token and self._client_id and self._client_secret and self._redirect_uri):
+                raise NoToken("cannot refresh: FreshBooks client credentials or refresh token missing")
+            try:
+                grant = self._client.refresh_tokens(
+                    refresh_token=snap.refresh_token,
+                    redirect_uri=self._redirect_uri,
+                    client_id=self._client_id,
+                    client_secret=self._client_secret,
+                    now=self._clock(),
+                )
+            except FreshBooksError as error:
+                if error.kind in (ErrorKind.AUTH, ErrorKind.VALIDATION):
+                    self._revoked(
+                        connection_id, f"FreshBooks refused the token refresh ({error.code or error.kind})"
+                    )
+                    raise TokenRevoked("FreshBooks refused the refresh") from None
+                raise NoToken(f"token refresh failed for now ({error.kind})") from None
+            with self._db.session() as session:
+                stored = connections.store_tokens(
+                    session,
+                    self._cipher,
+                    connection_id=connection_id,
+                    expected_version=snap.version,
+                    access_token=grant.access_token,
+                    refresh_token=grant.refresh_token,
+                    expires_at=grant.expires_at,
+                )
+            if not stored:
+                # Only possible if our lease ran out mid-call and someone else stored a pair; theirs
+                # came after ours at FreshBooks or failed, so use what the database now holds.
+                log.error(
+                    "token refresh raced past its lease", extra={"context": {"connection_id": connection_id}}
+                )
+                return self.access_token(connection_id)
+            log.info("freshbooks token refreshed", extra={"context": {"connection_id": connection_id}})
+            return grant.access_token
+        finally:
+            with self._db.session() as session:
+                connections.release_refresh_lease(session, connection_id=connection_id, owner=self._owner)
+
+    def _revoked(self, connection_id: int, reason: str) -> None:
+        with self._db.session() as session:
+            changed = connections.mark_needs_reconnect(session, connection_id=connection_id, reason=reason)
+        if changed:
+            log.warning(
+                "connection needs reconnecting: %s",
+                reason,
+                extra={"context": {"connection_id": connection_id}},
+            )
+            self._on_revoked(connection_id, reason)

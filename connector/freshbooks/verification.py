@@ -119,12 +119,12 @@ class VerificationService:
         if not decision.put_verifier or callback_row_id is None:
             return False
         try:
-            token = self._tokens.access_token(row.connection_id)
-            answer = self._client.verify_callback(
-                token=token,
-                account_id=account_id,
-                callback_id=row.callback_id,
-                verifier=self._cipher.decrypt(row.verifier_enc),
+            verifier = self._cipher.decrypt(row.verifier_enc)
+            answer = self._tokens.call(
+                row.connection_id,
+                lambda token: self._client.verify_callback(
+                    token=token, account_id=account_id, callback_id=row.callback_id, verifier=verifier
+                ),
             )
         except NoToken:
             return False  # stays pending until the connection has a token again

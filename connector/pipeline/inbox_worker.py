@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-import os
-import socket
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from connector import metrics
 from connector.clock import Clock
+from connector.process import worker_id
 from storage import inbox
 from storage.crypto import Cipher
 from storage.db import Database
@@ -61,10 +59,6 @@ def retry_delay(attempts: int) -> dt.timedelta | None:
     if attempts < 1 or attempts > len(RETRY_SCHEDULE):
         return None
     return RETRY_SCHEDULE[attempts - 1]
-
-
-def worker_id() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 
 
 class InboxWorker:

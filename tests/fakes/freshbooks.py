@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import secrets
 import threading
+import time
 import urllib.parse
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -46,6 +47,27 @@ class FakeCallback:
 
 
 @dataclass
+class FakeBusiness:
+    business_id: int
+    account_id: str
+    name: str
+
+
+@dataclass
+class FakeIdentity:
+    identity_id: int
+    email: str
+    businesses: list[FakeBusiness]
+
+
+@dataclass
+class FakeGrant:
+    identity: FakeIdentity
+    access_token: str
+    refresh_token: str
+
+
+@dataclass
 class Scripted:
     status: int
     body: Any
@@ -73,6 +95,17 @@ class FakeFreshBooks:
         self.send_verify_on_register = True
         self._scripts: dict[tuple[str, str], list[Scripted]] = {}
         self._next_callback_id = 1000
+        self.client_id = "fb-client"
+        self.client_secret = "fb-secret"
+        self.expires_in = 43199
+        self.identity = FakeIdentity(
+            identity_id=14051539,
+            email="owner@acme.example",
+            businesses=[FakeBusiness(14393743, "p7rQW5", "Acme Bookkeeping")],
+        )
+        self.codes: dict[str, tuple[FakeIdentity, str]] = {}  # code -> (identity, redirect_uri)
+        self.grants: dict[str, FakeGrant] = {}  # by current refresh token
+        self.refreshes = 0
         self._lock = threading.Lock()
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler_class())
         self._thread = threading.Thread(
@@ -105,6 +138,11 @@ class FakeFreshBooks:
                 if m == method and path.startswith(prefix) and queue:
                     return queue.pop(0)
         return None
+
+    def grant(self, access_token: str, refresh_token: str) -> None:
+        """Make an existing token pair valid (as if the customer had connected earlier)."""
+        self.valid_tokens.add(access_token)
+        self.grants[refresh_token] = FakeGrant(self.identity, access_token, refresh_token)
 
     def add_object(self, account_id: str, kind: str, obj: dict[str, Any]) -> None:
         self.objects[(account_id, kind, str(obj["id"]))] = obj
@@ -165,13 +203,20 @@ class FakeFreshBooks:
     def _handle(self, method: str, raw_path: str, headers: dict[str, str], body: Any) -> Scripted:
         parsed = urllib.parse.urlsplit(raw_path)
         path = parsed.path
-        self.calls.append(Call(method, path, urllib.parse.parse_qs(parsed.query), body, headers))
+        query = urllib.parse.parse_qs(parsed.query)
+        self.calls.append(Call(method, path, query, body, headers))
         scripted = self._scripted(method, path)
         if scripted is not None:
             return scripted
+        if method == "GET" and path == "/oauth/authorize":
+            return self._authorize({k: v[0] for k, v in query.items()})
+        if method == "POST" and path == "/auth/oauth/token":
+            return self._token(body if isinstance(body, dict) else {})
         auth = headers.get("authorization", "")
         if not auth.startswith("Bearer ") or auth[7:] not in self.valid_tokens:
             return Scripted(401, UNAUTHORIZED)
+        if method == "GET" and path == "/auth/api/v1/users/me":
+            return self._me(auth[7:])
         parts = path.strip("/").split("/")
         if parts[:1] == ["events"] and len(parts) >= 5 and parts[3:5] == ["events", "callbacks"]:
             return self._callbacks(method, parts[2], parts[5:], body)
@@ -181,6 +226,83 @@ class FakeFreshBooks:
                 return Scripted(404, NOT_FOUND)
             return Scripted(200, {"response": {"result": {parts[4].rstrip("s"): obj}}})
         return Scripted(404, NOT_FOUND)
+
+    # -- OAuth (reference §7) ----------------------------------------------------------------------
+
+    def _authorize(self, query: dict[str, str]) -> Scripted:
+        """The user approved: redirect back with a code, as the real authorize page would."""
+        if query.get("client_id") != self.client_id or query.get("response_type") != "code":
+            return Scripted(
+                400, {"error": "invalid_request", "error_description": "bad client or response_type"}
+            )
+        redirect = query.get("redirect_uri", "")
+        code = secrets.token_urlsafe(16)
+        self.codes[code] = (self.identity, redirect)
+        params = urllib.parse.urlencode({"code": code, "state": query.get("state", "")})
+        return Scripted(302, None, {"Location": f"{redirect}?{params}"})
+
+    def _issue(self, identity: FakeIdentity) -> Scripted:
+        grant = FakeGrant(identity, secrets.token_urlsafe(24), secrets.token_urlsafe(24))
+        self.grants[grant.refresh_token] = grant
+        self.valid_tokens.add(grant.access_token)
+        return Scripted(
+            200,
+            {
+                "access_token": grant.access_token,
+                "token_type": "Bearer",
+                "expires_in": self.expires_in,
+                "refresh_token": grant.refresh_token,
+                "scope": "user:profile:read user:invoices:read",
+                "created_at": int(time.time()),
+            },
+        )
+
+    def _token(self, form: dict[str, Any]) -> Scripted:
+        invalid = Scripted(
+            400, {"error": "invalid_grant", "error_description": "The provided grant is invalid."}
+        )
+        if form.get("client_id") != self.client_id or form.get("client_secret") != self.client_secret:
+            return Scripted(
+                401, {"error": "invalid_client", "error_description": "Client authentication failed."}
+            )
+        if form.get("grant_type") == "authorization_code":
+            issued = self.codes.pop(form.get("code", ""), None)  # codes are single-use
+            if issued is None or issued[1] != form.get("redirect_uri"):
+                return invalid
+            return self._issue(issued[0])
+        if form.get("grant_type") == "refresh_token":
+            with self._lock:
+                # Single-use: the old refresh token stops working the moment it is used.
+                grant = self.grants.pop(form.get("refresh_token", ""), None)
+                self.refreshes += 1
+            if grant is None:
+                return invalid
+            return self._issue(grant.identity)
+        return Scripted(400, {"error": "unsupported_grant_type", "error_description": "?"})
+
+    def _me(self, token: str) -> Scripted:
+        identity = next((g.identity for g in self.grants.values() if g.access_token == token), self.identity)
+        memberships = [
+            {
+                "id": 900 + n,  # the membership id, deliberately unlike the business id
+                "role": "owner",
+                "business": {"id": b.business_id, "name": b.name, "account_id": b.account_id},
+            }
+            for n, b in enumerate(identity.businesses)
+        ]
+        return Scripted(
+            200,
+            {
+                "response": {
+                    "id": identity.identity_id,
+                    "identity_id": identity.identity_id,
+                    "email": identity.email,
+                    "first_name": "Ada",
+                    "last_name": "Owner",
+                    "business_memberships": memberships,
+                }
+            },
+        )
 
     def _callbacks(self, method: str, account_id: str, rest: list[str], body: Any) -> Scripted:
         if method == "POST" and not rest:
@@ -242,10 +364,13 @@ class FakeFreshBooks:
             def _serve(self) -> None:
                 length = int(self.headers.get("Content-Length") or 0)
                 raw = self.rfile.read(length) if length else b""
-                try:
-                    body = json.loads(raw) if raw else None
-                except ValueError:
-                    body = raw.decode("utf-8", "replace")
+                if self.headers.get("Content-Type", "").startswith("application/x-www-form-urlencoded"):
+                    body = dict(urllib.parse.parse_qsl(raw.decode()))
+                else:
+                    try:
+                        body = json.loads(raw) if raw else None
+                    except ValueError:
+                        body = raw.decode("utf-8", "replace")
                 headers = {k.lower(): v for k, v in self.headers.items()}
                 answer = fake._handle(self.command, self.path, headers, body)
                 payload = b"" if answer.body is None else json.dumps(answer.body).encode()
