@@ -177,6 +177,7 @@ def live(
 ) -> Iterator[Live]:
     from app import create_app
 
+    fake_freshbooks.now = lambda: clock().timestamp()
     delegate = _Delegate()
     server = make_server("127.0.0.1", 0, delegate, threaded=True)
     url = f"http://127.0.0.1:{server.server_port}"

@@ -12,6 +12,7 @@ import secrets
 import threading
 import time
 import urllib.parse
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -106,6 +107,7 @@ class FakeFreshBooks:
         self.codes: dict[str, tuple[FakeIdentity, str]] = {}  # code -> (identity, redirect_uri)
         self.grants: dict[str, FakeGrant] = {}  # by current refresh token
         self.refreshes = 0
+        self.now: Callable[[], float] = time.time  # tests hand in their injected clock
         self._lock = threading.Lock()
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler_class())
         self._thread = threading.Thread(
@@ -253,7 +255,7 @@ class FakeFreshBooks:
                 "expires_in": self.expires_in,
                 "refresh_token": grant.refresh_token,
                 "scope": "user:profile:read user:invoices:read",
-                "created_at": int(time.time()),
+                "created_at": int(self.now()),
             },
         )
 
