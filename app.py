@@ -128,6 +128,7 @@ def build_services(settings: Settings, *, clock: Clock = system_clock) -> Servic
             tokens=tokens,
             verification=verification,
             public_url=settings.public_url,
+            clock=clock,
         )
         if settings.public_url
         else None

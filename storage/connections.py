@@ -266,3 +266,33 @@ def mark_needs_reconnect(session: Session, *, connection_id: int, reason: str) -
         )
     )
     return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+def callbacks_of(session: Session, connection_id: int) -> list[FreshBooksCallback]:
+    return list(
+        session.scalars(
+            select(FreshBooksCallback)
+            .where(FreshBooksCallback.connection_id == connection_id)
+            .order_by(FreshBooksCallback.id)
+        )
+    )
+
+
+def forget_callbacks(session: Session, *, connection_id: int, callback_ids: set[int]) -> None:
+    """Drop callbacks FreshBooks no longer has: their verifiers must stop being accepted."""
+    if not callback_ids:
+        return
+    for callback in callbacks_of(session, connection_id):
+        if callback.callback_id in callback_ids:
+            session.delete(callback)
+
+
+def request_resend(session: Session, *, connection_id: int, callback_id: int, now: dt.datetime) -> None:
+    session.execute(
+        update(FreshBooksCallback)
+        .where(
+            FreshBooksCallback.connection_id == connection_id,
+            FreshBooksCallback.callback_id == callback_id,
+        )
+        .values(resend_requested_at=now)
+    )

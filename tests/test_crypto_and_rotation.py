@@ -60,6 +60,8 @@ def test_every_secret_column_is_registered() -> None:
         "deliveries.message_enc",
         "routing_rules.counterparty_enc",
         "audit_log.detail_enc",
+        "object_states.snapshot_enc",
+        "oauth_states.grant_enc",
     } == registered
 
 

@@ -58,8 +58,8 @@ def test_0002_backfills_existing_events(database_url: str) -> None:
             )
             conn.execute(
                 text(
-                    "INSERT INTO events (id, connection_id, inbox_id, name, object_id, object_updated, created_at) "
-                    "VALUES (1, 1, 7, 'payment.create', '5', 'u', :now)"
+                    "INSERT INTO events (id, connection_id, inbox_id, name, object_id, object_updated, "
+                    "created_at) VALUES (1, 1, 7, 'payment.create', '5', 'u', :now)"
                 ),
                 {"now": "2026-01-01 00:00:00+00:00"},
             )

@@ -379,6 +379,30 @@ class FreshBooksClient:
         )
         return _parse_callback(_result(body, "callback"))
 
+    def list_callbacks(self, *, token: str, account_id: str) -> list[CallbackInfo]:
+        """Every callback of the account, all pages."""
+        found: list[CallbackInfo] = []
+        page = 1
+        while True:
+            body = self.request(
+                "GET", self._callbacks_path(account_id), token=token, params={"page": page, "per_page": 100}
+            )
+            result = _result(body, "callbacks")
+            if not isinstance(result, list):
+                raise FreshBooksError(ErrorKind.PROTOCOL, "result.callbacks is not a list")
+            found.extend(_parse_callback(raw) for raw in result)
+            pages = body["response"]["result"].get("pages") or 1
+            if page >= int(pages) or not result:
+                return found
+            page += 1
+
+    def delete_callback(self, *, token: str, account_id: str, callback_id: int) -> None:
+        try:
+            self.request("DELETE", self._callbacks_path(account_id, callback_id), token=token)
+        except FreshBooksError as error:
+            if error.kind is not ErrorKind.NOT_FOUND:  # already gone is what we wanted
+                raise
+
     def resend_verification(self, *, token: str, account_id: str, callback_id: int) -> CallbackInfo:
         body = self.request(
             "PUT",

@@ -24,7 +24,7 @@ EASTERN = ZoneInfo("America/New_York")
 
 _DECIMAL = re.compile(r"-?[0-9]+(?:\.[0-9]+)?")
 _DIGITS = re.compile(r"[0-9]+")
-# MySQL's "no date", which FreshBooks sometimes returns instead of null.
+# The zero date MySQL-backed APIs write for "no date"; read like null.
 _ZERO_DATE = "0000-00-00"
 
 T = TypeVar("T")

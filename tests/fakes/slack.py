@@ -65,6 +65,7 @@ class FakeSlack:
         self.valid_tokens: set[str] = {"xoxb-test"}
         self.calls: list[Call] = []
         self.channels: dict[str, Channel] = {}
+        self.users: dict[str, dict[str, Any]] = {}
         self._scripts: dict[str, deque[Scripted]] = defaultdict(deque)
         self._ts_counter = 100
         self._cond = threading.Condition()
@@ -77,6 +78,7 @@ class FakeSlack:
             "conversations.info": self._conversations_info,
             "conversations.join": self._conversations_join,
             "conversations.history": self._conversations_history,
+            "users.info": self._users_info,
         }
 
     # Test-facing API ------------------------------------------------------------------------
@@ -91,6 +93,18 @@ class FakeSlack:
         with self._cond:
             self.channels[channel.id] = channel
             return channel
+
+    def add_user(self, user_id: str, *, admin: bool = False, owner: bool = False) -> None:
+        """A workspace member; `chat.postMessage` to their ID lands in the app's DM with them."""
+        with self._cond:
+            self.users[user_id] = {"id": user_id, "team_id": TEAM_ID, "name": user_id.lower(),
+                                   "is_admin": admin, "is_owner": owner, "is_primary_owner": owner,
+                                   "is_bot": False, "deleted": False}  # fmt: skip
+
+    def dms(self, user_id: str) -> list[dict[str, Any]]:
+        with self._cond:
+            channel = self.channels.get("D" + user_id)
+            return list(channel.messages) if channel else []
 
     def script(self, method: str, *responses: Scripted) -> None:
         """Queue answers for `method`, used in order before normal behaviour resumes."""
@@ -185,7 +199,11 @@ class FakeSlack:
                 "team_id": TEAM_ID, "user_id": BOT_USER_ID, "bot_id": BOT_ID}  # fmt: skip
 
     def _channel(self, params: Params, *, write: bool = False) -> Channel:
-        channel = self.channels.get(str(params.get("channel", "")))
+        target = str(params.get("channel", ""))
+        if target in self.users:  # posting to a user ID opens (or reuses) the app's DM with them
+            dm = self.channels.setdefault("D" + target, Channel("D" + target, name=target, is_private=True))
+            return dm
+        channel = self.channels.get(target)
         if channel is None:
             raise _Error("channel_not_found")
         if write and channel.is_archived:
@@ -230,6 +248,12 @@ class FakeSlack:
             raise _Error("method_not_supported_for_channel_type")
         channel.is_member = True
         return {"channel": channel.info()}
+
+    def _users_info(self, params: Params) -> dict[str, Any]:
+        user = self.users.get(str(params.get("user", "")))
+        if user is None:
+            raise _Error("user_not_found")
+        return {"user": dict(user)}
 
     def _conversations_history(self, params: Params) -> dict[str, Any]:
         channel = self._channel(params)
