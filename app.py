@@ -4,27 +4,34 @@ from __future__ import annotations
 
 import atexit
 import logging
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from apscheduler.schedulers.background import BackgroundScheduler
 from flask import Flask, Response, request
 from slack_bolt import App as BoltApp
 from slack_bolt.adapter.flask import SlackRequestHandler
+from slack_sdk import WebClient
 from sqlalchemy.exc import SQLAlchemyError
 
 from connector.clock import Clock, system_clock
 from connector.enrich import Enricher
 from connector.freshbooks.callbacks import CallbackRegistrar
 from connector.freshbooks.client import FreshBooksClient
+from connector.freshbooks.connect import ConnectionSetup, ConnectService, DisconnectService, OAuthConfig
+from connector.freshbooks.monitor import CHECK_INTERVAL, CallbackMonitor
 from connector.freshbooks.tokens import TokenManager
 from connector.freshbooks.verification import VerificationService
 from connector.ingest.intake import Intake
+from connector.notify import LogNotifier, Notifier, SlackNotifier
 from connector.pipeline.inbox_worker import InboxWorker
 from connector.pipeline.loop import BackgroundLoop
 from connector.settings import Settings, load_settings
+from connector.status import workspace_status
 from connector.web import Health, create_blueprint
-from slack_ui.bolt_app import build_bolt_app
-from storage import migrate
+from slack_ui.bolt_app import build_bolt_app, build_slack_client
+from slack_ui.commands import CommandServices
+from storage import connections, migrate
 from storage.crypto import Cipher, development_key
 from storage.db import Database
 
@@ -44,13 +51,19 @@ class Services:
     db: Database
     cipher: Cipher
     freshbooks: FreshBooksClient
+    tokens: TokenManager
     intake: Intake
     verification: VerificationService
     registrar: CallbackRegistrar | None
+    monitor: CallbackMonitor | None
+    connect: ConnectService
+    disconnect: DisconnectService
     inbox_worker: InboxWorker
     inbox_loop: BackgroundLoop
     verification_loop: BackgroundLoop
     scheduler: BackgroundScheduler
+    background: ThreadPoolExecutor
+    slack_client: WebClient | None
     bolt: BoltApp | None
     _started: bool = field(default=False, init=False)
 
@@ -66,12 +79,12 @@ class Services:
         self.verification_loop.wake()
 
     def stop(self) -> None:
-        if not self._started:
-            return
-        self._started = False
-        self.scheduler.shutdown(wait=False)
-        self.inbox_loop.stop()
-        self.verification_loop.stop()
+        if self._started:
+            self._started = False
+            self.scheduler.shutdown(wait=False)
+            self.inbox_loop.stop()
+            self.verification_loop.stop()
+        self.background.shutdown(wait=True, cancel_futures=False)
         self.freshbooks.close()
         self.db.dispose()
 
@@ -84,24 +97,51 @@ class Services:
         return Health(ok=True, database="ok")
 
 
+def _oauth_config(settings: Settings) -> OAuthConfig | None:
+    if not (settings.freshbooks_configured and settings.freshbooks_redirect_uri):
+        return None
+    assert settings.freshbooks_client_id and settings.freshbooks_client_secret
+    return OAuthConfig(
+        client_id=settings.freshbooks_client_id,
+        client_secret=settings.freshbooks_client_secret.get_secret_value(),
+        auth_url=settings.freshbooks_auth_url,
+        redirect_uri=settings.freshbooks_redirect_uri,
+    )
+
+
 def build_services(settings: Settings, *, clock: Clock = system_clock) -> Services:
     db = Database(settings.resolved_database_url, pool_size=settings.web_threads + 4)
     cipher = build_cipher(settings)
     freshbooks = FreshBooksClient(
         base_url=settings.freshbooks_api_url, timeout=settings.freshbooks_timeout_seconds
     )
+    slack_client = build_slack_client(settings)
+    notifier: Notifier = (
+        SlackNotifier(lambda _team_id: slack_client) if slack_client is not None else LogNotifier()
+    )
+    oauth_config = _oauth_config(settings)
+
+    def on_revoked(connection_id: int, _reason: str) -> None:
+        with db.session() as session:
+            team_id, user_id = connections.team_of(session, connection_id)
+        if user_id:
+            notifier.tell_user(
+                team_id=team_id,
+                user_id=user_id,
+                text=":x: FreshBooks refused to renew this workspace's access (it was revoked or expired). "
+                "Run `/freshbooks connect` to reconnect: events keep arriving meanwhile and are processed "
+                "after the reconnect.",
+            )
+
     tokens = TokenManager(
         db=db,
         cipher=cipher,
         client=freshbooks,
-        client_id=settings.freshbooks_client_id,
-        client_secret=(
-            settings.freshbooks_client_secret.get_secret_value()
-            if settings.freshbooks_client_secret
-            else None
-        ),
-        redirect_uri=settings.freshbooks_redirect_uri,
+        client_id=oauth_config.client_id if oauth_config else None,
+        client_secret=oauth_config.client_secret if oauth_config else None,
+        redirect_uri=oauth_config.redirect_uri if oauth_config else None,
         clock=clock,
+        on_revoked=on_revoked,
     )
     verification = VerificationService(db=db, cipher=cipher, client=freshbooks, tokens=tokens, clock=clock)
     verification_loop = BackgroundLoop("callback-verification", verification.process_pending, idle_seconds=60)
@@ -114,11 +154,7 @@ def build_services(settings: Settings, *, clock: Clock = system_clock) -> Servic
     )
     inbox_loop = BackgroundLoop("inbox", inbox_worker.run_once, idle_seconds=settings.inbox_sweep_seconds)
     intake = Intake(
-        db=db,
-        cipher=cipher,
-        clock=clock,
-        on_stored=inbox_loop.wake,
-        on_verify=verification_loop.wake,
+        db=db, cipher=cipher, clock=clock, on_stored=inbox_loop.wake, on_verify=verification_loop.wake
     )
     registrar = (
         CallbackRegistrar(
@@ -133,24 +169,66 @@ def build_services(settings: Settings, *, clock: Clock = system_clock) -> Servic
         if settings.public_url
         else None
     )
+    monitor = (
+        CallbackMonitor(db=db, registrar=registrar, notifier=notifier, clock=clock) if registrar else None
+    )
+    # Connection setup (13 registrations, each with a verification round trip) runs off the request.
+    background = ThreadPoolExecutor(max_workers=2, thread_name_prefix="fbslack-setup")
+    setup = ConnectionSetup(db=db, registrar=registrar, notifier=notifier)
+
+    def on_connected(connection_id: int, user_id: str) -> None:
+        background.submit(setup.run, connection_id, user_id)
+
+    connect = ConnectService(
+        db=db,
+        cipher=cipher,
+        client=freshbooks,
+        config=oauth_config,
+        clock=clock,
+        on_connected=on_connected,
+    )
+    disconnect = DisconnectService(
+        db=db, cipher=cipher, client=freshbooks, tokens=tokens, public_url=settings.public_url, clock=clock
+    )
     # The safety net: the loops also wake on their own, but a scheduled nudge makes retries and
     # rows left by a crashed process due even if this process's loop is waiting on a long idle.
     scheduler = BackgroundScheduler(timezone="UTC")
     scheduler.add_job(inbox_loop.wake, "interval", seconds=settings.inbox_sweep_seconds, id="inbox-sweep")
     scheduler.add_job(verification_loop.wake, "interval", seconds=60, id="verification-sweep")
+    if monitor is not None:
+        scheduler.add_job(
+            monitor.run, "interval", seconds=CHECK_INTERVAL.total_seconds(), id="callback-check",
+            max_instances=1, coalesce=True,
+        )  # fmt: skip
+    bolt = build_bolt_app(
+        settings,
+        client=slack_client,
+        commands=CommandServices(
+            connect=connect,
+            disconnect=disconnect,
+            status=lambda team_id: workspace_status(db, cipher, team_id),
+            clock=clock,
+        ),
+    )
     return Services(
         settings=settings,
         db=db,
         cipher=cipher,
         freshbooks=freshbooks,
+        tokens=tokens,
         intake=intake,
         verification=verification,
         registrar=registrar,
+        monitor=monitor,
+        connect=connect,
+        disconnect=disconnect,
         inbox_worker=inbox_worker,
         inbox_loop=inbox_loop,
         verification_loop=verification_loop,
         scheduler=scheduler,
-        bolt=build_bolt_app(settings),
+        background=background,
+        slack_client=slack_client,
+        bolt=bolt,
     )
 
 
@@ -187,7 +265,12 @@ def create_app(
     flask_app = Flask("fbslack")
     flask_app.extensions["fbslack"] = services
     flask_app.register_blueprint(
-        create_blueprint(intake=services.intake, health=services.health, setup_todo=settings.missing_setup)
+        create_blueprint(
+            intake=services.intake,
+            connect=services.connect,
+            health=services.health,
+            setup_todo=settings.missing_setup,
+        )
     )
     _slack_routes(flask_app, services.bolt)
     todo = settings.missing_setup()

@@ -12,6 +12,7 @@ from flask import Blueprint, Response, jsonify, request
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from connector import metrics
+from connector.freshbooks.connect import Connected, ConnectError, ConnectService
 from connector.ingest.form import MAX_BODY_BYTES
 from connector.ingest.intake import Intake
 from connector.ingest.signature import SIGNATURE_HEADER
@@ -36,10 +37,69 @@ def _text(status: int, message: str) -> Response:
     return Response(message + "\n", status=status, mimetype="text/plain")
 
 
+def _page(title: str, body: str, status: int = 200) -> Response:
+    content = f"<h1>{html.escape(title)}</h1>{body}"
+    return Response(_PAGE.format(body=content), status=status, mimetype="text/html")
+
+
+def _paragraph(text: str) -> str:
+    return f"<p>{html.escape(text)}</p>"
+
+
 def create_blueprint(
-    *, intake: Intake, health: Callable[[], Health], setup_todo: Callable[[], list[str]]
+    *,
+    intake: Intake,
+    connect: ConnectService,
+    health: Callable[[], Health],
+    setup_todo: Callable[[], list[str]],
 ) -> Blueprint:
     bp = Blueprint("connector", __name__)
+
+    def connected_page(result: Connected) -> Response:
+        verb = "reconnected" if result.reconnected else "connected"
+        return _page(
+            "FreshBooks is connected",
+            _paragraph(
+                f"{result.business_name} is {verb}. Its webhooks are being registered now; you will get a "
+                "message in Slack when events are flowing. You can close this tab."
+            ),
+        )
+
+    @bp.get("/freshbooks/oauth/callback")
+    def freshbooks_oauth_callback() -> Response:
+        try:
+            result = connect.complete(
+                state=request.args.get("state", ""),
+                code=request.args.get("code"),
+                error=request.args.get("error"),
+            )
+        except ConnectError as exc:
+            return _page("FreshBooks was not connected", _paragraph(str(exc)), status=400)
+        if isinstance(result, Connected):
+            return connected_page(result)
+        choices = "".join(
+            "<form method='post' action='/freshbooks/oauth/choose'>"
+            f"<input type='hidden' name='choice' value='{html.escape(result.choice_token)}'>"
+            f"<input type='hidden' name='business_id' value='{b.business_id}'>"
+            f"<button type='submit'>{html.escape(b.name)}</button></form>"
+            for b in result.businesses
+        )
+        return _page(
+            "Which FreshBooks business?",
+            _paragraph("This login has several businesses. Pick the one to connect to Slack:") + choices,
+        )
+
+    @bp.post("/freshbooks/oauth/choose")
+    def freshbooks_oauth_choose() -> Response:
+        try:
+            business_id = int(request.form.get("business_id", ""))
+        except ValueError:
+            return _page("FreshBooks was not connected", _paragraph("No business was chosen."), status=400)
+        try:
+            result = connect.choose(choice_token=request.form.get("choice", ""), business_id=business_id)
+        except ConnectError as exc:
+            return _page("FreshBooks was not connected", _paragraph(str(exc)), status=400)
+        return connected_page(result)
 
     @bp.post("/freshbooks/webhooks/<token>")
     def freshbooks_webhook(token: str) -> Response:

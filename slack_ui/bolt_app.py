@@ -9,18 +9,30 @@ from slack_bolt import App
 from slack_sdk import WebClient
 
 from connector.settings import Settings
-from slack_ui import commands
+from slack_ui.commands import CommandServices
+from slack_ui.commands import register as register_commands
 
 log = logging.getLogger(__name__)
 
 
-def build_bolt_app(settings: Settings) -> App | None:
+def build_slack_client(settings: Settings) -> WebClient | None:
+    """The Web API client for single-workspace mode; None until Slack is configured that way."""
+    if settings.slack_mode != "single" or settings.slack_bot_token is None:
+        return None
+    # No retry handlers: the delivery engine owns retries, and slack_sdk's default
+    # connection-error handler would re-post blindly and duplicate messages.
+    return WebClient(
+        token=settings.slack_bot_token.get_secret_value(), base_url=settings.slack_api_url, retry_handlers=[]
+    )
+
+
+def build_bolt_app(settings: Settings, *, client: WebClient | None, commands: CommandServices) -> App | None:
     """The Bolt app for the configured Slack mode, or None when Slack is not configured yet."""
     mode = settings.slack_mode
     if mode is None:
         return None
     assert settings.slack_signing_secret is not None
-    if mode == "multi":
+    if mode == "multi" or client is None:
         # Installing into many workspaces needs the encrypted installation store; until that is in,
         # refuse clearly instead of letting Bolt fall back to its file-based OAuth stores.
         log.error(
@@ -28,12 +40,6 @@ def build_bolt_app(settings: Settings) -> App | None:
             "version yet; set SLACK_BOT_TOKEN for a single workspace instead"
         )
         return None
-    assert settings.slack_bot_token is not None
-    token = settings.slack_bot_token.get_secret_value()
-    # No retry handlers on this client: the delivery engine owns retries (slack_sdk's
-    # connection-error handler would re-post blindly and duplicate messages).
-    # retry_handlers=[] because slack_sdk installs its connection-error handler by default.
-    client = WebClient(token=token, base_url=settings.slack_api_url, retry_handlers=[])
     app = App(
         signing_secret=settings.slack_signing_secret.get_secret_value(),
         client=client,
@@ -42,5 +48,5 @@ def build_bolt_app(settings: Settings) -> App | None:
         # Bolt's default pool of 5 starves under load and then misses Slack's 3 s ack.
         listener_executor=ThreadPoolExecutor(max_workers=32, thread_name_prefix="bolt"),
     )
-    commands.register(app)
+    register_commands(app, commands)
     return app

@@ -1,26 +1,120 @@
-"""The /freshbooks slash command."""
+"""The /freshbooks slash command: parse, check who may do it, call one service, answer ephemerally."""
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
-from slack_bolt import Ack, App
+from slack_bolt import Ack, App, Respond
+from slack_sdk import WebClient
+from slack_sdk.errors import SlackApiError
 
-HELP_TEXT = (
-    "*FreshBooks for Slack*\n"
-    "`/freshbooks help`: this help\n"
-    "More commands (connect, status, route, rules, audit, replay, test) are on their way."
-)
+from connector.clock import Clock
+from connector.freshbooks.connect import ConnectError, ConnectService, DisconnectService
+from connector.status import ConnectionReport
+from slack_ui import views
+from slack_ui.views import HELP_TEXT
+
+log = logging.getLogger(__name__)
+
+ADMIN_ONLY = frozenset({"connect", "disconnect"})
 
 
-def handle_freshbooks(ack: Ack, command: dict[str, Any]) -> None:
-    text = (command.get("text") or "").strip()
-    sub = text.split(maxsplit=1)[0].lower() if text else "help"
-    if sub == "help":
+@dataclass(frozen=True)
+class CommandServices:
+    connect: ConnectService
+    disconnect: DisconnectService
+    status: Callable[[str], list[ConnectionReport]]
+    clock: Clock
+
+
+def is_admin(client: WebClient, user_id: str) -> bool:
+    """Workspace admins and owners (users.info); an error counts as no."""
+    try:
+        user = client.users_info(user=user_id)["user"]
+    except SlackApiError as exc:
+        log.warning("users.info failed: %s", exc.response.get("error"))
+        return False
+    return bool(user.get("is_admin") or user.get("is_owner") or user.get("is_primary_owner"))
+
+
+class FreshbooksCommand:
+    def __init__(self, services: CommandServices) -> None:
+        self._services = services
+        self._handlers: dict[str, Callable[[dict[str, Any], Ack, Respond], None]] = {
+            "help": self._help,
+            "connect": self._connect,
+            "status": self._status,
+            "disconnect": self._disconnect,
+        }
+
+    def __call__(self, ack: Ack, command: dict[str, Any], client: WebClient, respond: Respond) -> None:
+        text = (command.get("text") or "").strip()
+        sub = text.split(maxsplit=1)[0].lower() if text else "help"
+        handler = self._handlers.get(sub)
+        if handler is None:
+            shown = views.escape(sub[:30])
+            ack(response_type="ephemeral", text=f"`{shown}` is not a /freshbooks command.\n\n{HELP_TEXT}")
+            return
+        if sub in ADMIN_ONLY and not is_admin(client, command["user_id"]):
+            ack(
+                response_type="ephemeral",
+                text=f"Only workspace admins and owners can run `/freshbooks {sub}`. Ask one of them.",
+            )
+            return
+        handler(command, ack, respond)
+
+    def _help(self, _command: dict[str, Any], ack: Ack, _respond: Respond) -> None:
         ack(response_type="ephemeral", text=HELP_TEXT)
-        return
-    ack(response_type="ephemeral", text=f"Unknown subcommand `{sub[:30]}`.\n\n{HELP_TEXT}")
+
+    def _connect(self, command: dict[str, Any], ack: Ack, _respond: Respond) -> None:
+        try:
+            url = self._services.connect.start(team_id=command["team_id"], user_id=command["user_id"])
+        except ConnectError as exc:
+            ack(response_type="ephemeral", text=str(exc))
+            return
+        ack(
+            response_type="ephemeral",
+            text=f"<{url}|Connect FreshBooks> (the link works once, for 10 minutes).",
+            blocks=[
+                {
+                    "type": "section",
+                    "text": {
+                        "type": "mrkdwn",
+                        "text": "Sign in to FreshBooks and approve read access. The link works once, for 10 "
+                        "minutes.",
+                    },
+                    "accessory": {
+                        "type": "button",
+                        "text": {"type": "plain_text", "text": "Connect FreshBooks"},
+                        "url": url,
+                        "style": "primary",
+                        "action_id": "freshbooks_connect_link",
+                    },
+                }
+            ],
+        )
+
+    def _status(self, command: dict[str, Any], ack: Ack, _respond: Respond) -> None:
+        reports = self._services.status(command["team_id"])
+        ack(response_type="ephemeral", text=views.status_text(reports, self._services.clock()))
+
+    def _disconnect(self, command: dict[str, Any], ack: Ack, respond: Respond) -> None:
+        # Deleting the webhooks at FreshBooks takes longer than Slack's 3 s: answer first.
+        ack(response_type="ephemeral", text="Disconnecting FreshBooks…")
+        result = self._services.disconnect.disconnect(team_id=command["team_id"], user_id=command["user_id"])
+        if not result.business_names:
+            respond(response_type="ephemeral", text="FreshBooks was not connected to this workspace.")
+            return
+        names = ", ".join(views.escape(n) for n in result.business_names)
+        lines = [f"Disconnected {names}. Tokens are wiped; the audit trail is kept."]
+        lines += [f":warning: {views.escape(p)}" for p in result.problems]
+        respond(response_type="ephemeral", text="\n".join(lines))
 
 
-def register(app: App) -> None:
-    app.command("/freshbooks")(handle_freshbooks)
+def register(app: App, services: CommandServices) -> None:
+    app.command("/freshbooks")(FreshbooksCommand(services))
+    # The connect button only opens a URL; Slack still sends the click, which must be acknowledged.
+    app.action("freshbooks_connect_link")(lambda ack: ack())

@@ -296,3 +296,122 @@ def request_resend(session: Session, *, connection_id: int, callback_id: int, no
         )
         .values(resend_requested_at=now)
     )
+
+
+def upsert_connection(
+    session: Session,
+    cipher: Cipher,
+    *,
+    workspace_id: int,
+    account_id: str,
+    business_id: int,
+    business_name: str,
+    identity_id: int,
+    access_token: str,
+    refresh_token: str,
+    token_expires_at: dt.datetime,
+    connected_by_user_id: str,
+) -> tuple[FreshBooksConnection, bool]:
+    """Create the connection, or bring an existing one back to life on reconnect (same webhook URL)."""
+    existing = session.scalar(
+        select(FreshBooksConnection).where(
+            FreshBooksConnection.workspace_id == workspace_id, FreshBooksConnection.account_id == account_id
+        )
+    )
+    if existing is None:
+        new = create_connection(
+            session,
+            cipher,
+            workspace_id=workspace_id,
+            account_id=account_id,
+            business_id=business_id,
+            business_name=business_name,
+            access_token=access_token,
+            refresh_token=refresh_token,
+            token_expires_at=token_expires_at,
+            connected_by_user_id=connected_by_user_id,
+        )
+        new.connection.identity_id = identity_id
+        return new.connection, True
+    existing.business_id = business_id
+    existing.business_name_enc = cipher.encrypt(business_name)
+    existing.identity_id = identity_id
+    existing.access_token_enc = cipher.encrypt(access_token)
+    existing.refresh_token_enc = cipher.encrypt(refresh_token)
+    existing.token_expires_at = token_expires_at
+    existing.token_version += 1
+    existing.refresh_lease_owner = None
+    existing.refresh_lease_until = None
+    existing.status = ConnectionStatus.ACTIVE
+    existing.status_reason = None
+    existing.disconnected_at = None
+    existing.connected_by_user_id = connected_by_user_id
+    session.flush()
+    return existing, False
+
+
+def connections_of_team(session: Session, team_id: str) -> list[FreshBooksConnection]:
+    return list(
+        session.scalars(
+            select(FreshBooksConnection)
+            .join(Workspace, Workspace.id == FreshBooksConnection.workspace_id)
+            .where(
+                Workspace.slack_team_id == team_id,
+                FreshBooksConnection.status != ConnectionStatus.DISCONNECTED,
+            )
+            .order_by(FreshBooksConnection.id)
+        )
+    )
+
+
+def active_connection_ids(session: Session) -> list[int]:
+    return list(
+        session.scalars(
+            select(FreshBooksConnection.id).where(FreshBooksConnection.status == ConnectionStatus.ACTIVE)
+        )
+    )
+
+
+def team_of(session: Session, connection_id: int) -> tuple[str, str | None]:
+    """(Slack team id, user who connected it) for telling people about a connection."""
+    row = session.execute(
+        select(Workspace.slack_team_id, FreshBooksConnection.connected_by_user_id)
+        .join(Workspace, Workspace.id == FreshBooksConnection.workspace_id)
+        .where(FreshBooksConnection.id == connection_id)
+    ).one()
+    return row.slack_team_id, row.connected_by_user_id
+
+
+def mark_disconnected(session: Session, *, connection_id: int, now: dt.datetime) -> None:
+    """Wipe the tokens and forget the callbacks; the inbox, events and audit trail stay."""
+    session.execute(
+        update(FreshBooksConnection)
+        .where(FreshBooksConnection.id == connection_id)
+        .values(
+            status=ConnectionStatus.DISCONNECTED,
+            status_reason="disconnected from Slack",
+            access_token_enc=None,
+            refresh_token_enc=None,
+            token_expires_at=None,
+            refresh_lease_owner=None,
+            refresh_lease_until=None,
+            disconnected_at=now,
+        )
+    )
+    for callback in callbacks_of(session, connection_id):
+        session.delete(callback)
+
+
+def flag_callbacks_alert(session: Session, *, connection_id: int, at: dt.datetime | None) -> bool:
+    """Set (or clear, with None) the 'admin was told' mark; True only for the call that changed it."""
+    condition = (
+        FreshBooksConnection.callbacks_alerted_at.is_(None)
+        if at is not None
+        else FreshBooksConnection.callbacks_alerted_at.is_not(None)
+    )
+    result = session.execute(
+        update(FreshBooksConnection)
+        .where(FreshBooksConnection.id == connection_id, condition)
+        .values(callbacks_alerted_at=at)
+    )
+    return bool(result.rowcount)  # type: ignore[attr-defined]

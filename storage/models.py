@@ -139,6 +139,8 @@ class FreshBooksConnection(Base):
     disconnected_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
     # Reconciliation poll: objects updated at or after this instant are listed on the next poll.
     poll_watermark: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    # Set when the admin was told the webhooks are unhealthy; cleared when they recover (tell once).
+    callbacks_alerted_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
 
 
 class FreshBooksCallback(Base):
@@ -258,6 +260,16 @@ class OAuthState(Base):
     choice_hash: Mapped[str | None] = mapped_column(String(64), unique=True)
     grant_enc: Mapped[str | None] = encrypted_text()
     choice_expires_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+
+
+class JobLease(Base):
+    """Makes a scheduled job run once per interval across every process sharing the database."""
+
+    __tablename__ = "job_leases"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    owner: Mapped[str] = mapped_column(String(64))
+    until: Mapped[dt.datetime] = mapped_column(UTCDateTime)
 
 
 class RoutingRule(Base):

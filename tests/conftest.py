@@ -5,6 +5,8 @@ from __future__ import annotations
 import datetime as dt
 import os
 import threading
+import time
+import urllib.parse
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -15,6 +17,7 @@ import httpx
 import psycopg
 import pytest
 from cryptography.fernet import Fernet
+from slack_sdk.signature import SignatureVerifier
 from werkzeug.serving import make_server
 
 from app import Services
@@ -25,6 +28,7 @@ from storage.connections import NewConnection
 from storage.crypto import Cipher
 from storage.db import Database
 from tests.fakes.freshbooks import FakeFreshBooks
+from tests.fakes.slack import FakeSlack
 
 PG_DSN = os.environ.get("TEST_POSTGRES_DSN", "postgresql://postgres@127.0.0.1:5432/test")
 
@@ -120,13 +124,48 @@ class _Delegate:
         return self.app(environ, start_response)
 
 
+SLACK_SIGNING_SECRET = "slack-signing-secret"
+SLACK_BOT_TOKEN = "xoxb-test"
+ADMIN = "UADMIN"
+MEMBER = "UMEMBER"
+
+
 @dataclass
 class Live:
     url: str
     settings: Settings
     services: Services
     fake: FakeFreshBooks
+    slack: FakeSlack
     clock: FakeClock
+
+    def slash(self, text: str, *, user_id: str = ADMIN, team_id: str = "T0001") -> httpx.Response:
+        """A signed /freshbooks command, over real HTTP, as Slack sends it."""
+        body = urllib.parse.urlencode(
+            {
+                "token": "unused",
+                "team_id": team_id,
+                "team_domain": "acme",
+                "channel_id": "C0GENERAL",
+                "user_id": user_id,
+                "command": "/freshbooks",
+                "text": text,
+                "response_url": self.slack.response_url(),
+                "trigger_id": "13345224609.738474920.8088930838d88f008e0",
+            }
+        )
+        timestamp = str(int(time.time()))
+        signature = SignatureVerifier(SLACK_SIGNING_SECRET).generate_signature(timestamp=timestamp, body=body)
+        return httpx.post(
+            f"{self.url}/slack/events",
+            content=body,
+            headers={
+                "Content-Type": "application/x-www-form-urlencoded",
+                "X-Slack-Request-Timestamp": timestamp,
+                "X-Slack-Signature": signature,
+            },
+            timeout=10,
+        )
 
     def connect(self, *, team_id: str = "T0001", account_id: str = FB_ACCOUNT) -> NewConnection:
         self.fake.grant(FB_TOKEN, FB_REFRESH)
@@ -167,10 +206,19 @@ def fake_freshbooks() -> Iterator[FakeFreshBooks]:
 
 
 @pytest.fixture
+def fake_slack() -> Iterator[FakeSlack]:
+    with FakeSlack() as fake:
+        fake.add_user(ADMIN, admin=True)
+        fake.add_user(MEMBER)
+        yield fake
+
+
+@pytest.fixture
 def live(
     db: Database,
     database_url: str,
     fake_freshbooks: FakeFreshBooks,
+    fake_slack: FakeSlack,
     clock: FakeClock,
     tmp_path: Path,
     encryption_key: str,
@@ -187,8 +235,12 @@ def live(
         ENCRYPTION_KEYS=encryption_key,
         PUBLIC_URL=url,
         FRESHBOOKS_API_URL=fake_freshbooks.base_url,
+        FRESHBOOKS_AUTH_URL=fake_freshbooks.base_url,
         FRESHBOOKS_CLIENT_ID="fb-client",
         FRESHBOOKS_CLIENT_SECRET="fb-secret",
+        SLACK_SIGNING_SECRET=SLACK_SIGNING_SECRET,
+        SLACK_BOT_TOKEN=SLACK_BOT_TOKEN,
+        SLACK_API_URL=fake_slack.base_url,
     )
     flask_app = create_app(settings, clock=clock, start_background=False)
     delegate.app = flask_app
@@ -196,9 +248,10 @@ def live(
     thread.start()
     services: Services = flask_app.extensions["fbslack"]
     try:
-        yield Live(url=url, settings=settings, services=services, fake=fake_freshbooks, clock=clock)
+        yield Live(
+            url=url, settings=settings, services=services, fake=fake_freshbooks, slack=fake_slack, clock=clock
+        )
     finally:
         server.shutdown()
         server.server_close()
         services.stop()
-        services.db.dispose()

@@ -120,7 +120,7 @@ def test_unknown_subcommand_is_named_and_usage_shown(client: FlaskClient) -> Non
     assert response.status_code == 200
     payload = response.get_json()
     assert payload["response_type"] == "ephemeral"
-    assert "Unknown subcommand `frobnicate`" in payload["text"]
+    assert "`frobnicate` is not a /freshbooks command" in payload["text"]
     assert HELP_TEXT in payload["text"]
 
 

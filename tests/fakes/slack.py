@@ -66,6 +66,7 @@ class FakeSlack:
         self.calls: list[Call] = []
         self.channels: dict[str, Channel] = {}
         self.users: dict[str, dict[str, Any]] = {}
+        self.responses: list[Params] = []  # what was POSTed to response_url (see response_url())
         self._scripts: dict[str, deque[Scripted]] = defaultdict(deque)
         self._ts_counter = 100
         self._cond = threading.Condition()
@@ -115,6 +116,14 @@ class FakeSlack:
         with self._cond:
             return [call for call in self.calls if call[0] == method]
 
+    def wait_for_responses(self, n: int, timeout: float = 10) -> list[Params]:
+        with self._cond:
+            if not self._cond.wait_for(lambda: len(self.responses) >= n, timeout=timeout):
+                raise AssertionError(
+                    f"expected {n} response_url post(s) within {timeout}s, got {self.responses}"
+                )
+            return list(self.responses)
+
     def wait_for_calls(self, method: str, n: int, timeout: float = 5) -> list[Call]:
         """Block until `method` was called at least `n` times; raise AssertionError at the deadline."""
         with self._cond:
@@ -140,7 +149,16 @@ class FakeSlack:
 
     # Dispatch -------------------------------------------------------------------------------
 
+    def response_url(self, name: str = "r1") -> str:
+        """A slash command's response_url that lands in `responses` (no token involved, as in Slack)."""
+        return self.base_url.replace("/api/", f"/respond/{name}")
+
     def _handle(self, method: str, params: Params, headers: Headers) -> Answer:
+        if method.startswith("/respond/"):
+            with self._cond:
+                self.responses.append(params)
+                self._cond.notify_all()
+            return 200, {}, {"ok": True}
         with self._cond:
             self.calls.append((method, params, headers))
             self._cond.notify_all()

@@ -86,10 +86,21 @@ def upgrade() -> None:
         batch_op.add_column(sa.Column("identity_id", sa.BigInteger(), nullable=True))
         batch_op.add_column(sa.Column("disconnected_at", sa.DateTime(timezone=True), nullable=True))
         batch_op.add_column(sa.Column("poll_watermark", sa.DateTime(timezone=True), nullable=True))
+        batch_op.add_column(sa.Column("callbacks_alerted_at", sa.DateTime(timezone=True), nullable=True))
+
+    op.create_table(
+        "job_leases",
+        sa.Column("name", sa.String(length=64), nullable=False),
+        sa.Column("owner", sa.String(length=64), nullable=False),
+        sa.Column("until", sa.DateTime(timezone=True), nullable=False),
+        sa.PrimaryKeyConstraint("name", name=op.f("pk_job_leases")),
+    )
 
 
 def downgrade() -> None:
+    op.drop_table("job_leases")
     with op.batch_alter_table("freshbooks_connections", schema=None) as batch_op:
+        batch_op.drop_column("callbacks_alerted_at")
         batch_op.drop_column("poll_watermark")
         batch_op.drop_column("disconnected_at")
         batch_op.drop_column("identity_id")

@@ -1,0 +1,60 @@
+"""Pure builders for what the Slack side shows. Data in, text or blocks out; no I/O, no clock reads."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from connector.status import ConnectionReport
+
+HELP_TEXT = (
+    "*FreshBooks for Slack*\n"
+    "`/freshbooks connect`: link a FreshBooks business to this workspace (admins)\n"
+    "`/freshbooks status`: connection, webhooks and token health, last event received\n"
+    "`/freshbooks disconnect`: unlink FreshBooks and remove its webhooks (admins)\n"
+    "`/freshbooks help`: this help"
+)
+
+
+def escape(text: str) -> str:
+    """Escape customer-supplied text for mrkdwn (Slack's three control characters)."""
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def ago(then: dt.datetime, now: dt.datetime) -> str:
+    seconds = int((now - then).total_seconds())
+    if seconds < 0:
+        return "just now"
+    for size, unit in ((86400, "day"), (3600, "hour"), (60, "minute")):
+        if seconds >= size:
+            count = seconds // size
+            return f"{count} {unit}{'s' if count != 1 else ''} ago"
+    return "just now"
+
+
+def _token_line(report: ConnectionReport, now: dt.datetime) -> str:
+    if report.status == "needs_reconnect":
+        reason = escape(report.status_reason or "FreshBooks refused the token")
+        return f":x: needs reconnecting ({reason}): an admin runs `/freshbooks connect`"
+    if report.token_expires_at is None:
+        return ":white_check_mark: valid"
+    if report.token_expires_at <= now:
+        return ":warning: expired; it is refreshed on the next use"
+    hours = (report.token_expires_at - now).total_seconds() / 3600
+    return f":white_check_mark: valid for {hours:.0f} h, refreshed automatically"
+
+
+def status_text(reports: list[ConnectionReport], now: dt.datetime) -> str:
+    if not reports:
+        return "FreshBooks is not connected to this workspace. An admin can run `/freshbooks connect`."
+    parts: list[str] = []
+    for report in reports:
+        webhooks = f"{report.callbacks_verified}/{report.callbacks_expected} verified"
+        icon = ":white_check_mark:" if report.callbacks_verified == report.callbacks_expected else ":warning:"
+        last = ago(report.last_event_at, now) if report.last_event_at else "none yet"
+        parts.append(
+            f"*{escape(report.business_name)}*\n"
+            f"• Webhooks: {icon} {webhooks}\n"
+            f"• Token: {_token_line(report, now)}\n"
+            f"• Last event received: {last}"
+        )
+    return "\n\n".join(parts)

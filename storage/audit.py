@@ -1,0 +1,38 @@
+"""The audit trail: append-only; details are encrypted. The one place that writes audit_log."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from storage.crypto import Cipher
+from storage.models import AuditEntry
+
+
+def record(
+    session: Session,
+    cipher: Cipher,
+    *,
+    kind: str,
+    outcome: str,
+    now: dt.datetime,
+    workspace_id: int | None = None,
+    connection_id: int | None = None,
+    subject_id: str | None = None,
+    actor: str | None = None,
+    detail: dict[str, Any] | None = None,
+) -> None:
+    session.add(
+        AuditEntry(
+            at=now,
+            workspace_id=workspace_id,
+            connection_id=connection_id,
+            kind=kind,
+            subject_id=subject_id,
+            outcome=outcome,
+            actor=actor,
+            detail_enc=cipher.encrypt_json(detail) if detail else None,
+        )
+    )

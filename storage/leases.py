@@ -1,0 +1,30 @@
+"""Named leases for scheduled jobs: the one place that queries job_leases."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from storage.models import JobLease
+
+
+def try_acquire(session: Session, *, name: str, owner: str, now: dt.datetime, ttl: dt.timedelta) -> bool:
+    """Take the lease `name` until now+ttl unless someone holds it; safe under concurrency."""
+    taken = session.execute(
+        update(JobLease)
+        .where(JobLease.name == name, JobLease.until <= now)
+        .values(owner=owner, until=now + ttl)
+    )
+    if taken.rowcount:  # type: ignore[attr-defined]
+        return True
+    if session.scalar(select(JobLease.name).where(JobLease.name == name)) is not None:
+        return False
+    try:
+        with session.begin_nested():
+            session.add(JobLease(name=name, owner=owner, until=now + ttl))
+    except IntegrityError:
+        return False  # another process created it first
+    return True
