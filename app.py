@@ -26,6 +26,7 @@ from connector.ingest.intake import Intake
 from connector.notify import LogNotifier, Notifier, SlackNotifier
 from connector.pipeline.inbox_worker import InboxWorker
 from connector.pipeline.loop import BackgroundLoop
+from connector.reconcile import POLL_INTERVAL, Reconciler
 from connector.settings import Settings, load_settings
 from connector.status import workspace_status
 from connector.web import Health, create_blueprint
@@ -59,6 +60,7 @@ class Services:
     connect: ConnectService
     disconnect: DisconnectService
     inbox_worker: InboxWorker
+    reconciler: Reconciler
     inbox_loop: BackgroundLoop
     verification_loop: BackgroundLoop
     scheduler: BackgroundScheduler
@@ -145,12 +147,12 @@ def build_services(settings: Settings, *, clock: Clock = system_clock) -> Servic
     )
     verification = VerificationService(db=db, cipher=cipher, client=freshbooks, tokens=tokens, clock=clock)
     verification_loop = BackgroundLoop("callback-verification", verification.process_pending, idle_seconds=60)
+    enricher = Enricher(db=db, cipher=cipher, client=freshbooks, tokens=tokens, clock=clock)
     inbox_worker = InboxWorker(
-        db=db,
-        cipher=cipher,
-        handler=Enricher(db=db, cipher=cipher, client=freshbooks, tokens=tokens, clock=clock),
-        clock=clock,
-        lease_seconds=settings.inbox_lease_seconds,
+        db=db, cipher=cipher, handler=enricher, clock=clock, lease_seconds=settings.inbox_lease_seconds
+    )
+    reconciler = Reconciler(
+        db=db, cipher=cipher, client=freshbooks, tokens=tokens, enricher=enricher, clock=clock
     )
     inbox_loop = BackgroundLoop("inbox", inbox_worker.run_once, idle_seconds=settings.inbox_sweep_seconds)
     intake = Intake(
@@ -195,6 +197,14 @@ def build_services(settings: Settings, *, clock: Clock = system_clock) -> Servic
     scheduler = BackgroundScheduler(timezone="UTC")
     scheduler.add_job(inbox_loop.wake, "interval", seconds=settings.inbox_sweep_seconds, id="inbox-sweep")
     scheduler.add_job(verification_loop.wake, "interval", seconds=60, id="verification-sweep")
+    # Each job takes a database lease, so it runs once per interval however many processes tick.
+    scheduler.add_job(
+        reconciler.run_poll, "interval", seconds=POLL_INTERVAL.total_seconds(), id="reconcile-poll",
+        max_instances=1, coalesce=True,
+    )  # fmt: skip
+    scheduler.add_job(
+        reconciler.run_overdue_scan, "interval", hours=1, id="overdue-scan", max_instances=1, coalesce=True
+    )
     if monitor is not None:
         scheduler.add_job(
             monitor.run, "interval", seconds=CHECK_INTERVAL.total_seconds(), id="callback-check",
@@ -223,6 +233,7 @@ def build_services(settings: Settings, *, clock: Clock = system_clock) -> Servic
         connect=connect,
         disconnect=disconnect,
         inbox_worker=inbox_worker,
+        reconciler=reconciler,
         inbox_loop=inbox_loop,
         verification_loop=verification_loop,
         scheduler=scheduler,

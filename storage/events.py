@@ -25,6 +25,7 @@ def record_event(
     object_updated: str,
     obj: dict[str, Any] | None,
     source: str = "webhook",
+    notable: bool = True,
 ) -> tuple[int, bool]:
     """Insert the event unless an identical one exists; return (event id, whether it is new).
 
@@ -35,11 +36,12 @@ def record_event(
         "connection_id": connection_id,
         "inbox_id": inbox_id,
         "object_kind": object_kind,
-        "source": "webhook" if inbox_id is not None else source,
+        "source": source,
         "name": name,
         "object_id": object_id,
         "object_updated": object_updated,
         "object_enc": cipher.encrypt_json(obj) if obj is not None else None,
+        "notable": notable,
     }
     dialect = session.get_bind().dialect.name
     insert = pg_insert if dialect == "postgresql" else sqlite_insert
@@ -57,3 +59,29 @@ def record_event(
     )
     assert existing is not None
     return existing, False
+
+
+def change_recorded(
+    session: Session,
+    *,
+    connection_id: int,
+    object_kind: str,
+    object_id: str,
+    object_updated: str,
+    sources: tuple[str, ...] = ("webhook", "poll"),
+) -> bool:
+    """Whether an event from one of `sources` already reported this version of the object."""
+    return (
+        session.scalar(
+            select(Event.id)
+            .where(
+                Event.connection_id == connection_id,
+                Event.object_kind == object_kind,
+                Event.object_id == object_id,
+                Event.object_updated == object_updated,
+                Event.source.in_(sources),
+            )
+            .limit(1)
+        )
+        is not None
+    )

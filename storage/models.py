@@ -224,6 +224,8 @@ class Event(Base):
     name: Mapped[str] = mapped_column(String(64))
     object_id: Mapped[str] = mapped_column(String(32))
     object_updated: Mapped[str] = mapped_column(String(40))
+    # False for a change nobody needs to hear about (an invoice.update that changed nothing material).
+    notable: Mapped[bool] = mapped_column(Boolean, default=True)
     object_enc: Mapped[str | None] = encrypted_text()
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
 

@@ -72,7 +72,11 @@ def test_webhook_becomes_one_event_with_the_fetched_object(live: Live) -> None:
 
 def test_payment_fetch_includes_invoice_and_client(live: Live) -> None:
     live.connect_and_register("payment.create")
-    live.fake.add_object(FB_ACCOUNT, "payments", {"id": 5, "updated": "2026-11-24 08:00:00"})
+    live.fake.add_object(
+        FB_ACCOUNT,
+        "payments",
+        {"id": 5, "amount": {"amount": "9.00", "code": "USD"}, "updated": "2026-11-24 08:00:00"},
+    )
     live.fake.deliver(FB_ACCOUNT, "payment.create", "5")
     live.services.inbox_worker.run_once()
     (fetch,) = live.fake.calls_to("GET", "/accounting")
@@ -108,14 +112,34 @@ def test_delete_of_an_object_that_is_gone(live: Live) -> None:
     assert [r.state for r in rows(live)] == [InboxState.DONE, InboxState.DUPLICATE]
 
 
-def test_missing_object_for_a_create_fails_permanently_and_is_kept(live: Live) -> None:
+def test_an_object_gone_before_the_fetch_is_kept_as_ignored(live: Live) -> None:
     live.connect_and_register("bill.create")
     live.fake.deliver(FB_ACCOUNT, "bill.create", "404404")
     live.services.inbox_worker.run_once()
     (row,) = rows(live)
-    assert row.state == InboxState.FAILED
-    assert "not_found" in (row.last_error or "")
+    assert row.state == InboxState.IGNORED
+    assert row.last_error == "object no longer exists at FreshBooks"
     assert events(live) == []
+
+
+def test_a_refused_fetch_fails_permanently_and_is_kept(live: Live) -> None:
+    live.connect_and_register("bill.create")
+    live.fake.script("GET", "/accounting", Scripted(400, {"errno": 422, "message": "Invalid id"}))
+    live.fake.deliver(FB_ACCOUNT, "bill.create", "1")
+    live.services.inbox_worker.run_once()
+    (row,) = rows(live)
+    assert row.state == InboxState.FAILED
+    assert row.last_error == "FreshBooks validation: Invalid id"
+
+
+def test_an_unreadable_object_fails_permanently_and_is_kept(live: Live) -> None:
+    live.connect_and_register("bill.create")
+    live.fake.add_object(FB_ACCOUNT, "bills", {"id": 1, "amount": 12.5})  # a float: not FreshBooks' shape
+    live.fake.deliver(FB_ACCOUNT, "bill.create", "1")
+    live.services.inbox_worker.run_once()
+    (row,) = rows(live)
+    assert row.state == InboxState.FAILED
+    assert "cannot parse bill: field 'amount'" in (row.last_error or "")
 
 
 def test_freshbooks_outage_is_retried_after_retry_after(live: Live, no_wait: None) -> None:
@@ -177,7 +201,7 @@ def test_a_bug_in_a_stage_keeps_the_row_for_retry(live: Live) -> None:
 
 def test_a_crashed_workers_lease_expires(live: Live) -> None:
     live.connect_and_register("invoice.create")
-    live.fake.add_object(FB_ACCOUNT, "invoices", invoice(1, "u1"))
+    live.fake.add_object(FB_ACCOUNT, "invoices", invoice(1, "2026-11-24 07:01:00"))
     live.fake.deliver(FB_ACCOUNT, "invoice.create", "1")
     with live.services.db.session() as session:  # "crashed" worker: claims and never finishes
         claimed = inbox.claim_due(
@@ -231,7 +255,7 @@ def test_concurrent_workers_never_claim_the_same_row(live: Live) -> None:
 
 def test_background_loop_picks_up_a_new_webhook_at_once(live: Live) -> None:
     live.connect_and_register("invoice.create")
-    live.fake.add_object(FB_ACCOUNT, "invoices", invoice(8, "u8"))
+    live.fake.add_object(FB_ACCOUNT, "invoices", invoice(8, "2026-11-24 07:08:00"))
     live.services.inbox_loop._idle = 3600  # only the wake-up can make it run in time
     live.services.start()
     live.services.inbox_loop.wake()  # let the start-up pass finish before the webhook

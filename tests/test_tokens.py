@@ -193,7 +193,11 @@ def test_inbox_waits_for_a_reconnect_and_loses_nothing(live: Live) -> None:
     cid = new.connection.id
     expire_soon(live, cid)
     live.fake.grants.clear()
-    live.fake.add_object(FB_ACCOUNT, "invoices", {"id": 5, "updated": "u5"})
+    live.fake.add_object(
+        FB_ACCOUNT,
+        "invoices",
+        {"id": 5, "amount": {"amount": "5.00", "code": "USD"}, "updated": "2026-11-24 07:05:00"},
+    )
     live.fake.deliver(FB_ACCOUNT, "invoice.create", "5")
     live.fake.deliver(FB_ACCOUNT, "invoice.create", "5")
 

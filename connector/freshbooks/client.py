@@ -21,6 +21,7 @@ import httpx
 
 from connector import metrics
 from connector.events import ObjectKind
+from connector.freshbooks.models import EASTERN
 
 log = logging.getLogger(__name__)
 
@@ -428,6 +429,34 @@ class FreshBooksClient:
         if not isinstance(obj, dict):
             raise FreshBooksError(ErrorKind.PROTOCOL, f"result.{key} is not an object")
         return obj
+
+    def list_updated_since(
+        self, *, token: str, account_id: str, kind: ObjectKind, since: dt.datetime, max_pages: int = 50
+    ) -> list[dict[str, Any]]:
+        """Objects of `kind` updated at or after `since` (the reconciliation poll), all pages."""
+        resource, _key, includes = OBJECT_ENDPOINTS[kind]
+        plural = resource.rsplit("/", 1)[-1]
+        # The accounting API speaks US/Eastern wall-clock time without an offset (reference §6).
+        updated_min = since.astimezone(EASTERN).strftime("%Y-%m-%d %H:%M:%S")
+        found: list[dict[str, Any]] = []
+        for page in range(1, max_pages + 1):
+            params = [
+                ("search[updated_min]", updated_min),
+                ("page", str(page)),
+                ("per_page", "100"),
+                *(("include[]", name) for name in includes),
+            ]
+            body = self.request(
+                "GET", f"/accounting/account/{account_id}/{resource}", token=token, params=params
+            )
+            result = _result(body, plural)
+            if not isinstance(result, list):
+                raise FreshBooksError(ErrorKind.PROTOCOL, f"result.{plural} is not a list")
+            found.extend(item for item in result if isinstance(item, dict))
+            pages = body["response"]["result"].get("pages") or 1
+            if page >= int(pages) or not result:
+                break
+        return found
 
 
 # (path under /accounting/account/<id>/, result key, include[] values)

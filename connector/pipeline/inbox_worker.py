@@ -49,6 +49,7 @@ class PermanentFailure(Exception):
 class Processed:
     state: InboxState
     event_id: int | None = None
+    note: str | None = None  # why a row was ignored, kept on the row for people looking later
 
 
 Handler = Callable[[InboxItem], Processed]
@@ -111,7 +112,7 @@ class InboxWorker:
             log.exception("inbox item raised", extra={"context": context})
             self._retry(item, f"{type(exc).__name__} in pipeline", None)
             return
-        self._finish(item, result.state, event_id=result.event_id)
+        self._finish(item, result.state, event_id=result.event_id, error=result.note)
 
     def _finish(
         self, item: InboxItem, state: InboxState, *, event_id: int | None = None, error: str | None = None

@@ -222,12 +222,48 @@ class FakeFreshBooks:
         parts = path.strip("/").split("/")
         if parts[:1] == ["events"] and len(parts) >= 5 and parts[3:5] == ["events", "callbacks"]:
             return self._callbacks(method, parts[2], parts[5:], body)
+        if parts[:2] == ["accounting", "account"] and len(parts) == 5 and method == "GET":
+            return self._list_objects(parts[2], parts[4], query)
         if parts[:2] == ["accounting", "account"] and len(parts) == 6 and method == "GET":
             obj = self.objects.get((parts[2], parts[3], parts[5]))
             if obj is None:
                 return Scripted(404, NOT_FOUND)
-            return Scripted(200, {"response": {"result": {parts[4].rstrip("s"): obj}}})
+            return Scripted(
+                200,
+                {"response": {"result": {parts[4].rstrip("s"): self._with_includes(parts[2], obj, query)}}},
+            )
         return Scripted(404, NOT_FOUND)
+
+    def _with_includes(
+        self, account_id: str, obj: dict[str, Any], query: dict[str, list[str]]
+    ) -> dict[str, Any]:
+        """include[]=invoice / include[]=client embed the current related objects, as FreshBooks does."""
+        includes = set(query.get("include[]", []))
+        extra: dict[str, Any] = {}
+        if "invoice" in includes and obj.get("invoiceid"):
+            extra["invoice"] = self.objects.get((account_id, "invoices", str(obj["invoiceid"])))
+        if "client" in includes and obj.get("clientid"):
+            extra["client"] = self.objects.get((account_id, "clients", str(obj["clientid"])))
+        return {**obj, **{k: v for k, v in extra.items() if v is not None}}
+
+    def _list_objects(self, account_id: str, plural: str, query: dict[str, list[str]]) -> Scripted:
+        since = query.get("search[updated_min]", [""])[0]
+        page = int(query.get("page", ["1"])[0])
+        per_page = int(query.get("per_page", ["15"])[0])
+        matching = [
+            obj
+            for (account, kind, _), obj in sorted(self.objects.items())
+            if account == account_id
+            and kind == plural
+            and str(obj.get("updated") or obj.get("updated_at") or "") >= since
+        ]
+        pages = max(1, -(-len(matching) // per_page))
+        chunk = [
+            self._with_includes(account_id, o, query)
+            for o in matching[(page - 1) * per_page : page * per_page]
+        ]
+        result = {plural: chunk, "page": page, "pages": pages, "per_page": per_page, "total": len(matching)}
+        return Scripted(200, {"response": {"result": result}})
 
     # -- OAuth (reference §7) ----------------------------------------------------------------------
 

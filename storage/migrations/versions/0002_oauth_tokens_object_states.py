@@ -68,6 +68,7 @@ def upgrade() -> None:
             sa.Column("source", sa.String(length=16), nullable=False, server_default="webhook")
         )
         batch_op.add_column(sa.Column("object_kind", sa.String(length=16), nullable=True))
+        batch_op.add_column(sa.Column("notable", sa.Boolean(), nullable=False, server_default=sa.true()))
         batch_op.alter_column("inbox_id", existing_type=sa.BIGINT(), nullable=True)
     for kind in ("invoice", "payment", "bill", "expense"):
         op.execute(
@@ -78,6 +79,7 @@ def upgrade() -> None:
     with op.batch_alter_table("events", schema=None) as batch_op:
         batch_op.alter_column("object_kind", existing_type=sa.String(length=16), nullable=False)
         batch_op.alter_column("source", existing_type=sa.String(length=16), server_default=None)
+        batch_op.alter_column("notable", existing_type=sa.Boolean(), server_default=None)
 
     with op.batch_alter_table("freshbooks_connections", schema=None) as batch_op:
         batch_op.add_column(sa.Column("refresh_lease_owner", sa.String(length=64), nullable=True))
@@ -110,6 +112,7 @@ def downgrade() -> None:
 
     with op.batch_alter_table("events", schema=None) as batch_op:
         batch_op.alter_column("inbox_id", existing_type=sa.BIGINT(), nullable=False)
+        batch_op.drop_column("notable")
         batch_op.drop_column("object_kind")
         batch_op.drop_column("source")
 
