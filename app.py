@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import atexit
 import logging
+import threading
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
@@ -26,6 +28,7 @@ from connector.ingest.intake import Intake
 from connector.notify import LogNotifier, Notifier, SlackNotifier
 from connector.pipeline.inbox_worker import InboxWorker
 from connector.pipeline.loop import BackgroundLoop
+from connector.pipeline.wake import WakeListener
 from connector.reconcile import POLL_INTERVAL, Reconciler
 from connector.settings import Settings, load_settings
 from connector.status import workspace_status
@@ -111,7 +114,11 @@ def _oauth_config(settings: Settings) -> OAuthConfig | None:
     )
 
 
-def build_services(settings: Settings, *, clock: Clock = system_clock) -> Services:
+def build_services(
+    settings: Settings, *, clock: Clock = system_clock, wake: Callable[[], None] | None = None
+) -> Services:
+    """Everything one process needs. `wake`, when given, is how the intake reaches the background
+    process (production); without it the intake wakes this process's own loops (tests, one process)."""
     db = Database(settings.resolved_database_url, pool_size=settings.web_threads + 4)
     cipher = build_cipher(settings)
     freshbooks = FreshBooksClient(
@@ -156,7 +163,11 @@ def build_services(settings: Settings, *, clock: Clock = system_clock) -> Servic
     )
     inbox_loop = BackgroundLoop("inbox", inbox_worker.run_once, idle_seconds=settings.inbox_sweep_seconds)
     intake = Intake(
-        db=db, cipher=cipher, clock=clock, on_stored=inbox_loop.wake, on_verify=verification_loop.wake
+        db=db,
+        cipher=cipher,
+        clock=clock,
+        on_stored=wake or inbox_loop.wake,
+        on_verify=wake or verification_loop.wake,
     )
     registrar = (
         CallbackRegistrar(
@@ -260,8 +271,10 @@ def create_app(
     *,
     clock: Clock = system_clock,
     start_background: bool = True,
+    wake: Callable[[], None] | None = None,
 ) -> Flask:
-    """The WSGI app. `start_background=False` leaves the workers to the caller (tests drive them)."""
+    """The WSGI app. With `start_background=False` this process only serves requests: the loops
+    run elsewhere (`run_background`, or the test driving them), reached through `wake`."""
     settings = settings or load_settings()
     db_check = Database(settings.resolved_database_url)
     try:
@@ -272,7 +285,7 @@ def create_app(
             )
     finally:
         db_check.dispose()
-    services = build_services(settings, clock=clock)
+    services = build_services(settings, clock=clock, wake=wake)
     flask_app = Flask("fbslack")
     flask_app.extensions["fbslack"] = services
     flask_app.register_blueprint(
@@ -291,3 +304,26 @@ def create_app(
         services.start()
         atexit.register(services.stop)
     return flask_app
+
+
+def run_background(settings: Settings, wake_path: str, stop: threading.Event) -> None:
+    """The background process of `fbslack serve`: pipeline loops, delivery and scheduled jobs.
+
+    Kept out of the web workers so that fetching, routing and posting never compete with
+    acknowledging webhooks for the GIL. Woken by the web workers through `wake_path`.
+    """
+    services = build_services(settings)
+
+    def wake_all() -> None:
+        services.inbox_loop.wake()
+        services.verification_loop.wake()
+
+    listener = WakeListener(wake_path, wake_all)
+    listener.start()
+    services.start()
+    log.info("background worker running")
+    try:
+        stop.wait()
+    finally:
+        listener.stop()
+        services.stop()

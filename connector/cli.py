@@ -47,13 +47,13 @@ def cmd_serve(args: argparse.Namespace) -> int:
         "serving on http://%s:%d (%d workers x %d threads, %s)",
         settings.host,
         settings.port,
-        args.workers or settings.web_workers,
+        args.workers or settings.resolved_web_workers,
         args.threads or settings.web_threads,
         db.dialect,
     )
     Server(
         settings,
-        workers=args.workers or settings.web_workers,
+        workers=args.workers or settings.resolved_web_workers,
         threads=args.threads or settings.web_threads,
     ).run()
     return 0

@@ -34,3 +34,9 @@ WEBHOOK_ACK_SECONDS = Histogram(
     "Time from receiving a webhook request to answering it.",
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
 )
+DELIVERIES = Counter(
+    "fbslack_deliveries_total",
+    "Slack delivery attempts, by outcome (delivered, reconciled, retry, in_doubt, needs_person, bug).",
+    ["outcome"],
+)
+SLACK_RATE_LIMITED = Counter("fbslack_slack_429_total", "chat.postMessage answers with HTTP 429.")

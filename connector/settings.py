@@ -75,8 +75,8 @@ class Settings(BaseModel):
     public_url: str | None = None
     host: str = "0.0.0.0"  # noqa: S104 - a server meant to sit behind a proxy or load balancer
     port: int = Field(default=3000, ge=1, le=65535)
-    web_workers: int = Field(default=2, ge=1, le=64)
-    web_threads: int = Field(default=8, ge=1, le=256)
+    web_workers: int | None = Field(default=None, ge=1, le=64)
+    web_threads: int = Field(default=4, ge=1, le=256)
     log_level: str = "INFO"
     log_format: LogFormat = LogFormat.TEXT
 
@@ -202,6 +202,14 @@ class Settings(BaseModel):
         if self.database_url:
             return normalize_database_url(self.database_url)
         return f"sqlite:///{(self.data_dir / 'fbslack.db').resolve()}"
+
+    @property
+    def resolved_web_workers(self) -> int:
+        """SQLite has one writer: one web process queues its threads fairly on an in-process lock,
+        while several processes would poll for the file lock. PostgreSQL takes two by default."""
+        if self.web_workers is not None:
+            return self.web_workers
+        return 1 if self.resolved_database_url.startswith("sqlite") else 2
 
     @property
     def slack_mode(self) -> str | None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -10,6 +11,8 @@ from typing import Any
 from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
+
+READ_ONLY = "fbslack_read_only"
 
 
 def _configure_sqlite(engine: Engine) -> None:
@@ -25,6 +28,10 @@ def _configure_sqlite(engine: Engine) -> None:
 
     @event.listens_for(engine, "begin")
     def _on_begin(connection: Any) -> None:
+        if connection.get_execution_options().get(READ_ONLY):
+            # Readers never block anyone in WAL mode: no write lock for them.
+            connection.exec_driver_sql("BEGIN DEFERRED")
+            return
         # A deferred transaction that reads and then writes can fail at once with "database is
         # locked" when another process wrote in between (the busy handler is skipped for lock
         # upgrades). Taking the write lock up front makes writers queue politely instead.
@@ -49,6 +56,12 @@ class Database:
         if self.dialect == "sqlite":
             _configure_sqlite(self.engine)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+        self._read_sessions = sessionmaker(
+            self.engine.execution_options(**{READ_ONLY: True}), expire_on_commit=False
+        )
+        # SQLite allows one writer. Threads of one process queue on this lock in order, instead of
+        # polling in SQLite's busy handler (whose sleeps grow to 100 ms and starve unlucky waiters).
+        self._write_lock: threading.RLock | None = threading.RLock() if self.dialect == "sqlite" else None
 
     @property
     def supports_skip_locked(self) -> bool:
@@ -56,7 +69,17 @@ class Database:
 
     @contextmanager
     def session(self) -> Iterator[Session]:
-        with self._sessions.begin() as session:
+        if self._write_lock is None:
+            with self._sessions.begin() as session:
+                yield session
+            return
+        with self._write_lock, self._sessions.begin() as session:
+            yield session
+
+    @contextmanager
+    def read(self) -> Iterator[Session]:
+        """A read-only unit of work: on SQLite it takes no write lock and waits for no writer."""
+        with self._read_sessions() as session:  # closing rolls back: nothing is ever committed
             yield session
 
     def ping(self) -> None:

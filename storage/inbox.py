@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 
-from sqlalchemy import ColumnElement, and_, func, select, update
+from sqlalchemy import ColumnElement, and_, func, insert, literal, select, update
 from sqlalchemy.orm import Session
 
 from storage.crypto import Cipher
@@ -29,20 +29,31 @@ def add_webhook(
     raw_body: bytes,
     state: InboxState,
     now: dt.datetime,
-) -> int:
-    row = WebhookInbox(
-        connection_id=connection_id,
-        event_name=event_name,
-        object_id=object_id,
-        body_enc=cipher.encrypt(raw_body),
-        received_at=now,
-        available_at=now,
-        state=state,
-        processed_at=None if state is InboxState.PENDING else now,
+) -> int | None:
+    # One INSERT ... SELECT ... RETURNING: the hot path of every webhook. Selecting from the
+    # connection row also re-checks, in the same statement, that the connection is still live
+    # (the caller may be working from a cached lookup); None means it is not.
+    values = {
+        "connection_id": connection_id,
+        "event_name": event_name,
+        "object_id": object_id,
+        "body_enc": cipher.encrypt(raw_body),
+        "received_at": now,
+        "available_at": now,
+        "state": str(state),
+        "attempts": 0,
+        "processed_at": None if state is InboxState.PENDING else now,
+    }
+    source = select(
+        *(literal(value, WebhookInbox.__table__.c[name].type).label(name) for name, value in values.items())
+    ).where(
+        FreshBooksConnection.id == connection_id,
+        FreshBooksConnection.status != ConnectionStatus.DISCONNECTED,
     )
-    session.add(row)
-    session.flush()
-    return row.id
+    inserted = session.execute(
+        insert(WebhookInbox).from_select(list(values), source).returning(WebhookInbox.id)
+    ).scalar_one_or_none()
+    return int(inserted) if inserted is not None else None
 
 
 def last_received_at(session: Session, connection_id: int) -> dt.datetime | None:

@@ -10,8 +10,9 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
+from connector.backoff import retry_delay
 from connector.enrich import GONE, change_marker
-from connector.pipeline.inbox_worker import InboxWorker, Processed, RetryLater, retry_delay
+from connector.pipeline.inbox_worker import InboxWorker, Processed, RetryLater
 from storage import inbox
 from storage.models import Event, InboxState, WebhookInbox
 from tests.conftest import FB_ACCOUNT, Live

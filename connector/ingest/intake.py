@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -48,6 +50,20 @@ def _rejected(status: int, reason: str, message: str, connection_id: int | None 
     return _Outcome(IntakeResult(status, message), reject_reason=reason, connection_id=connection_id)
 
 
+@dataclass(frozen=True, slots=True)
+class _Target:
+    connection_id: int
+    account_id: str
+    verifiers: tuple[str, ...]
+    expires: float
+
+
+# How long a connection's verifiers are reused without asking the database. A verifier that is
+# newer than the cache is still found: a signature that fails against cached verifiers is checked
+# once more against fresh ones before it is refused.
+TARGET_TTL_SECONDS = 5.0
+
+
 class Intake:
     """Receives one webhook request; `on_stored`/`on_verify` wake the background workers."""
 
@@ -65,6 +81,33 @@ class Intake:
         self._clock = clock
         self._on_stored = on_stored
         self._on_verify = on_verify
+        self._targets: dict[str, _Target] = {}
+        self._targets_lock = threading.Lock()
+
+    def _target(self, session: Session, token: str, *, fresh: bool) -> _Target | None:
+        key = connections.webhook_token_hash(token)
+        now = time.monotonic()
+        if not fresh:
+            with self._targets_lock:
+                cached = self._targets.get(key)
+            if cached is not None and cached.expires > now:
+                return cached
+        found = connections.find_webhook_target(session, token)
+        if found is None:
+            with self._targets_lock:
+                self._targets.pop(key, None)
+            return None
+        target = _Target(
+            connection_id=found.connection_id,
+            account_id=found.account_id,
+            verifiers=tuple(self._cipher.decrypt(v) for v in found.verifiers_enc),
+            expires=now + TARGET_TTL_SECONDS,
+        )
+        with self._targets_lock:
+            if len(self._targets) > 10_000:  # bounded: connections, not senders, fill it
+                self._targets.clear()
+            self._targets[key] = target
+        return target
 
     def receive(
         self, *, token: str, raw_body: bytes, content_type: str | None, signature: str | None
@@ -116,7 +159,7 @@ class Intake:
         content_type: str | None,
         signature: str | None,
     ) -> _Outcome:
-        target = connections.find_webhook_target(session, token)
+        target = self._target(session, token, fresh=False)
         if target is None:
             return _rejected(404, "unknown_token", "unknown webhook URL")
         conn_id = target.connection_id
@@ -142,8 +185,13 @@ class Intake:
                     connection_id=conn_id,
                     callback_id=verify.callback_id,
                 )
-            verifiers = [self._cipher.decrypt(v) for v in target.verifiers_enc]
-            if not signature_matches(fields, signature, verifiers):
+            authentic = signature_matches(fields, signature, target.verifiers)
+            if not authentic and signature:
+                target = self._target(session, token, fresh=True)  # a callback verified just now?
+                if target is None:
+                    return _rejected(404, "unknown_token", "unknown webhook URL")
+                authentic = signature_matches(fields, signature, target.verifiers)
+            if not authentic:
                 reason = "missing_signature" if not signature else "bad_signature"
                 return _rejected(401, reason, "invalid signature", conn_id)
             notification = parse_notification(fields)
@@ -163,6 +211,8 @@ class Intake:
             state=InboxState.PENDING if supported else InboxState.IGNORED,
             now=now,
         )
+        if inbox_id is None:  # disconnected since our cached lookup
+            return _rejected(404, "unknown_token", "unknown webhook URL", conn_id)
         return _Outcome(
             IntakeResult(200, "ok" if supported else "ignored event", inbox_id),
             connection_id=conn_id,

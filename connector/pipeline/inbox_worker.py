@@ -8,6 +8,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from connector import metrics
+from connector.backoff import retry_delay
 from connector.clock import Clock
 from connector.process import worker_id
 from storage import inbox
@@ -17,20 +18,6 @@ from storage.inbox import InboxItem
 from storage.models import InboxState
 
 log = logging.getLogger(__name__)
-
-# Transient failures (FreshBooks down, token being refreshed) retry on this schedule, then the
-# row is marked failed: still in the inbox, visible and replayable, never dropped.
-RETRY_SCHEDULE = (
-    dt.timedelta(seconds=5),
-    dt.timedelta(seconds=30),
-    dt.timedelta(minutes=2),
-    dt.timedelta(minutes=10),
-    dt.timedelta(minutes=30),
-    dt.timedelta(hours=1),
-    dt.timedelta(hours=3),
-    dt.timedelta(hours=6),
-    dt.timedelta(hours=12),
-)
 
 
 class RetryLater(Exception):
@@ -53,13 +40,6 @@ class Processed:
 
 
 Handler = Callable[[InboxItem], Processed]
-
-
-def retry_delay(attempts: int) -> dt.timedelta | None:
-    """Delay before the next try after `attempts` tries, or None when it is time to give up. Pure."""
-    if attempts < 1 or attempts > len(RETRY_SCHEDULE):
-        return None
-    return RETRY_SCHEDULE[attempts - 1]
 
 
 class InboxWorker:
