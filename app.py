@@ -161,7 +161,9 @@ def build_services(
     reconciler = Reconciler(
         db=db, cipher=cipher, client=freshbooks, tokens=tokens, enricher=enricher, clock=clock
     )
-    inbox_loop = BackgroundLoop("inbox", inbox_worker.run_once, idle_seconds=settings.inbox_sweep_seconds)
+    inbox_loop = BackgroundLoop(
+        "inbox", inbox_worker.run_once, idle_seconds=settings.inbox_sweep_seconds, gather_seconds=0.03
+    )
     intake = Intake(
         db=db,
         cipher=cipher,

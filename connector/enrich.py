@@ -81,6 +81,7 @@ class Enricher:
         self._client = client
         self._tokens = tokens
         self._clock = clock
+        self._accounts: dict[int, str] = {}
 
     def __call__(self, item: InboxItem) -> Processed:
         kind = SUPPORTED_EVENTS.get(item.event_name)
@@ -103,10 +104,17 @@ class Enricher:
             inbox_id=item.id,
         )
 
+    def _account_id(self, connection_id: int) -> str:
+        account_id = self._accounts.get(connection_id)  # never changes for a connection
+        if account_id is None:
+            with self._db.read() as session:
+                account_id = connections.account_id(session, connection_id)
+            self._accounts[connection_id] = account_id
+        return account_id
+
     def fetch(self, connection_id: int, kind: ObjectKind, object_id: str) -> dict[str, Any] | None:
         """The object as FreshBooks has it now; None if it no longer exists."""
-        with self._db.session() as session:
-            account_id = connections.account_id(session, connection_id)
+        account_id = self._account_id(connection_id)
         try:
             return self._tokens.call(
                 connection_id,
@@ -144,7 +152,7 @@ class Enricher:
             current = parse_object(kind, raw) if raw is not None else None
         except ObjectParseError as exc:
             raise PermanentFailure(str(exc)) from None
-        with self._db.session() as session:
+        with self._db.read() as session:
             known_raw = objects.get_state(
                 session, self._cipher, connection_id=connection_id, kind=kind, object_id=object_id
             )

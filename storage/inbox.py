@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
+from typing import cast
 
-from sqlalchemy import ColumnElement, and_, func, insert, literal, select, update
+from sqlalchemy import ColumnElement, Table, and_, bindparam, func, insert, select, update
 from sqlalchemy.orm import Session
 
 from storage.crypto import Cipher
@@ -16,6 +17,33 @@ from storage.models import (
     InboxState,
     VerificationState,
     WebhookInbox,
+)
+
+_INBOX_COLUMNS = (
+    "connection_id",
+    "event_name",
+    "object_id",
+    "body_enc",
+    "received_at",
+    "available_at",
+    "state",
+    "attempts",
+    "processed_at",
+)
+# Built once: the statement of every webhook compiles once and is then served from the cache.
+# Selecting from the connection row re-checks, in the same statement, that the connection is
+# still live (the caller may be working from a cached lookup).
+_INBOX = cast(Table, WebhookInbox.__table__)
+_ADD_WEBHOOK = (
+    insert(_INBOX)
+    .from_select(
+        list(_INBOX_COLUMNS),
+        select(*(bindparam(name, type_=_INBOX.c[name].type).label(name) for name in _INBOX_COLUMNS)).where(
+            FreshBooksConnection.id == bindparam("connection_id"),
+            FreshBooksConnection.status != ConnectionStatus.DISCONNECTED,
+        ),
+    )
+    .returning(_INBOX.c.id)
 )
 
 
@@ -30,28 +58,20 @@ def add_webhook(
     state: InboxState,
     now: dt.datetime,
 ) -> int | None:
-    # One INSERT ... SELECT ... RETURNING: the hot path of every webhook. Selecting from the
-    # connection row also re-checks, in the same statement, that the connection is still live
-    # (the caller may be working from a cached lookup); None means it is not.
-    values = {
-        "connection_id": connection_id,
-        "event_name": event_name,
-        "object_id": object_id,
-        "body_enc": cipher.encrypt(raw_body),
-        "received_at": now,
-        "available_at": now,
-        "state": str(state),
-        "attempts": 0,
-        "processed_at": None if state is InboxState.PENDING else now,
-    }
-    source = select(
-        *(literal(value, WebhookInbox.__table__.c[name].type).label(name) for name, value in values.items())
-    ).where(
-        FreshBooksConnection.id == connection_id,
-        FreshBooksConnection.status != ConnectionStatus.DISCONNECTED,
-    )
+    """Store one authentic webhook; None if the connection was disconnected meanwhile."""
     inserted = session.execute(
-        insert(WebhookInbox).from_select(list(values), source).returning(WebhookInbox.id)
+        _ADD_WEBHOOK,
+        {
+            "connection_id": connection_id,
+            "event_name": event_name,
+            "object_id": object_id,
+            "body_enc": cipher.encrypt(raw_body),
+            "received_at": now,
+            "available_at": now,
+            "state": str(state),
+            "attempts": 0,
+            "processed_at": None if state is InboxState.PENDING else now,
+        },
     ).scalar_one_or_none()
     return int(inserted) if inserted is not None else None
 

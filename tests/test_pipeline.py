@@ -171,6 +171,7 @@ def test_missing_token_waits_instead_of_failing(live: Live) -> None:
         from storage.models import FreshBooksConnection
 
         session.get_one(FreshBooksConnection, new.connection.id).access_token_enc = None
+    live.services.tokens.forget(new.connection.id)  # as a process that never read it would see it
     live.services.inbox_worker.run_once()
     (row,) = rows(live)
     assert row.state == InboxState.PENDING

@@ -191,7 +191,7 @@ def test_a_401_refreshes_once_and_retries(live: Live) -> None:
 def test_inbox_waits_for_a_reconnect_and_loses_nothing(live: Live) -> None:
     new = live.connect_and_register("invoice.create")
     cid = new.connection.id
-    expire_soon(live, cid)
+    live.clock.advance(hours=12)  # the access token is due for a refresh
     live.fake.grants.clear()
     live.fake.add_object(
         FB_ACCOUNT,
@@ -203,6 +203,7 @@ def test_inbox_waits_for_a_reconnect_and_loses_nothing(live: Live) -> None:
 
     assert live.services.inbox_worker.run_once() == 2  # both fail to get a token: revoked
     live.clock.advance(hours=30)  # far past the retry schedule
+    token_expiry = live.clock() + dt.timedelta(hours=12)
     for _ in range(3):
         assert live.services.inbox_worker.run_once() == 0  # parked while the connection waits
     with live.services.db.session() as session:
@@ -219,7 +220,7 @@ def test_inbox_waits_for_a_reconnect_and_loses_nothing(live: Live) -> None:
                 status="active",
                 access_token_enc=live.services.cipher.encrypt("fb-access-2"),
                 refresh_token_enc=live.services.cipher.encrypt("fb-refresh-2"),
-                token_expires_at=live.clock() + dt.timedelta(hours=12),
+                token_expires_at=token_expiry,
             )
         )
     assert live.services.inbox_worker.run_once() == 2

@@ -308,6 +308,7 @@ class DisconnectService:
             except (FreshBooksError, NoToken) as exc:
                 # The webhook URL stops answering (404) once disconnected, so leftovers are harmless.
                 problems.append(f"{name}: could not remove its webhooks at FreshBooks ({exc})")
+            self._tokens.forget(connection_id)
             with self._db.session() as session:
                 connections.mark_disconnected(session, connection_id=connection_id, now=self._clock())
                 audit.record(

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import threading
 import time
 from collections.abc import Callable
 from typing import Protocol, TypeVar
@@ -27,6 +28,8 @@ from storage.models import ConnectionStatus
 log = logging.getLogger(__name__)
 
 REFRESH_MARGIN = dt.timedelta(minutes=10)
+# A connection that was revoked or disconnected meanwhile is noticed on FreshBooks' next 401.
+CACHE_SECONDS = 30.0
 LEASE = dt.timedelta(seconds=60)
 
 
@@ -43,6 +46,8 @@ T = TypeVar("T")
 
 class TokenSource(Protocol):
     def call(self, connection_id: int, fn: Callable[[str], T]) -> T: ...
+
+    def forget(self, connection_id: int) -> None: ...
 
 
 class TokenManager:
@@ -71,19 +76,44 @@ class TokenManager:
         self._wait = wait
         self._wait_rounds = wait_rounds
         self._owner = worker_id()
+        # Tokens this process read recently, so a busy pipeline does not decrypt them per call.
+        self._cache: dict[int, tuple[str, dt.datetime | None, float]] = {}
+        self._cache_lock = threading.Lock()
 
     def call(self, connection_id: int, fn: Callable[[str], T]) -> T:
         """Run an API call with the connection's token; on a 401, refresh once and try again."""
-        token = self.access_token(connection_id)
+        token = self._cached(connection_id) or self.access_token(connection_id)
         try:
             return fn(token)
         except FreshBooksError as error:
             if error.kind is not ErrorKind.AUTH:
                 raise
+        self.forget(connection_id)
         return fn(self.access_token(connection_id, rejected=token))
 
+    def _cached(self, connection_id: int) -> str | None:
+        with self._cache_lock:
+            entry = self._cache.get(connection_id)
+        if entry is None:
+            return None
+        token, expires_at, stored = entry
+        if time.monotonic() - stored > CACHE_SECONDS:
+            return None
+        if expires_at is not None and expires_at - REFRESH_MARGIN <= self._clock():
+            return None
+        return token
+
+    def _remember(self, connection_id: int, token: str, expires_at: dt.datetime | None) -> None:
+        with self._cache_lock:
+            self._cache[connection_id] = (token, expires_at, time.monotonic())
+
+    def forget(self, connection_id: int) -> None:
+        """Drop what this process remembers of the connection's token (disconnect, revocation)."""
+        with self._cache_lock:
+            self._cache.pop(connection_id, None)
+
     def _snapshot(self, connection_id: int) -> connections.TokenSnapshot:
-        with self._db.session() as session:
+        with self._db.read() as session:
             return connections.token_snapshot(session, self._cipher, connection_id)
 
     def _fresh(self, snap: connections.TokenSnapshot, rejected: str | None) -> str | None:
@@ -106,6 +136,7 @@ class TokenManager:
             snap = self._snapshot(connection_id)
             token = self._fresh(snap, rejected)
             if token is not None:
+                self._remember(connection_id, token, snap.expires_at)
                 return token
             now = self._clock()
             with self._db.session() as session:
@@ -158,6 +189,7 @@ class TokenManager:
                 )
                 return self.access_token(connection_id)
             log.info("freshbooks token refreshed", extra={"context": {"connection_id": connection_id}})
+            self._remember(connection_id, grant.access_token, grant.expires_at)
             return grant.access_token
         finally:
             with self._db.session() as session:

@@ -80,7 +80,7 @@ class VerificationService:
 
     def process_pending(self) -> int:
         """Settle what can be settled now; returns how many verifications reached a final state."""
-        with self._db.session() as session:
+        with self._db.read() as session:
             pending = inbox.pending_verifications(session)
         return sum(1 for row in pending if self._process(row))
 
@@ -101,7 +101,7 @@ class VerificationService:
 
     def _process(self, row: CallbackVerification) -> bool:
         now = self._clock()
-        with self._db.session() as session:
+        with self._db.read() as session:
             callback = connections.find_callback(
                 session, connection_id=row.connection_id, callback_id=row.callback_id
             )

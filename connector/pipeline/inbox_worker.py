@@ -7,6 +7,8 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from sqlalchemy.orm import Session
+
 from connector import metrics
 from connector.backoff import retry_delay
 from connector.clock import Clock
@@ -42,6 +44,17 @@ class Processed:
 Handler = Callable[[InboxItem], Processed]
 
 
+@dataclass(frozen=True, slots=True)
+class _Result:
+    """What became of one claimed row: a final state, or (state None) a retry at available_at."""
+
+    item: InboxItem
+    state: InboxState | None
+    event_id: int | None = None
+    error: str | None = None
+    available_at: dt.datetime | None = None
+
+
 class InboxWorker:
     def __init__(
         self,
@@ -62,7 +75,11 @@ class InboxWorker:
         self.owner = worker_id()
 
     def run_once(self) -> int:
-        """Claim and process one batch of due rows; returns how many were claimed."""
+        """Claim a batch of due rows, run each through the pipeline, record all results at once.
+
+        One write transaction to claim and one to finish the batch: on SQLite the write lock is
+        shared with the web workers acknowledging webhooks, so the background takes it rarely.
+        """
         with self._db.session() as session:
             items = inbox.claim_due(
                 session,
@@ -72,63 +89,72 @@ class InboxWorker:
                 lease_seconds=self._lease,
                 limit=self._batch,
             )
-        for item in items:
-            self._process(item)
+        if not items:
+            return 0
+        results = [self._process(item) for item in items]
+        with self._db.session() as session:
+            finished = [self._apply(session, result) for result in results]
+        for result, done in zip(results, finished, strict=True):
+            self._report(result, done)
         return len(items)
 
-    def _process(self, item: InboxItem) -> None:
+    def _process(self, item: InboxItem) -> _Result:
         context = {"inbox_id": item.id, "event": item.event_name, "connection_id": item.connection_id}
         try:
             result = self._handler(item)
         except RetryLater as exc:
-            self._retry(item, str(exc), exc.not_before)
-            return
+            return self._retry(item, str(exc), exc.not_before)
         except PermanentFailure as exc:
-            self._finish(item, InboxState.FAILED, error=str(exc))
             log.error("inbox item failed: %s", exc, extra={"context": context})
-            return
+            return _Result(item, InboxState.FAILED, error=str(exc))
         except Exception as exc:
             # A bug in a stage: keep the row, retry on the schedule, and say so loudly.
             log.exception("inbox item raised", extra={"context": context})
-            self._retry(item, f"{type(exc).__name__} in pipeline", None)
-            return
-        self._finish(item, result.state, event_id=result.event_id, error=result.note)
+            return self._retry(item, f"{type(exc).__name__} in pipeline", None)
+        return _Result(item, result.state, event_id=result.event_id, error=result.note)
 
-    def _finish(
-        self, item: InboxItem, state: InboxState, *, event_id: int | None = None, error: str | None = None
-    ) -> None:
-        with self._db.session() as session:
-            done = inbox.complete(
-                session,
-                item_id=item.id,
-                owner=self.owner,
-                state=state,
-                now=self._clock(),
-                event_id=event_id,
-                error=error,
-            )
-        if done:
-            metrics.INBOX_PROCESSED.labels(outcome=state).inc()
-        else:
-            log.warning("lost the lease on inbox item %d before finishing it", item.id)
-
-    def _retry(self, item: InboxItem, error: str, not_before: dt.datetime | None) -> None:
+    def _retry(self, item: InboxItem, error: str, not_before: dt.datetime | None) -> _Result:
         delay = retry_delay(item.attempts)
         if delay is None:
-            self._finish(item, InboxState.FAILED, error=f"gave up after {item.attempts} attempts: {error}")
             log.error("inbox item %d failed after %d attempts: %s", item.id, item.attempts, error)
-            return
+            return _Result(item, InboxState.FAILED, error=f"gave up after {item.attempts} attempts: {error}")
         available_at = self._clock() + delay
         if not_before is not None and not_before > available_at:
             available_at = not_before
-        with self._db.session() as session:
-            inbox.retry_later(
-                session, item_id=item.id, owner=self.owner, available_at=available_at, error=error
+        return _Result(item, None, error=error, available_at=available_at)
+
+    def _apply(self, session: Session, result: _Result) -> bool:
+        if result.state is None:
+            assert result.available_at is not None
+            return inbox.retry_later(
+                session,
+                item_id=result.item.id,
+                owner=self.owner,
+                available_at=result.available_at,
+                error=result.error or "",
             )
-        metrics.INBOX_PROCESSED.labels(outcome="retry").inc()
-        log.warning(
-            "inbox item %d will be retried at %s: %s",
-            item.id,
-            available_at.isoformat(timespec="seconds"),
-            error,
+        return inbox.complete(
+            session,
+            item_id=result.item.id,
+            owner=self.owner,
+            state=result.state,
+            now=self._clock(),
+            event_id=result.event_id,
+            error=result.error,
         )
+
+    def _report(self, result: _Result, done: bool) -> None:
+        if not done:
+            log.warning("lost the lease on inbox item %d before finishing it", result.item.id)
+            return
+        if result.state is None:
+            assert result.available_at is not None
+            metrics.INBOX_PROCESSED.labels(outcome="retry").inc()
+            log.warning(
+                "inbox item %d will be retried at %s: %s",
+                result.item.id,
+                result.available_at.isoformat(timespec="seconds"),
+                result.error,
+            )
+        else:
+            metrics.INBOX_PROCESSED.labels(outcome=result.state).inc()

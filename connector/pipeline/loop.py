@@ -16,10 +16,15 @@ class BackgroundLoop:
     that becomes due later (retries) or was left behind by another process.
     """
 
-    def __init__(self, name: str, step: Callable[[], int], *, idle_seconds: float = 5.0) -> None:
+    def __init__(
+        self, name: str, step: Callable[[], int], *, idle_seconds: float = 5.0, gather_seconds: float = 0.0
+    ) -> None:
         self.name = name
         self._step = step
         self._idle = idle_seconds
+        # After a step that found work, let more arrive before the next one: a burst of webhooks is
+        # then handled in a few batches (few write transactions) rather than one by one.
+        self._gather = gather_seconds
         self._wakeup = threading.Event()
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
@@ -55,3 +60,5 @@ class BackgroundLoop:
                 continue
             if did == 0:
                 self._wakeup.wait(self._idle)
+            elif self._gather:
+                self._stopping.wait(self._gather)
