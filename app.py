@@ -17,6 +17,7 @@ from slack_sdk import WebClient
 from sqlalchemy.exc import SQLAlchemyError
 
 from connector.clock import Clock, system_clock
+from connector.deliver.engine import DeliveryEngine
 from connector.enrich import Enricher
 from connector.freshbooks.callbacks import CallbackRegistrar
 from connector.freshbooks.client import FreshBooksClient
@@ -30,6 +31,8 @@ from connector.pipeline.inbox_worker import InboxWorker
 from connector.pipeline.loop import BackgroundLoop
 from connector.pipeline.wake import WakeListener
 from connector.reconcile import POLL_INTERVAL, Reconciler
+from connector.router import Router
+from connector.rules import RuleService
 from connector.settings import Settings, load_settings
 from connector.status import workspace_status
 from connector.web import Health, create_blueprint
@@ -64,7 +67,10 @@ class Services:
     disconnect: DisconnectService
     inbox_worker: InboxWorker
     reconciler: Reconciler
+    router: Router
+    engine: DeliveryEngine
     inbox_loop: BackgroundLoop
+    delivery_loop: BackgroundLoop
     verification_loop: BackgroundLoop
     scheduler: BackgroundScheduler
     background: ThreadPoolExecutor
@@ -78,10 +84,12 @@ class Services:
         self._started = True
         self.inbox_loop.start()
         self.verification_loop.start()
+        self.delivery_loop.start()
         self.scheduler.start()
         # Pick up whatever a previous process left behind.
         self.inbox_loop.wake()
         self.verification_loop.wake()
+        self.delivery_loop.wake()
 
     def stop(self) -> None:
         if self._started:
@@ -89,6 +97,8 @@ class Services:
             self.scheduler.shutdown(wait=False)
             self.inbox_loop.stop()
             self.verification_loop.stop()
+            self.delivery_loop.stop()
+        self.engine.close()
         self.background.shutdown(wait=True, cancel_futures=False)
         self.freshbooks.close()
         self.db.dispose()
@@ -112,6 +122,41 @@ def _oauth_config(settings: Settings) -> OAuthConfig | None:
         auth_url=settings.freshbooks_auth_url,
         redirect_uri=settings.freshbooks_redirect_uri,
     )
+
+
+def _build_scheduler(
+    settings: Settings,
+    *,
+    inbox_loop: BackgroundLoop,
+    verification_loop: BackgroundLoop,
+    delivery_loop: BackgroundLoop,
+    reconciler: Reconciler,
+    monitor: CallbackMonitor | None,
+) -> BackgroundScheduler:
+    """The safety net and the periodic jobs. The loops wake on their own when work arrives; the
+    nudges make retries and rows left by a crashed process due even while a loop idles. Each
+    periodic job takes a database lease, so it runs once per interval however many processes tick."""
+
+    def poll() -> None:
+        if reconciler.run_poll():
+            inbox_loop.wake()  # route what it found
+
+    def overdue_scan() -> None:
+        if reconciler.run_overdue_scan():
+            inbox_loop.wake()
+
+    scheduler = BackgroundScheduler(timezone="UTC")
+    once = {"max_instances": 1, "coalesce": True}
+    scheduler.add_job(inbox_loop.wake, "interval", seconds=settings.inbox_sweep_seconds, id="inbox-sweep")
+    scheduler.add_job(verification_loop.wake, "interval", seconds=60, id="verification-sweep")
+    scheduler.add_job(delivery_loop.wake, "interval", seconds=15, id="delivery-sweep")
+    scheduler.add_job(poll, "interval", seconds=POLL_INTERVAL.total_seconds(), id="reconcile-poll", **once)
+    scheduler.add_job(overdue_scan, "interval", hours=1, id="overdue-scan", **once)
+    if monitor is not None:
+        scheduler.add_job(
+            monitor.run, "interval", seconds=CHECK_INTERVAL.total_seconds(), id="callback-check", **once
+        )
+    return scheduler
 
 
 def build_services(
@@ -161,8 +206,21 @@ def build_services(
     reconciler = Reconciler(
         db=db, cipher=cipher, client=freshbooks, tokens=tokens, enricher=enricher, clock=clock
     )
+    router = Router(db=db, cipher=cipher, clock=clock)
+    engine = DeliveryEngine(
+        db=db, cipher=cipher, client_for_team=lambda _team_id: slack_client, notifier=notifier, clock=clock
+    )
+    delivery_loop = BackgroundLoop("deliver", engine.step, idle_seconds=5, gather_seconds=0.1)
+
+    def pipeline_step() -> int:
+        """Enrich what arrived, then route what was recorded; wake delivery for what was queued."""
+        processed = inbox_worker.run_once()
+        if router.run_once():
+            delivery_loop.wake()
+        return processed
+
     inbox_loop = BackgroundLoop(
-        "inbox", inbox_worker.run_once, idle_seconds=settings.inbox_sweep_seconds, gather_seconds=0.03
+        "inbox", pipeline_step, idle_seconds=settings.inbox_sweep_seconds, gather_seconds=0.03
     )
     intake = Intake(
         db=db,
@@ -205,24 +263,14 @@ def build_services(
     disconnect = DisconnectService(
         db=db, cipher=cipher, client=freshbooks, tokens=tokens, public_url=settings.public_url, clock=clock
     )
-    # The safety net: the loops also wake on their own, but a scheduled nudge makes retries and
-    # rows left by a crashed process due even if this process's loop is waiting on a long idle.
-    scheduler = BackgroundScheduler(timezone="UTC")
-    scheduler.add_job(inbox_loop.wake, "interval", seconds=settings.inbox_sweep_seconds, id="inbox-sweep")
-    scheduler.add_job(verification_loop.wake, "interval", seconds=60, id="verification-sweep")
-    # Each job takes a database lease, so it runs once per interval however many processes tick.
-    scheduler.add_job(
-        reconciler.run_poll, "interval", seconds=POLL_INTERVAL.total_seconds(), id="reconcile-poll",
-        max_instances=1, coalesce=True,
-    )  # fmt: skip
-    scheduler.add_job(
-        reconciler.run_overdue_scan, "interval", hours=1, id="overdue-scan", max_instances=1, coalesce=True
+    scheduler = _build_scheduler(
+        settings,
+        inbox_loop=inbox_loop,
+        verification_loop=verification_loop,
+        delivery_loop=delivery_loop,
+        reconciler=reconciler,
+        monitor=monitor,
     )
-    if monitor is not None:
-        scheduler.add_job(
-            monitor.run, "interval", seconds=CHECK_INTERVAL.total_seconds(), id="callback-check",
-            max_instances=1, coalesce=True,
-        )  # fmt: skip
     bolt = build_bolt_app(
         settings,
         client=slack_client,
@@ -230,6 +278,7 @@ def build_services(
             connect=connect,
             disconnect=disconnect,
             status=lambda team_id: workspace_status(db, cipher, team_id),
+            rules=RuleService(db=db, cipher=cipher, clock=clock),
             clock=clock,
         ),
     )
@@ -247,7 +296,10 @@ def build_services(
         disconnect=disconnect,
         inbox_worker=inbox_worker,
         reconciler=reconciler,
+        router=router,
+        engine=engine,
         inbox_loop=inbox_loop,
+        delivery_loop=delivery_loop,
         verification_loop=verification_loop,
         scheduler=scheduler,
         background=background,

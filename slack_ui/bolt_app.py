@@ -11,6 +11,7 @@ from slack_sdk import WebClient
 from connector.settings import Settings
 from slack_ui.commands import CommandServices
 from slack_ui.commands import register as register_commands
+from slack_ui.events import register as register_events
 
 log = logging.getLogger(__name__)
 
@@ -49,4 +50,5 @@ def build_bolt_app(settings: Settings, *, client: WebClient | None, commands: Co
         listener_executor=ThreadPoolExecutor(max_workers=32, thread_name_prefix="bolt"),
     )
     register_commands(app, commands)
+    register_events(app, commands.rules)
     return app

@@ -13,13 +13,16 @@ from slack_sdk.errors import SlackApiError
 
 from connector.clock import Clock
 from connector.freshbooks.connect import ConnectError, ConnectService, DisconnectService
+from connector.render import OPEN_IN_FRESHBOOKS_ACTION_ID, escape
+from connector.route import RouteSyntaxError, parse_route_command
+from connector.rules import RuleError, RuleService, ensure_postable
 from connector.status import ConnectionReport
 from slack_ui import views
 from slack_ui.views import HELP_TEXT
 
 log = logging.getLogger(__name__)
 
-ADMIN_ONLY = frozenset({"connect", "disconnect"})
+ADMIN_ONLY = frozenset({"connect", "disconnect", "route", "unroute"})
 
 
 @dataclass(frozen=True)
@@ -27,6 +30,7 @@ class CommandServices:
     connect: ConnectService
     disconnect: DisconnectService
     status: Callable[[str], list[ConnectionReport]]
+    rules: RuleService
     clock: Clock
 
 
@@ -43,11 +47,14 @@ def is_admin(client: WebClient, user_id: str) -> bool:
 class FreshbooksCommand:
     def __init__(self, services: CommandServices) -> None:
         self._services = services
-        self._handlers: dict[str, Callable[[dict[str, Any], Ack, Respond], None]] = {
+        self._handlers: dict[str, Callable[[dict[str, Any], Ack, Respond, WebClient], None]] = {
             "help": self._help,
             "connect": self._connect,
             "status": self._status,
             "disconnect": self._disconnect,
+            "route": self._route,
+            "rules": self._rules,
+            "unroute": self._unroute,
         }
 
     def __call__(self, ack: Ack, command: dict[str, Any], client: WebClient, respond: Respond) -> None:
@@ -55,7 +62,7 @@ class FreshbooksCommand:
         sub = text.split(maxsplit=1)[0].lower() if text else "help"
         handler = self._handlers.get(sub)
         if handler is None:
-            shown = views.escape(sub[:30])
+            shown = escape(sub[:30])
             ack(response_type="ephemeral", text=f"`{shown}` is not a /freshbooks command.\n\n{HELP_TEXT}")
             return
         if sub in ADMIN_ONLY and not is_admin(client, command["user_id"]):
@@ -64,12 +71,12 @@ class FreshbooksCommand:
                 text=f"Only workspace admins and owners can run `/freshbooks {sub}`. Ask one of them.",
             )
             return
-        handler(command, ack, respond)
+        handler(command, ack, respond, client)
 
-    def _help(self, _command: dict[str, Any], ack: Ack, _respond: Respond) -> None:
+    def _help(self, _command: dict[str, Any], ack: Ack, _respond: Respond, _client: WebClient) -> None:
         ack(response_type="ephemeral", text=HELP_TEXT)
 
-    def _connect(self, command: dict[str, Any], ack: Ack, _respond: Respond) -> None:
+    def _connect(self, command: dict[str, Any], ack: Ack, _respond: Respond, _client: WebClient) -> None:
         try:
             url = self._services.connect.start(team_id=command["team_id"], user_id=command["user_id"])
         except ConnectError as exc:
@@ -97,24 +104,61 @@ class FreshbooksCommand:
             ],
         )
 
-    def _status(self, command: dict[str, Any], ack: Ack, _respond: Respond) -> None:
+    def _status(self, command: dict[str, Any], ack: Ack, _respond: Respond, _client: WebClient) -> None:
         reports = self._services.status(command["team_id"])
         ack(response_type="ephemeral", text=views.status_text(reports, self._services.clock()))
 
-    def _disconnect(self, command: dict[str, Any], ack: Ack, respond: Respond) -> None:
+    def _disconnect(self, command: dict[str, Any], ack: Ack, respond: Respond, _client: WebClient) -> None:
         # Deleting the webhooks at FreshBooks takes longer than Slack's 3 s: answer first.
         ack(response_type="ephemeral", text="Disconnecting FreshBooks…")
         result = self._services.disconnect.disconnect(team_id=command["team_id"], user_id=command["user_id"])
         if not result.business_names:
             respond(response_type="ephemeral", text="FreshBooks was not connected to this workspace.")
             return
-        names = ", ".join(views.escape(n) for n in result.business_names)
+        names = ", ".join(escape(n) for n in result.business_names)
         lines = [f"Disconnected {names}. Tokens are wiped; the audit trail is kept."]
-        lines += [f":warning: {views.escape(p)}" for p in result.problems]
+        lines += [f":warning: {escape(p)}" for p in result.problems]
         respond(response_type="ephemeral", text="\n".join(lines))
+
+    def _route(self, command: dict[str, Any], ack: Ack, _respond: Respond, client: WebClient) -> None:
+        args = (command.get("text") or "").strip()[len("route") :]
+        try:
+            spec = parse_route_command(args)
+        except RouteSyntaxError as exc:
+            ack(response_type="ephemeral", text=str(exc))
+            return
+        check = ensure_postable(client, spec.channel_id)
+        if not check.ok:
+            ack(response_type="ephemeral", text=f"Rule not saved: {check.reason}")
+            return
+        try:
+            rule = self._services.rules.add(team_id=command["team_id"], user_id=command["user_id"], spec=spec)
+        except RuleError as exc:
+            ack(response_type="ephemeral", text=str(exc))
+            return
+        joined = " I joined the channel to post there." if check.joined else ""
+        ack(response_type="ephemeral", text=f"Rule saved: {views.rule_line(rule)}.{joined}")
+
+    def _rules(self, command: dict[str, Any], ack: Ack, _respond: Respond, _client: WebClient) -> None:
+        ack(
+            response_type="ephemeral",
+            text=views.rules_text(self._services.rules.list(team_id=command["team_id"])),
+        )
+
+    def _unroute(self, command: dict[str, Any], ack: Ack, _respond: Respond, _client: WebClient) -> None:
+        words = (command.get("text") or "").split()
+        wanted = words[1].lstrip("#") if len(words) == 2 else ""
+        if not wanted.isdigit():
+            usage = "Usage: `/freshbooks unroute RULE-ID` (the number `/freshbooks rules` shows, e.g. `#3`)."
+            ack(response_type="ephemeral", text=usage)
+            return
+        removed = self._services.rules.remove(team_id=command["team_id"], rule_id=int(wanted))
+        text = f"Rule #{wanted} removed." if removed else f"There is no rule #{wanted} in this workspace."
+        ack(response_type="ephemeral", text=text)
 
 
 def register(app: App, services: CommandServices) -> None:
     app.command("/freshbooks")(FreshbooksCommand(services))
     # The connect button only opens a URL; Slack still sends the click, which must be acknowledged.
     app.action("freshbooks_connect_link")(lambda ack: ack())
+    app.action(OPEN_IN_FRESHBOOKS_ACTION_ID)(lambda ack: ack())

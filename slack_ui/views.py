@@ -4,20 +4,20 @@ from __future__ import annotations
 
 import datetime as dt
 
+from connector.render import escape
+from connector.route import Rule
 from connector.status import ConnectionReport
 
 HELP_TEXT = (
     "*FreshBooks for Slack*\n"
     "`/freshbooks connect`: link a FreshBooks business to this workspace (admins)\n"
     "`/freshbooks status`: connection, webhooks and token health, last event received\n"
+    "`/freshbooks route EVENTS #channel [min AMOUNT] [max AMOUNT] [currency CODE] [billable]`: "
+    "send events to a channel (admins), e.g. `/freshbooks route invoice.create #exec-alerts min 5000`\n"
+    "`/freshbooks rules`: list the rules; `/freshbooks unroute RULE-ID`: remove one (admins)\n"
     "`/freshbooks disconnect`: unlink FreshBooks and remove its webhooks (admins)\n"
     "`/freshbooks help`: this help"
 )
-
-
-def escape(text: str) -> str:
-    """Escape customer-supplied text for mrkdwn (Slack's three control characters)."""
-    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
 def ago(then: dt.datetime, now: dt.datetime) -> str:
@@ -58,3 +58,30 @@ def status_text(reports: list[ConnectionReport], now: dt.datetime) -> str:
             f"• Last event received: {last}"
         )
     return "\n\n".join(parts)
+
+
+def rule_line(rule: Rule) -> str:
+    """One rule, as the person who made it would say it."""
+    parts = [f"`#{rule.id}`", ", ".join(f"`{p}`" for p in rule.patterns), f"→ <#{rule.channel_id}>"]
+    if rule.min_amount is not None:
+        parts.append(f"min {rule.min_amount:,}")
+    if rule.max_amount is not None:
+        parts.append(f"max {rule.max_amount:,}")
+    if rule.currency:
+        parts.append(f"currency {rule.currency}")
+    if rule.billable_only:
+        parts.append("billable only")
+    if rule.counterparty:
+        parts.append(f"for {escape(rule.counterparty)}")
+    if rule.paused:
+        parts.append("_(paused)_")
+    return " ".join(parts)
+
+
+def rules_text(rules: list[Rule]) -> str:
+    if not rules:
+        return (
+            "No rules yet, so nothing is posted. Add one with `/freshbooks route`, "
+            "e.g. `/freshbooks route invoice #accounting`."
+        )
+    return "*Routing rules*\n" + "\n".join(rule_line(rule) for rule in rules)

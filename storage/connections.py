@@ -415,3 +415,7 @@ def flag_callbacks_alert(session: Session, *, connection_id: int, at: dt.datetim
         .values(callbacks_alerted_at=at)
     )
     return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+def workspace_of_team(session: Session, team_id: str) -> int | None:
+    return session.scalar(select(Workspace.id).where(Workspace.slack_team_id == team_id))

@@ -17,11 +17,11 @@ from sqlalchemy import (
     Boolean,
     DateTime,
     Dialect,
+    Float,
     ForeignKey,
     Index,
     Integer,
     MetaData,
-    Numeric,
     String,
     Text,
     TypeDecorator,
@@ -105,6 +105,9 @@ class Workspace(Base):
     slack_enterprise_id: Mapped[str | None] = mapped_column(String(32))
     installed_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
     uninstalled_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    # Set when Slack refused the install (revoked token, uninstalled): nothing is posted until a
+    # reinstall or new token clears it, and parked deliveries are replayed then.
+    suspended_reason: Mapped[str | None] = mapped_column(String(64))
 
 
 class FreshBooksConnection(Base):
@@ -228,6 +231,8 @@ class Event(Base):
     notable: Mapped[bool] = mapped_column(Boolean, default=True)
     object_enc: Mapped[str | None] = encrypted_text()
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
+    # Set once the router has turned the event into deliveries (in the same transaction).
+    routed_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, index=True)
 
 
 class ObjectState(Base):
@@ -283,8 +288,9 @@ class RoutingRule(Base):
     workspace_id: Mapped[int] = mapped_column(ForeignKey("workspaces.id"), index=True)
     connection_id: Mapped[int] = mapped_column(ForeignKey("freshbooks_connections.id"))
     patterns: Mapped[list[str]] = mapped_column(JSON)
-    min_amount: Mapped[Any | None] = mapped_column(Numeric(18, 2))
-    max_amount: Mapped[Any | None] = mapped_column(Numeric(18, 2))
+    # Decimal strings: exact on both databases (SQLite has no decimal type).
+    min_amount: Mapped[str | None] = mapped_column(String(32))
+    max_amount: Mapped[str | None] = mapped_column(String(32))
     currency: Mapped[str | None] = mapped_column(String(3))
     billable_only: Mapped[bool] = mapped_column(Boolean, default=False)
     counterparty_enc: Mapped[str | None] = encrypted_text()
@@ -294,6 +300,14 @@ class RoutingRule(Base):
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
+class DeliveryState(enum.StrEnum):
+    PENDING = "pending"
+    IN_DOUBT = "in_doubt"  # the post may have happened: look in the channel before posting again
+    DELIVERED = "delivered"
+    PARKED = "parked"  # waits for a person (archived channel, revoked token); replayed when fixed
+    FAILED = "failed"  # our bug (invalid blocks) or retries exhausted
+
+
 class Delivery(Base):
     """The outbox: one row per (event, channel), so an event can never be posted twice to a channel."""
 
@@ -301,6 +315,7 @@ class Delivery(Base):
     __table_args__ = (
         UniqueConstraint("event_id", "channel_id"),
         Index("ix_deliveries_due", "state", "next_attempt_at"),
+        Index("ix_deliveries_channel", "workspace_id", "channel_id", "state"),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
@@ -317,9 +332,66 @@ class Delivery(Base):
     message_enc: Mapped[str | None] = encrypted_text()
     slack_ts: Mapped[str | None] = mapped_column(String(32))
     thread_ts: Mapped[str | None] = mapped_column(String(32))
+    permalink: Mapped[str | None] = mapped_column(String(300))
     last_error_code: Mapped[str | None] = mapped_column(String(64))
+    parked_reason: Mapped[str | None] = mapped_column(String(64))
+    rule_ids: Mapped[list[int]] = mapped_column(JSON, default=list)
+    # When the last post attempt started: bounds the history search for an in-doubt post.
+    sent_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
     delivered_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+
+
+class ChannelPacing(Base):
+    """One post at a time and at most one per second per channel, across all processes."""
+
+    __tablename__ = "channel_pacing"
+
+    workspace_id: Mapped[int] = mapped_column(ForeignKey("workspaces.id"), primary_key=True)
+    channel_id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    next_post_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    busy_until: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+
+
+class WorkspacePacing(Base):
+    """The workspace-wide budget (a token bucket) and any 429 pause Slack imposed."""
+
+    __tablename__ = "workspace_pacing"
+
+    workspace_id: Mapped[int] = mapped_column(ForeignKey("workspaces.id"), primary_key=True)
+    tokens: Mapped[float] = mapped_column(Float)
+    refilled_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    paused_until: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+
+
+class SlackThread(Base):
+    """The card message of an invoice or bill in a channel; later events reply in its thread."""
+
+    __tablename__ = "slack_threads"
+    __table_args__ = (UniqueConstraint("workspace_id", "channel_id", "object_kind", "object_id"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    workspace_id: Mapped[int] = mapped_column(ForeignKey("workspaces.id"))
+    channel_id: Mapped[str] = mapped_column(String(32))
+    object_kind: Mapped[str] = mapped_column(String(16))
+    object_id: Mapped[str] = mapped_column(String(32))
+    card_ts: Mapped[str] = mapped_column(String(32))
+    connection_id: Mapped[int] = mapped_column(ForeignKey("freshbooks_connections.id"))
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class Alert(Base):
+    """A problem a person must fix, told once per cause (not once per message)."""
+
+    __tablename__ = "alerts"
+    __table_args__ = (UniqueConstraint("workspace_id", "cause"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    workspace_id: Mapped[int] = mapped_column(ForeignKey("workspaces.id"))
+    cause: Mapped[str] = mapped_column(String(120))  # e.g. "is_archived:C0123" or "token_revoked"
+    opened_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    notified_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    resolved_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
 
 
 class AuditEntry(Base):

@@ -1,0 +1,1 @@
+"""Deliver: post rendered messages to Slack, paced, retried, reconciled, never twice."""

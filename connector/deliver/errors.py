@@ -1,0 +1,94 @@
+"""Every chat.postMessage failure, classified once (reference slack.md §2). Pure data and lookups.
+
+RETRY: Slack refused the request; try again later. IN_DOUBT: the post may have happened; look
+in the channel before posting again. NEEDS_PERSON: a human must fix the channel or the install;
+park the delivery and replay it when fixed. BUG: our request is wrong; never retry blindly.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+
+class Outcome(enum.StrEnum):
+    RETRY = "retry"
+    IN_DOUBT = "in_doubt"
+    NEEDS_PERSON = "needs_person"
+    BUG = "bug"
+
+
+class Scope(enum.StrEnum):
+    """What a person-fixable problem is about: one channel, or the whole workspace install."""
+
+    CHANNEL = "channel"
+    WORKSPACE = "workspace"
+
+
+@dataclass(frozen=True, slots=True)
+class Classification:
+    outcome: Outcome
+    scope: Scope | None = None
+    known: bool = True
+
+
+_RETRY = ("ratelimited", "rate_limited", "service_unavailable", "request_timeout", "team_added_to_org",
+          "org_login_required", "http_500", "http_502", "http_503", "http_504")  # fmt: skip
+_IN_DOUBT = ("internal_error", "fatal_error", "timeout", "connection_dropped")
+_CHANNEL = ("channel_not_found", "is_archived", "not_in_channel", "restricted_action",
+            "restricted_action_read_only_channel", "restricted_action_thread_only_channel",
+            "restricted_action_non_threadable_channel", "ekm_access_denied", "team_access_not_granted",
+            "slack_connect_canvas_sharing_blocked", "slack_connect_file_link_sharing_blocked",
+            "slack_connect_lists_sharing_blocked", "cannot_reply_to_message", "messages_tab_disabled",
+            "team_not_found", "message_limit_exceeded")  # fmt: skip
+_WORKSPACE = ("invalid_auth", "not_authed", "account_inactive", "token_revoked", "missing_scope",
+              "no_permission", "access_denied", "accesslimited", "app_access_restricted",
+              "enterprise_is_restricted", "not_allowed_token_type", "two_factor_setup_required",
+              "token_expired")  # fmt: skip
+_BUG = ("invalid_blocks", "invalid_blocks_format", "msg_blocks_too_long", "no_text", "too_many_attachments",
+        "too_many_contact_cards", "attachment_payload_limit_exceeded", "invalid_metadata_format",
+        "invalid_metadata_schema", "metadata_too_large", "metadata_must_be_sent_from_app",
+        "markdown_text_conflict", "invalid_arguments", "invalid_arg_name", "invalid_array_arg",
+        "invalid_charset", "invalid_form_data", "invalid_post_type", "missing_post_type",
+        "as_user_not_supported", "is_bot", "deprecated_endpoint", "method_deprecated", "missing_file_data",
+        "msg_too_long")  # fmt: skip
+
+ERROR_TABLE: dict[str, Classification] = {
+    **{code: Classification(Outcome.RETRY) for code in _RETRY},
+    **{code: Classification(Outcome.IN_DOUBT) for code in _IN_DOUBT},
+    **{code: Classification(Outcome.NEEDS_PERSON, Scope.CHANNEL) for code in _CHANNEL},
+    **{code: Classification(Outcome.NEEDS_PERSON, Scope.WORKSPACE) for code in _WORKSPACE},
+    **{code: Classification(Outcome.BUG) for code in _BUG},
+}
+
+# An unknown code could be anything; a person looks at it rather than the engine guessing.
+UNKNOWN = Classification(Outcome.NEEDS_PERSON, Scope.CHANNEL, known=False)
+
+
+def classify(code: str) -> Classification:
+    return ERROR_TABLE.get(code, UNKNOWN)
+
+
+def http_status_code(status: int) -> str | None:
+    """A Slack answer without an `ok:false` body is named by its HTTP status."""
+    if status == 429:
+        return "ratelimited"
+    if status >= 500:
+        return f"http_{status}" if f"http_{status}" in ERROR_TABLE else "http_500"
+    return None
+
+
+HUMAN_REASONS: dict[str, str] = {
+    "channel_not_found": "the channel no longer exists, or it is private and the app is not in it",
+    "is_archived": "the channel is archived",
+    "not_in_channel": "the app is not a member of this private channel: invite it with /invite",
+    "invalid_auth": "the app's Slack token is no longer valid: reinstall the app",
+    "token_revoked": "the app's Slack token was revoked: reinstall the app",
+    "account_inactive": "the app's Slack token belongs to a deactivated account: reinstall the app",
+    "missing_scope": "the app lacks a permission it needs: reinstall it from the manifest",
+    "message_limit_exceeded": "the workspace reached its message limit (free plan)",
+}
+
+
+def human_reason(code: str) -> str:
+    return HUMAN_REASONS.get(code, f"Slack answered `{code}`")

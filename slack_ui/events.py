@@ -1,0 +1,27 @@
+"""Slack events that tell us a person fixed something: replay what was parked for it."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from slack_bolt import App, BoltContext
+
+from connector.rules import RuleService
+
+log = logging.getLogger(__name__)
+
+
+def register(app: App, rules: RuleService) -> None:
+    def bot_joined(event: dict[str, Any], context: BoltContext) -> None:
+        if event.get("user") == context.bot_user_id:
+            replayed = rules.channel_fixed(team_id=str(context.team_id), channel_id=str(event.get("channel")))
+            log.info("bot joined a channel: %d parked deliveries replayed", replayed)
+
+    def unarchived(event: dict[str, Any], context: BoltContext) -> None:
+        replayed = rules.channel_fixed(team_id=str(context.team_id), channel_id=str(event.get("channel")))
+        log.info("channel unarchived: %d parked deliveries replayed", replayed)
+
+    app.event("member_joined_channel")(bot_joined)
+    app.event("channel_unarchive")(unarchived)
+    app.event("group_unarchive")(unarchived)

@@ -1,0 +1,86 @@
+"""Routing rules: the one place that queries routing_rules."""
+
+from __future__ import annotations
+
+import datetime as dt
+from decimal import Decimal
+
+from sqlalchemy import delete, select, update
+from sqlalchemy.orm import Session
+
+from connector.route import RouteSpec, Rule
+from storage.crypto import Cipher
+from storage.models import RoutingRule
+
+
+def _to_rule(row: RoutingRule, cipher: Cipher) -> Rule:
+    return Rule(
+        id=row.id,
+        patterns=tuple(row.patterns),
+        channel_id=row.channel_id,
+        min_amount=Decimal(row.min_amount) if row.min_amount is not None else None,
+        max_amount=Decimal(row.max_amount) if row.max_amount is not None else None,
+        currency=row.currency,
+        billable_only=row.billable_only,
+        counterparty=cipher.decrypt(row.counterparty_enc) if row.counterparty_enc else None,
+        paused=row.paused,
+    )
+
+
+def create_rule(
+    session: Session,
+    cipher: Cipher,
+    *,
+    workspace_id: int,
+    connection_id: int,
+    spec: RouteSpec,
+    created_by: str,
+    now: dt.datetime,
+) -> Rule:
+    row = RoutingRule(
+        workspace_id=workspace_id,
+        connection_id=connection_id,
+        patterns=list(spec.patterns),
+        min_amount=str(spec.min_amount) if spec.min_amount is not None else None,
+        max_amount=str(spec.max_amount) if spec.max_amount is not None else None,
+        currency=spec.currency,
+        billable_only=spec.billable_only,
+        counterparty_enc=cipher.encrypt(spec.counterparty) if spec.counterparty else None,
+        channel_id=spec.channel_id,
+        paused=False,
+        created_by_user_id=created_by,
+        created_at=now,
+    )
+    session.add(row)
+    session.flush()
+    return _to_rule(row, cipher)
+
+
+def rules_of_workspace(session: Session, cipher: Cipher, workspace_id: int) -> list[Rule]:
+    rows = session.scalars(
+        select(RoutingRule).where(RoutingRule.workspace_id == workspace_id).order_by(RoutingRule.id)
+    )
+    return [_to_rule(row, cipher) for row in rows]
+
+
+def rules_of_connection(session: Session, cipher: Cipher, connection_id: int) -> list[Rule]:
+    rows = session.scalars(
+        select(RoutingRule).where(RoutingRule.connection_id == connection_id).order_by(RoutingRule.id)
+    )
+    return [_to_rule(row, cipher) for row in rows]
+
+
+def delete_rule(session: Session, *, workspace_id: int, rule_id: int) -> bool:
+    result = session.execute(
+        delete(RoutingRule).where(RoutingRule.workspace_id == workspace_id, RoutingRule.id == rule_id)
+    )
+    return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+def set_paused(session: Session, *, workspace_id: int, rule_id: int, paused: bool) -> bool:
+    result = session.execute(
+        update(RoutingRule)
+        .where(RoutingRule.workspace_id == workspace_id, RoutingRule.id == rule_id)
+        .values(paused=paused)
+    )
+    return bool(result.rowcount)  # type: ignore[attr-defined]

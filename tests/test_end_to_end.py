@@ -1,0 +1,111 @@
+"""The seed's example, end to end over real HTTP: signed webhooks in, fake FreshBooks fetched,
+rules from the slash command, messages and threads in the fake Slack."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tests.conftest import FB_ACCOUNT, Live
+from tests.fakes.slack import Channel
+from tests.test_derived_events import invoice_json
+
+ACCOUNTING, EXEC, TEAM = "C0ACCOUNT", "C0EXECALR", "C0ACCTEAM"
+
+
+def money(amount: str) -> dict[str, str]:
+    return {"amount": amount, "code": "USD"}
+
+
+def drain(live: Live, rounds: int = 30) -> None:
+    """Run the background stages until nothing is left, moving the clock past each channel's pacing."""
+    for _ in range(rounds):
+        work = live.services.inbox_worker.run_once() + live.services.router.run_once()
+        work += live.services.engine.run_once()
+        live.clock.advance(seconds=1.1)
+        if not work:
+            with live.services.db.read() as session:
+                from storage import outbox
+
+                if not outbox.has_due(session, now=live.clock()):
+                    return
+
+
+def messages(live: Live, channel: str) -> list[dict[str, Any]]:
+    return live.slack.channels[channel].messages
+
+
+def test_routing_threads_and_cards(live: Live) -> None:
+    live.slack.add_channel(Channel(ACCOUNTING, name="accounting"))
+    live.slack.add_channel(Channel(EXEC, name="exec-alerts", is_member=False))
+    live.slack.add_channel(Channel(TEAM, name="accounting-team"))
+    live.connect_and_register("invoice.create", "payment.create", "bill.create", "expense.create")
+
+    for text in (
+        f"route invoice,payment <#{ACCOUNTING}|accounting>",
+        f"route invoice,payment <#{EXEC}|exec-alerts> min 5,000",
+        f"route bill <#{TEAM}|accounting-team>",
+        f"route expense <#{TEAM}|accounting-team> billable",
+    ):
+        answer = live.slash(text).json()["text"]
+        assert answer.startswith("Rule saved"), answer
+    assert live.slack.channels[EXEC].is_member  # joined when the rule was saved
+
+    fake = live.fake
+    big = invoice_json("7500.00", "2026-11-24 09:00:00")
+    small = {**invoice_json("1200.00", "2026-11-24 09:01:00"), "id": 111, "invoice_number": "ACM0043",
+             "amount": money("1200.00"), "paid": money("0.00")}  # fmt: skip
+    fake.add_object(FB_ACCOUNT, "invoices", big)
+    fake.add_object(FB_ACCOUNT, "invoices", small)
+    fake.deliver(FB_ACCOUNT, "invoice.create", "987654")
+    fake.deliver(FB_ACCOUNT, "invoice.create", "111")
+    drain(live)
+
+    assert [m["text"].split(".")[0] for m in messages(live, ACCOUNTING)] == [
+        "Invoice ACM0042 created",
+        "Invoice ACM0043 created",
+    ]
+    assert [m["text"].split(".")[0] for m in messages(live, EXEC)] == ["Invoice ACM0042 created"]
+
+    # The payment on the first invoice pays it in full.
+    fake.add_object(FB_ACCOUNT, "invoices", invoice_json("0.00", "2026-11-24 10:00:00", v3_status="paid"))
+    fake.add_object(
+        FB_ACCOUNT,
+        "payments",
+        {"id": 5, "amount": money("7500.00"), "invoiceid": 987654, "clientid": 12345, "date": "2026-11-24",
+         "type": "Check", "updated": "2026-11-24 10:00:01", "vis_state": 0},
+    )  # fmt: skip
+    fake.deliver(FB_ACCOUNT, "payment.create", "5")
+    bill = {"id": 43221133, "bill_number": "BN101", "status": "unpaid", "currency_code": "USD",
+            "amount": money("1500.00"), "outstanding": money("1500.00"), "vendor": {"vendor_name": "IKEA"},
+            "due_date": "2026-12-10", "updated_at": "2026-11-24 10:05:00", "vis_state": 0}  # fmt: skip
+    fake.add_object(FB_ACCOUNT, "bills", bill)
+    fake.deliver(FB_ACCOUNT, "bill.create", "43221133")
+    internal = {"id": 23456, "amount": money("54.00"), "vendor": "Serano Bakery", "clientid": 0, "status": 0,
+                "date": "2026-11-24", "updated": "2026-11-24 10:06:00", "vis_state": 0}  # fmt: skip
+    fake.add_object(FB_ACCOUNT, "expenses", internal)
+    fake.deliver(FB_ACCOUNT, "expense.create", "23456")
+    drain(live)
+
+    for channel in (ACCOUNTING, EXEC):
+        posted = messages(live, channel)
+        card = posted[0]
+        replies = [m for m in posted if m.get("thread_ts") == card["ts"]]
+        titles = [m["text"].split(".")[0] for m in replies]
+        assert titles == ["Payment received", "Invoice ACM0042 paid"], channel
+        # The card now shows the invoice as paid, nothing outstanding.
+        assert "Paid" in card["text"]
+        assert "Outstanding: 0.00 USD" in card["text"]
+        # Every message carries only the opaque delivery key in its metadata.
+        for message in posted:
+            assert message["metadata"]["event_type"] == "fbslack_delivery"
+            assert set(message["metadata"]["event_payload"]) == {"delivery_key"}
+    posts = live.slack.calls_to("chat.postMessage")
+    paid = [c for c in posts if str(c[1].get("text", "")).startswith("Invoice ACM0042 paid")]
+    assert len(paid) == 2
+    assert all(c[1].get("reply_broadcast") is True for c in paid)  # also shown in the channel
+    assert all(not c[1].get("reply_broadcast") for c in posts if c not in paid)
+    assert [m["text"].split(" from")[0] for m in messages(live, TEAM)] == ["Bill BN101"]
+    assert all("Serano" not in m["text"] for m in messages(live, TEAM))  # internal expense skipped
+    # Each reply refreshed its card: two replies in each of the two channels.
+    updates = live.slack.calls_to("chat.update")
+    assert sorted(c[1]["channel"] for c in updates) == sorted([ACCOUNTING, ACCOUNTING, EXEC, EXEC])
