@@ -6,7 +6,7 @@ import datetime as dt
 import json
 import logging
 import sys
-from typing import Any
+from typing import Any, TextIO
 
 
 class JsonFormatter(logging.Formatter):
@@ -38,12 +38,22 @@ class TextFormatter(logging.Formatter):
         return line
 
 
-def configure_logging(*, level: str, json_lines: bool) -> None:
-    handler = logging.StreamHandler(sys.stderr)
+def configure_logging(*, level: str, json_lines: bool, stream: TextIO | None = None) -> None:
+    handler = logging.StreamHandler(stream or sys.stderr)
     handler.setFormatter(JsonFormatter() if json_lines else TextFormatter())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
     # Third-party loggers that would print URLs with tokens or bodies at DEBUG stay at WARNING.
-    for noisy in ("httpx", "httpcore", "slack_sdk", "slack_bolt", "urllib3", "apscheduler"):
+    # werkzeug and gunicorn.access would log request lines, and webhook URLs carry their token.
+    for noisy in (
+        "httpx",
+        "httpcore",
+        "slack_sdk",
+        "slack_bolt",
+        "urllib3",
+        "apscheduler",
+        "werkzeug",
+        "gunicorn.access",
+    ):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLevelName(level)))
