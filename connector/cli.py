@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import logging
 import sys
 from collections.abc import Sequence
@@ -125,6 +126,27 @@ def cmd_keys_rotate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_doctor(_args: argparse.Namespace) -> int:
+    from app import build_services
+    from connector import doctor
+
+    settings = _settings()
+    findings = doctor.check_settings(settings)
+    services = build_services(settings)
+    try:
+        findings += doctor.check_database(services.db)
+        findings += doctor.check_slack(services.slack_client)
+        if all(f.ok for f in findings if f.check in ("database", "migrations")):
+            findings += doctor.check_connections(
+                services.db, services.cipher, services.tokens, services.freshbooks
+            )
+        findings += doctor.check_clock(settings.slack_api_url, lambda: dt.datetime.now(dt.UTC))
+    finally:
+        services.stop()
+    print(doctor.format_report(findings))
+    return 0 if all(f.ok for f in findings) else 1
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="fbslack", description="FreshBooks to Slack connector")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -133,6 +155,8 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--workers", type=int, help="worker processes (default WEB_WORKERS)")
     serve.add_argument("--threads", type=int, help="threads per worker (default WEB_THREADS)")
     serve.set_defaults(func=cmd_serve)
+
+    sub.add_parser("doctor", help="check the setup end to end").set_defaults(func=cmd_doctor)
 
     db = sub.add_parser("db", help="database schema").add_subparsers(dest="db_command", required=True)
     db.add_parser("upgrade", help="apply all migrations").set_defaults(func=cmd_db_upgrade)
