@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -55,6 +56,7 @@ class FreshbooksCommand:
             "route": self._route,
             "rules": self._rules,
             "unroute": self._unroute,
+            "test": self._test,
         }
 
     def __call__(self, ack: Ack, command: dict[str, Any], client: WebClient, respond: Respond) -> None:
@@ -155,6 +157,40 @@ class FreshbooksCommand:
         removed = self._services.rules.remove(team_id=command["team_id"], rule_id=int(wanted))
         text = f"Rule #{wanted} removed." if removed else f"There is no rule #{wanted} in this workspace."
         ack(response_type="ephemeral", text=text)
+
+    def _test(self, command: dict[str, Any], ack: Ack, _respond: Respond, client: WebClient) -> None:
+        """Post a sample message (made-up data) so people can see what notifications look like."""
+        words = (command.get("text") or "").split()
+        channel = command.get("channel_id", "")
+        if len(words) > 1:
+            found = CHANNEL_REF.fullmatch(words[1])
+            if not found:
+                ack(
+                    response_type="ephemeral",
+                    text="Usage: `/freshbooks test` or `/freshbooks test #channel`.",
+                )
+                return
+            channel = found.group(1)
+        check = ensure_postable(client, channel)
+        if not check.ok:
+            ack(response_type="ephemeral", text=f"No sample posted: {check.reason}")
+            return
+        message = views.sample_message()
+        try:
+            client.chat_postMessage(
+                channel=channel,
+                text=message.text,
+                blocks=message.blocks,
+                unfurl_links=False,
+                unfurl_media=False,
+            )
+        except SlackApiError as exc:
+            ack(response_type="ephemeral", text=f"Slack refused the sample (`{exc.response.get('error')}`).")
+            return
+        ack(response_type="ephemeral", text=f"Posted a sample message (made-up data) to <#{channel}>.")
+
+
+CHANNEL_REF = re.compile(r"<#([CG][A-Z0-9]+)(?:\|[^>]*)?>")
 
 
 def register(app: App, services: CommandServices) -> None:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import datetime as dt
 
-from connector.render import escape
+from connector.freshbooks.models import parse_invoice
+from connector.render import Message, RenderContext, escape, render
 from connector.route import Rule
 from connector.status import ConnectionReport
 
@@ -15,6 +16,7 @@ HELP_TEXT = (
     "`/freshbooks route EVENTS #channel [min AMOUNT] [max AMOUNT] [currency CODE] [billable]`: "
     "send events to a channel (admins), e.g. `/freshbooks route invoice.create #exec-alerts min 5000`\n"
     "`/freshbooks rules`: list the rules; `/freshbooks unroute RULE-ID`: remove one (admins)\n"
+    "`/freshbooks test [#channel]`: post a sample message to see what notifications look like\n"
     "`/freshbooks disconnect`: unlink FreshBooks and remove its webhooks (admins)\n"
     "`/freshbooks help`: this help"
 )
@@ -85,3 +87,32 @@ def rules_text(rules: list[Rule]) -> str:
             "e.g. `/freshbooks route invoice #accounting`."
         )
     return "*Routing rules*\n" + "\n".join(rule_line(rule) for rule in rules)
+
+
+SAMPLE_INVOICE = {
+    "id": 1,
+    "invoice_number": "SAMPLE-0042",
+    "organization": "Example Client Ltd",
+    "amount": {"amount": "7500.00", "code": "USD"},
+    "outstanding": {"amount": "7500.00", "code": "USD"},
+    "currency_code": "USD",
+    "status": 2,
+    "v3_status": "sent",
+    "due_date": "2026-12-31",
+    "vis_state": 0,
+}
+
+
+def sample_message() -> Message:
+    """What an invoice notification looks like, with made-up data and a marker saying so."""
+    message = render(
+        "invoice.create",
+        parse_invoice(SAMPLE_INVOICE),
+        RenderContext(account_id="sample", delivery_key="sample"),
+    )
+    note = {
+        "type": "context",
+        "elements": [{"type": "mrkdwn", "text": "_Sample message with made-up data._"}],
+    }
+    blocks = [b for b in message.blocks if b.get("type") != "actions"]  # no link to a made-up invoice
+    return Message(text="(Sample) " + message.text, blocks=[*blocks, note], metadata={})

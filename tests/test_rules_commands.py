@@ -102,3 +102,19 @@ def test_an_event_is_queued_once_per_channel_however_many_rules_match(live: Live
     with live.services.db.read() as session:
         (delivery,) = session.scalars(select(Delivery)).all()
     assert delivery.rule_ids == [1, 2]
+
+
+def test_anyone_can_post_a_sample_message(live: Live) -> None:
+    general = live.slack.add_channel(Channel("C0GENERAL", name="general"))
+    other = live.slack.add_channel(Channel("C0OTHER", name="other", is_member=False))
+    live.slack.add_channel(Channel("G0PRIV", is_private=True, is_member=False))
+
+    assert "Posted a sample message" in say(live, "test", user_id=MEMBER)
+    assert "Posted a sample message" in say(live, "test <#C0OTHER|other>", user_id=MEMBER)
+    assert "invite me first" in say(live, "test <#G0PRIV|secret>", user_id=MEMBER)
+    assert "Usage" in say(live, "test #nope", user_id=MEMBER)
+    for channel in (general, other):
+        (sample,) = channel.messages
+        assert sample["text"].startswith("(Sample) Invoice SAMPLE-0042 created")
+        assert "made-up data" in str(sample["blocks"])
+        assert "metadata" not in sample
