@@ -6,7 +6,7 @@ import datetime as dt
 import uuid
 from dataclasses import dataclass
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import ColumnElement, and_, case, func, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
@@ -62,8 +62,11 @@ def add_delivery(
             created_at=now,
         )
         .on_conflict_do_nothing()
+        # Not rowcount: through SQLAlchemy and psycopg an INSERT reports -1 (truthy) even when the
+        # conflict inserted nothing. RETURNING says for sure, on both databases.
+        .returning(Delivery.id)
     )
-    return bool(session.execute(statement).rowcount)  # type: ignore[attr-defined]
+    return session.scalar(statement) is not None
 
 
 # -- claiming, with per-channel and per-workspace pacing ------------------------------------------
@@ -83,11 +86,63 @@ class Claim:
     state: str
     attempts: int
     sent_at: dt.datetime | None  # of the previous attempt (bounds an in-doubt history search)
+    thread_ts: str | None  # the thread the previous attempt posted in (where to search for it)
+
+
+def _due(now: dt.datetime) -> tuple[ColumnElement[bool], ...]:
+    return (
+        Delivery.state.in_((DeliveryState.PENDING, DeliveryState.IN_DOUBT)),
+        Delivery.next_attempt_at <= now,
+        or_(Delivery.lease_expires_at.is_(None), Delivery.lease_expires_at < now),
+    )
+
+
+def _channel_heads(session: Session, now: dt.datetime, limit: int) -> list[Delivery]:
+    """The oldest due delivery of each channel that may post now, locked (SKIP LOCKED on PostgreSQL).
+
+    One row per channel, so a channel with a thousand queued posts takes one place in the list,
+    not a thousand, and never keeps a quiet channel out of it.
+    """
+    oldest = (
+        select(func.min(Delivery.id)).where(*_due(now)).group_by(Delivery.workspace_id, Delivery.channel_id)
+    )
+    channel_free = or_(
+        ChannelPacing.channel_id.is_(None),
+        and_(
+            ChannelPacing.next_post_at <= now,
+            or_(ChannelPacing.busy_until.is_(None), ChannelPacing.busy_until < now),
+        ),
+    )
+    return list(
+        session.scalars(
+            select(Delivery)
+            .join(Workspace, Workspace.id == Delivery.workspace_id)
+            .outerjoin(
+                ChannelPacing,
+                and_(
+                    ChannelPacing.workspace_id == Delivery.workspace_id,
+                    ChannelPacing.channel_id == Delivery.channel_id,
+                ),
+            )
+            .outerjoin(WorkspacePacing, WorkspacePacing.workspace_id == Delivery.workspace_id)
+            .where(
+                Delivery.id.in_(oldest),
+                *_due(now),  # again: PostgreSQL rechecks these on a row another claimer just changed
+                Workspace.suspended_reason.is_(None),
+                or_(WorkspacePacing.paused_until.is_(None), WorkspacePacing.paused_until <= now),
+                channel_free,
+            )
+            .order_by(Delivery.id)
+            .limit(limit)
+            .with_for_update(skip_locked=True, of=Delivery)
+        )
+    )
 
 
 def _take_channel(
     session: Session, workspace_id: int, channel_id: str, now: dt.datetime, busy: dt.timedelta
 ) -> bool:
+    """Mark the channel busy (one post at a time) and paced (next post not before now + gap)."""
     dialect = session.get_bind().dialect.name
     insert = pg_insert if dialect == "postgresql" else sqlite_insert
     session.execute(
@@ -108,26 +163,29 @@ def _take_channel(
     return bool(taken.rowcount)  # type: ignore[attr-defined]
 
 
-def _take_budget(session: Session, workspace_id: int, now: dt.datetime) -> bool:
+def _lock_budget(session: Session, workspace_id: int, now: dt.datetime) -> WorkspacePacing:
+    """The workspace's bucket, locked for this transaction (created full on first use)."""
     row = session.get(WorkspacePacing, workspace_id, with_for_update=True)
-    if row is None:
-        try:
-            with session.begin_nested():
-                session.add(
-                    WorkspacePacing(workspace_id=workspace_id, tokens=WORKSPACE_BURST - 1, refilled_at=now)
-                )
-            return True
-        except IntegrityError:
-            row = session.get_one(WorkspacePacing, workspace_id, with_for_update=True)
-    if row.paused_until is not None and row.paused_until > now:
+    if row is not None:
+        return row
+    try:
+        with session.begin_nested():
+            row = WorkspacePacing(workspace_id=workspace_id, tokens=WORKSPACE_BURST, refilled_at=now)
+            session.add(row)
+        return row
+    except IntegrityError:  # another process created it first
+        return session.get_one(WorkspacePacing, workspace_id, with_for_update=True)
+
+
+def _can_spend(budget: WorkspacePacing, now: dt.datetime) -> bool:
+    """Refill the bucket up to now; whether a post may go (not paused by a 429, a token left)."""
+    if budget.paused_until is not None and budget.paused_until > now:
         return False
-    elapsed = max(0.0, (now - row.refilled_at).total_seconds())
-    tokens = min(WORKSPACE_BURST, float(row.tokens) + elapsed * WORKSPACE_RATE_PER_SECOND)
-    if tokens < 1:
-        return False
-    row.tokens = tokens - 1
-    row.refilled_at = now
-    return True
+    if now > budget.refilled_at:
+        elapsed = (now - budget.refilled_at).total_seconds()
+        budget.tokens = min(WORKSPACE_BURST, float(budget.tokens) + elapsed * WORKSPACE_RATE_PER_SECOND)
+        budget.refilled_at = now
+    return budget.tokens >= 1
 
 
 def claim_due(
@@ -143,51 +201,39 @@ def claim_due(
     The channel lease (busy_until) keeps posts to one channel strictly one at a time and in order
     across processes, so a thread's card is always posted before its replies.
     """
-    candidates = session.scalars(
-        select(Delivery)
-        .join(Workspace, Workspace.id == Delivery.workspace_id)
-        .where(
-            Delivery.state.in_((DeliveryState.PENDING, DeliveryState.IN_DOUBT)),
-            Delivery.next_attempt_at <= now,
-            or_(Delivery.lease_expires_at.is_(None), Delivery.lease_expires_at < now),
-            Workspace.suspended_reason.is_(None),
-        )
-        .order_by(Delivery.id)
-        .limit(limit * 20)
-        .with_for_update(skip_locked=True, of=Delivery)
-    ).all()
+    heads = _channel_heads(session, now, limit * 4)
+    # Buckets are locked before any channel row, in workspace order, so two claimers never wait
+    # for each other in opposite orders (a deadlock on PostgreSQL).
+    budgets = {ws: _lock_budget(session, ws, now) for ws in sorted({d.workspace_id for d in heads})}
     claims: list[Claim] = []
-    tried: set[tuple[int, str]] = set()
-    for delivery in candidates:
-        channel = (delivery.workspace_id, delivery.channel_id)
-        if channel in tried:
-            continue  # the oldest due delivery of a channel goes first
-        tried.add(channel)
+    for delivery in heads:
+        budget = budgets[delivery.workspace_id]
+        if not _can_spend(budget, now):
+            continue
         if not _take_channel(session, delivery.workspace_id, delivery.channel_id, now, lease):
-            continue
-        if not _take_budget(session, delivery.workspace_id, now):
-            release_channel(
-                session, workspace_id=delivery.workspace_id, channel_id=delivery.channel_id, now=now
-            )
-            continue
-        claims.append(
-            Claim(
-                delivery_id=delivery.id,
-                event_id=delivery.event_id,
-                workspace_id=delivery.workspace_id,
-                channel_id=delivery.channel_id,
-                delivery_key=delivery.delivery_key,
-                state=delivery.state,
-                attempts=delivery.attempts + 1,
-                sent_at=delivery.sent_at,
-            )
-        )
-        delivery.lease_owner = owner
-        delivery.lease_expires_at = now + lease
-        delivery.attempts += 1
+            continue  # another process took the channel a moment ago
+        budget.tokens -= 1
+        claims.append(_lease(delivery, owner=owner, now=now, lease=lease))
         if len(claims) >= limit:
             break
     return claims
+
+
+def _lease(delivery: Delivery, *, owner: str, now: dt.datetime, lease: dt.timedelta) -> Claim:
+    delivery.lease_owner = owner
+    delivery.lease_expires_at = now + lease
+    delivery.attempts += 1
+    return Claim(
+        delivery_id=delivery.id,
+        event_id=delivery.event_id,
+        workspace_id=delivery.workspace_id,
+        channel_id=delivery.channel_id,
+        delivery_key=delivery.delivery_key,
+        state=delivery.state,
+        attempts=delivery.attempts,
+        sent_at=delivery.sent_at,
+        thread_ts=delivery.thread_ts,
+    )
 
 
 def release_channel(session: Session, *, workspace_id: int, channel_id: str, now: dt.datetime) -> None:
@@ -209,13 +255,19 @@ def pause_workspace(session: Session, *, workspace_id: int, until: dt.datetime) 
         row.paused_until = until
 
 
-def mark_sent(session: Session, *, delivery_id: int, owner: str, now: dt.datetime) -> None:
-    """Written before the HTTP call: if we crash mid-post, the row is in doubt, not pending."""
-    session.execute(
+def mark_sent(
+    session: Session, *, delivery_id: int, owner: str, now: dt.datetime, thread_ts: str | None
+) -> bool:
+    """Written before the HTTP call: if we crash mid-post, the row is in doubt, not pending.
+
+    False when our lease ran out: then another process may be posting it, and we must not.
+    """
+    result = session.execute(
         update(Delivery)
-        .where(Delivery.id == delivery_id, Delivery.lease_owner == owner)
-        .values(state=DeliveryState.IN_DOUBT, sent_at=now)
+        .where(Delivery.id == delivery_id, Delivery.lease_owner == owner, Delivery.lease_expires_at > now)
+        .values(state=DeliveryState.IN_DOUBT, sent_at=now, thread_ts=thread_ts)
     )
+    return bool(result.rowcount)  # type: ignore[attr-defined]
 
 
 def finish(
@@ -231,7 +283,14 @@ def finish(
     slack_ts: str | None = None,
     thread_ts: str | None = None,
     message_enc: str | None = None,
+    not_posted: bool = False,
 ) -> bool:
+    """Record the attempt's outcome and end the lease (only if still ours).
+
+    `not_posted`: Slack refused the post, so it did not land. sent_at is then cleared: it stays
+    set only while a post may have landed, which is how a replayed parked delivery knows whether
+    to look in the channel before posting (requeue_parked).
+    """
     values: dict[str, object] = {
         "state": state,
         "lease_owner": None,
@@ -245,6 +304,8 @@ def finish(
         values.update(slack_ts=slack_ts, thread_ts=thread_ts, delivered_at=now)
     if message_enc is not None:
         values["message_enc"] = message_enc
+    if not_posted:
+        values["sent_at"] = None
     result = session.execute(
         update(Delivery).where(Delivery.id == delivery_id, Delivery.lease_owner == owner).values(**values)
     )
@@ -297,27 +358,49 @@ def add_thread(
 
 
 def requeue_parked(session: Session, *, workspace_id: int, channel_id: str | None, now: dt.datetime) -> int:
-    """A person fixed something: parked deliveries of the channel (or workspace) go again now."""
+    """A person fixed something: parked deliveries of the channel (or workspace) go again now.
+
+    One that may have been posted before it was parked (sent_at set) is looked for first.
+    """
     condition = [Delivery.workspace_id == workspace_id, Delivery.state == DeliveryState.PARKED]
     if channel_id is not None:
         condition.append(Delivery.channel_id == channel_id)
     result = session.execute(
         update(Delivery)
         .where(*condition)
-        .values(state=DeliveryState.PENDING, next_attempt_at=now, parked_reason=None, attempts=0)
+        .values(state=_replay_state(), next_attempt_at=now, parked_reason=None, attempts=0)
     )
     return int(result.rowcount)  # type: ignore[attr-defined]
 
 
+def _replay_state() -> ColumnElement[str]:
+    """Pending, or in doubt when the last attempt may have landed (sent_at is kept only then)."""
+    return case((Delivery.sent_at.is_(None), DeliveryState.PENDING.value), else_=DeliveryState.IN_DOUBT.value)
+
+
 def has_due(session: Session, *, now: dt.datetime) -> bool:
+    """Whether something could be posted now or in a moment (pacing); a suspended workspace's
+    deliveries wait for a person, so they do not keep the loop busy."""
     return (
         session.scalar(
             select(Delivery.id)
-            .where(
-                Delivery.state.in_((DeliveryState.PENDING, DeliveryState.IN_DOUBT)),
-                Delivery.next_attempt_at <= now,
-            )
+            .join(Workspace, Workspace.id == Delivery.workspace_id)
+            .where(*_due(now), Workspace.suspended_reason.is_(None))
             .limit(1)
         )
         is not None
     )
+
+
+def requeue_delivery(session: Session, *, workspace_id: int, delivery_id: int, now: dt.datetime) -> bool:
+    """A person asked to send a parked or failed delivery again."""
+    result = session.execute(
+        update(Delivery)
+        .where(
+            Delivery.id == delivery_id,
+            Delivery.workspace_id == workspace_id,
+            Delivery.state.in_((DeliveryState.PARKED, DeliveryState.FAILED)),
+        )
+        .values(state=_replay_state(), next_attempt_at=now, parked_reason=None, attempts=0)
+    )
+    return bool(result.rowcount)  # type: ignore[attr-defined]

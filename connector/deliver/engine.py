@@ -4,10 +4,15 @@ Posts go out at most once per second per channel and within a workspace budget (
 decides who may post), channels in parallel. Before each HTTP call the delivery is marked in
 doubt, so a crash mid-post is reconciled (its metadata looked up in the channel) instead of
 posted twice. Every Slack answer is classified by connector.deliver.errors.
+
+A delivery leaves the in-doubt state only on evidence: found in the channel (delivered), not
+found (posted again), or refused by Slack (not posted). A failed search leaves it in doubt,
+even when it must wait for a person (storage.outbox keeps sent_at for the replay).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import http.client
 import logging
@@ -16,7 +21,7 @@ import urllib.error
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any
 
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
@@ -24,7 +29,7 @@ from slack_sdk.errors import SlackApiError
 from connector import metrics
 from connector.backoff import retry_delay
 from connector.clock import Clock
-from connector.deliver.errors import Outcome, Scope, classify, http_status_code, human_reason
+from connector.deliver.errors import Outcome, Scope, classify, error_code, human_reason
 from connector.events import ObjectKind
 from connector.freshbooks.models import (
     Bill,
@@ -47,7 +52,12 @@ log = logging.getLogger(__name__)
 
 LEASE = dt.timedelta(seconds=60)
 IN_DOUBT_RECHECK = dt.timedelta(seconds=10)
+# The search window around sent_at: Slack stamps ts with its own clock, after a possibly slow answer.
+RECONCILE_MARGIN = dt.timedelta(minutes=2)
+RECONCILE_PAGES = 5
 BROADCAST = frozenset({"invoice.paid", "bill.paid"})
+# What a failed HTTP exchange raises (slack_sdk keeps these; we attach no retry handler).
+CONNECTION_ERRORS = (urllib.error.URLError, http.client.HTTPException, ConnectionError, TimeoutError)
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,6 +91,27 @@ def _connection_error_outcome(exc: BaseException) -> str:
     if isinstance(exc, ConnectionRefusedError) or isinstance(reason, ConnectionRefusedError):
         return "http_503"
     return "timeout" if isinstance(exc, TimeoutError) else "connection_dropped"
+
+
+def _slack_error(exc: SlackApiError) -> tuple[str, float | None]:
+    """The error code of a refused call, and Retry-After (seconds) when it was rate limited."""
+    status = int(exc.response.status_code)
+    data = exc.response.data
+    code = error_code(status, str(data.get("error") or "") if isinstance(data, dict) else None)
+    if status != 429:
+        return code, None
+    try:
+        return code, max(0.0, float(exc.response.headers.get("Retry-After", "1")))
+    except ValueError:
+        return code, 1.0
+
+
+def _slack_ts(moment: dt.datetime) -> str:
+    return f"{moment.timestamp():.6f}"
+
+
+def _delivery_key_of(message: dict[str, Any]) -> object:
+    return ((message.get("metadata") or {}).get("event_payload") or {}).get("delivery_key")
 
 
 class DeliveryEngine:
@@ -178,22 +209,26 @@ class DeliveryEngine:
         prepared = self._prepare(claim)
         client = self._client_for_team(prepared.team_id)
         if client is None:
-            self._park(claim, "not_authed", Scope.WORKSPACE, prepared.team_id)
+            self._park(claim, "not_authed", Scope.WORKSPACE, prepared.team_id, not_posted=False)
             return
-        if claim.state == DeliveryState.IN_DOUBT:
-            found = self._find_posted(client, claim, prepared)
-            if found is None:
-                return  # could not look (history rate-limited): handled, try later
-            if isinstance(found, str):
-                self._delivered(claim, prepared, client, found, message=None, reconciled=True)
-                return
+        if claim.state == DeliveryState.IN_DOUBT and not self._reconcile(client, claim, prepared):
+            return
         message = render(
             prepared.event_name,
             prepared.obj,
             RenderContext(account_id=prepared.account_id, delivery_key=claim.delivery_key),
         )
         with self._db.session() as session:
-            outbox.mark_sent(session, delivery_id=claim.delivery_id, owner=self._owner, now=self._clock())
+            marked = outbox.mark_sent(
+                session,
+                delivery_id=claim.delivery_id,
+                owner=self._owner,
+                now=self._clock(),
+                thread_ts=prepared.card_ts,
+            )
+        if not marked:
+            log.warning("lease lost before posting", extra={"context": {"delivery_id": claim.delivery_id}})
+            return  # another process owns it now (and reconciles it if it must)
         try:
             response = client.chat_postMessage(
                 channel=claim.channel_id,
@@ -206,9 +241,10 @@ class DeliveryEngine:
                 reply_broadcast=bool(prepared.card_ts and prepared.event_name in BROADCAST),
             )
         except SlackApiError as exc:
-            self._failed(claim, prepared, client, exc)
+            code, retry_after = _slack_error(exc)
+            self._outcome(claim, prepared, client, code, retry_after=retry_after)
             return
-        except (urllib.error.URLError, http.client.HTTPException, ConnectionError, TimeoutError) as exc:
+        except CONNECTION_ERRORS as exc:
             self._outcome(claim, prepared, client, _connection_error_outcome(exc), retry_after=None)
             return
         self._delivered(claim, prepared, client, str(response["ts"]), message=message, reconciled=False)
@@ -289,65 +325,69 @@ class DeliveryEngine:
                 extra={"context": {"delivery_id": claim.delivery_id}},
             )
 
-    def _failed(self, claim: Claim, prepared: Prepared, client: WebClient, exc: SlackApiError) -> None:
-        status = exc.response.status_code
-        code = str(exc.response.get("error") or "") if isinstance(exc.response.data, dict) else ""
-        code = code or http_status_code(status) or f"http_{status}"
-        retry_after = None
-        if status == 429:
-            try:
-                retry_after = float(exc.response.headers.get("Retry-After", "1"))
-            except ValueError:
-                retry_after = 1.0
-        self._outcome(claim, prepared, client, code, retry_after=retry_after)
-
     def _outcome(
-        self, claim: Claim, prepared: Prepared, client: WebClient, code: str, *, retry_after: float | None
+        self,
+        claim: Claim,
+        prepared: Prepared,
+        client: WebClient,
+        code: str,
+        *,
+        retry_after: float | None,
+        searching: bool = False,
     ) -> None:
+        """Act on Slack's answer `code` to the post, or (searching) to the search for an in-doubt
+        one: the post may still have landed then, so the delivery stays in doubt whatever follows."""
         now = self._clock()
         context = {"delivery_id": claim.delivery_id, "channel": claim.channel_id, "error": code}
         classification = classify(code)
         metrics.DELIVERIES.labels(outcome=classification.outcome).inc()
         if not classification.known:
             log.error("unknown Slack error %r: parked for a person", code, extra={"context": context})
+        again = DeliveryState.IN_DOUBT if searching else DeliveryState.PENDING
         if code == "not_in_channel" and self._join(client, claim.channel_id):
-            self._finish(
-                claim, DeliveryState.PENDING, now, next_attempt_at=now, error_code=code, attempts_back=True
-            )
-            return
-        if classification.outcome is Outcome.RETRY:
-            if retry_after is not None:
-                metrics.SLACK_RATE_LIMITED.inc()
-                until = now + dt.timedelta(seconds=retry_after)
-                with self._db.session() as session:
-                    outbox.pause_workspace(session, workspace_id=claim.workspace_id, until=until)
-                self._finish(
-                    claim,
-                    DeliveryState.PENDING,
-                    now,
-                    next_attempt_at=until,
-                    error_code=code,
-                    attempts_back=True,
-                )
-                return
-            self._retry(claim, DeliveryState.PENDING, now, code)
+            self._finish(claim, again, now, next_attempt_at=now, error_code=code, attempts_back=True)
+        elif retry_after is not None:
+            self._rate_limited(claim, now, code, retry_after, again, pause_posting=not searching)
+        elif classification.outcome is Outcome.RETRY:
+            self._retry(claim, again, now, code, prepared.team_id)
         elif classification.outcome is Outcome.IN_DOUBT:
-            self._finish(
-                claim, DeliveryState.IN_DOUBT, now, next_attempt_at=now + IN_DOUBT_RECHECK, error_code=code
-            )
+            self._retry(claim, DeliveryState.IN_DOUBT, now, code, prepared.team_id)
         elif classification.outcome is Outcome.NEEDS_PERSON:
-            self._park(claim, code, classification.scope or Scope.CHANNEL, prepared.team_id)
+            scope = classification.scope or Scope.CHANNEL
+            self._park(claim, code, scope, prepared.team_id, not_posted=not searching)
         else:
-            log.error("Slack refused our message as malformed (%s): a bug", code, extra={"context": context})
-            self._finish(claim, DeliveryState.FAILED, now, error_code=code)
+            log.error("Slack refused our request as malformed (%s): a bug", code, extra={"context": context})
+            self._finish(claim, DeliveryState.FAILED, now, error_code=code, not_posted=not searching)
 
-    def _retry(self, claim: Claim, state: DeliveryState, now: dt.datetime, code: str) -> None:
+    def _rate_limited(
+        self,
+        claim: Claim,
+        now: dt.datetime,
+        code: str,
+        retry_after: float,
+        state: DeliveryState,
+        *,
+        pause_posting: bool,
+    ) -> None:
+        """HTTP 429: wait as long as Slack says. Not a failed attempt. A 429 on chat.postMessage
+        holds the workspace's posts; one on a history search holds only this delivery."""
+        metrics.SLACK_RATE_LIMITED.inc()
+        until = now + dt.timedelta(seconds=retry_after)
+        if pause_posting:
+            with self._db.session() as session:
+                outbox.pause_workspace(session, workspace_id=claim.workspace_id, until=until)
+        self._finish(claim, state, now, next_attempt_at=until, error_code=code, attempts_back=True)
+
+    def _retry(self, claim: Claim, state: DeliveryState, now: dt.datetime, code: str, team_id: str) -> None:
+        """Back off (an in-doubt recheck waits at least IN_DOUBT_RECHECK); park after about a day."""
         delay = retry_delay(claim.attempts, random.random())  # noqa: S311 - jitter
+        not_posted = state is DeliveryState.PENDING
         if delay is None:
-            self._park(
-                claim, code, None, None, reason=f"still failing after {claim.attempts} attempts ({code})"
-            )
+            reason = f"still failing after {claim.attempts} attempts ({code})"
+            self._park(claim, code, Scope.CHANNEL, team_id, not_posted=not_posted, reason=reason)
             return
+        if state is DeliveryState.IN_DOUBT:
+            delay = max(delay, IN_DOUBT_RECHECK)
         self._finish(claim, state, now, next_attempt_at=now + delay, error_code=code)
 
     def _finish(
@@ -360,6 +400,7 @@ class DeliveryEngine:
         error_code: str | None = None,
         attempts_back: bool = False,
         parked_reason: str | None = None,
+        not_posted: bool = False,
     ) -> None:
         with self._db.session() as session:
             outbox.finish(
@@ -371,16 +412,28 @@ class DeliveryEngine:
                 next_attempt_at=next_attempt_at,
                 error_code=error_code,
                 parked_reason=parked_reason,
+                # Pending again always means this attempt's post was refused (it will be posted anew).
+                not_posted=not_posted or state is DeliveryState.PENDING,
             )
             if attempts_back:  # a rate limit or a fixed membership is not a failed attempt
                 delivery = session.get_one(Delivery, claim.delivery_id)
                 delivery.attempts = max(0, delivery.attempts - 1)
 
     def _park(
-        self, claim: Claim, code: str, scope: Scope | None, team_id: str | None, *, reason: str | None = None
+        self,
+        claim: Claim,
+        code: str,
+        scope: Scope,
+        team_id: str,
+        *,
+        not_posted: bool,
+        reason: str | None = None,
     ) -> None:
+        """Wait for a person: tell the installer once per cause; a workspace problem suspends it."""
         now = self._clock()
-        self._finish(claim, DeliveryState.PARKED, now, error_code=code, parked_reason=code)
+        self._finish(
+            claim, DeliveryState.PARKED, now, error_code=code, parked_reason=code, not_posted=not_posted
+        )
         cause = code if scope is Scope.WORKSPACE else f"{code}:{claim.channel_id}"
         with self._db.session() as session:
             if scope is Scope.WORKSPACE:
@@ -388,7 +441,7 @@ class DeliveryEngine:
             first = alerts.open_alert(session, workspace_id=claim.workspace_id, cause=cause, now=now)
             installer = alerts.installer_of(session, claim.workspace_id)
         log.warning("delivery parked: %s", code, extra={"context": {"delivery_id": claim.delivery_id}})
-        if first and installer and team_id and scope is not Scope.WORKSPACE:
+        if first and installer and scope is not Scope.WORKSPACE:
             # Told once per cause. A workspace-wide auth failure cannot be told through Slack at all.
             where = f"<#{claim.channel_id}>"
             self._notifier.tell_user(
@@ -409,36 +462,50 @@ class DeliveryEngine:
 
     # -- reconciliation ----------------------------------------------------------------------------
 
-    def _find_posted(
-        self, client: WebClient, claim: Claim, prepared: Prepared
-    ) -> str | Literal[False] | None:
-        """Look for our delivery key in the channel (or thread). ts if found, False if not, None if
-        we could not look now."""
-        sent = claim.sent_at or self._clock()
-        oldest = f"{(sent - dt.timedelta(seconds=5)).timestamp():.6f}"
+    def _reconcile(self, client: WebClient, claim: Claim, prepared: Prepared) -> bool:
+        """An in-doubt delivery: if its post landed, record it. True only when it is known not to
+        have landed, so it must be posted now; a failed search leaves it in doubt for later."""
         try:
-            if prepared.card_ts:
-                answer = client.conversations_replies(
-                    channel=claim.channel_id,
-                    ts=prepared.card_ts,
-                    oldest=oldest,
-                    include_all_metadata=True,
-                    limit=200,
-                )
-            else:
-                answer = client.conversations_history(
-                    channel=claim.channel_id,
-                    oldest=oldest,
-                    inclusive=True,
-                    include_all_metadata=True,
-                    limit=200,
-                )
+            ts = self._find_posted(client, claim)
         except SlackApiError as exc:
-            code = str(exc.response.get("error") or http_status_code(exc.response.status_code) or "")
-            self._outcome(claim, prepared, client, code or "http_500", retry_after=None)
-            return None
-        for message in answer.get("messages") or []:
-            payload = (message.get("metadata") or {}).get("event_payload") or {}
-            if payload.get("delivery_key") == claim.delivery_key:
-                return str(message["ts"])
+            code, retry_after = _slack_error(exc)
+            self._outcome(claim, prepared, client, code, retry_after=retry_after, searching=True)
+            return False
+        except CONNECTION_ERRORS as exc:
+            code = _connection_error_outcome(exc)
+            self._outcome(claim, prepared, client, code, retry_after=None, searching=True)
+            return False
+        if ts is None:
+            return True
+        # Recorded in the thread it was posted in, which is not always today's card (the card
+        # may have been posted while this one was in doubt).
+        posted_in = dataclasses.replace(prepared, card_ts=claim.thread_ts)
+        self._delivered(claim, posted_in, client, ts, message=None, reconciled=True)
         return False
+
+    def _find_posted(self, client: WebClient, claim: Claim) -> str | None:
+        """The ts of the message carrying our delivery key, searched in the channel (or the thread
+        the attempt posted in) around when it was sent; None if it is not there."""
+        sent = claim.sent_at or self._clock()
+        window: dict[str, Any] = {
+            "channel": claim.channel_id,
+            "oldest": _slack_ts(sent - RECONCILE_MARGIN),
+            "latest": _slack_ts(sent + LEASE + RECONCILE_MARGIN),
+            "inclusive": True,
+            "include_all_metadata": True,
+            "limit": 200,
+        }
+        cursor: str | None = None
+        for _ in range(RECONCILE_PAGES):
+            if claim.thread_ts:
+                answer = client.conversations_replies(ts=claim.thread_ts, cursor=cursor, **window)
+            else:
+                answer = client.conversations_history(cursor=cursor, **window)
+            for message in answer.get("messages") or []:
+                if _delivery_key_of(message) == claim.delivery_key:
+                    return str(message["ts"])
+            cursor = (answer.get("response_metadata") or {}).get("next_cursor") or None
+            if cursor is None:
+                return None
+        log.warning("in-doubt search gave up after %d pages", RECONCILE_PAGES)
+        return None

@@ -78,6 +78,23 @@ def http_status_code(status: int) -> str | None:
     return None
 
 
+MAX_CODE_LENGTH = 64  # the width of the columns that record it
+
+
+def error_code(status: int, error: str | None) -> str:
+    """The code to classify for a failed Slack call: its HTTP status and the body's `error`.
+
+    A 429 is a rate limit whatever the body says. A 5xx whose body is not a Slack error (a proxy's
+    HTML page, which slack_sdk turns into a long "non-JSON" message) is named by its status, so it
+    is retried rather than parked as unknown.
+    """
+    if status == 429:
+        return error if error in ("ratelimited", "rate_limited") else "ratelimited"
+    if status >= 500 and error not in ERROR_TABLE:
+        return http_status_code(status) or "http_500"
+    return (error or http_status_code(status) or f"http_{status}")[:MAX_CODE_LENGTH]
+
+
 HUMAN_REASONS: dict[str, str] = {
     "channel_not_found": "the channel no longer exists, or it is private and the app is not in it",
     "is_archived": "the channel is archived",

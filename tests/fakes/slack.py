@@ -3,13 +3,20 @@
 Point a `WebClient(base_url=fake.base_url)` (or SLACK_API_URL) at it. It speaks the wire protocol
 slack_sdk uses: POST /api/<method> with a form or JSON body and `Authorization: Bearer <token>`;
 answers are HTTP 200 JSON `{"ok": true, ...}` / `{"ok": false, "error": ...}` unless scripted.
+
+Beyond the happy path it can, like Slack: enforce 1 chat.postMessage per second per channel
+(`enforce_channel_rate`, judged by the injectable `clock`), answer `invalid_auth` or `token_revoked`
+for tokens taken away, and (scripted) close the connection without answering, before or after
+handling the call (`DROP`, `STORE_THEN_DROP`).
 """
 
 from __future__ import annotations
 
+import enum
 import json
 import threading
-from collections import defaultdict, deque
+import time
+from collections import Counter, defaultdict, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -21,14 +28,34 @@ from urllib.parse import parse_qsl, urlsplit
 Params = dict[str, Any]
 Headers = dict[str, str]
 Call = tuple[str, Params, Headers]
-Answer = tuple[int, Headers, dict[str, Any]]
-Scripted = str | Answer  # an error code (HTTP 200, ok false) or a raw (status, headers, body) answer
+# (status, headers, body): a dict body is sent as JSON, a str one as an HTML page (a proxy's error).
+Answer = tuple[int, Headers, dict[str, Any] | str]
+
+
+class Disconnect(enum.Enum):
+    """A scripted answer that is no answer: the connection is closed without an HTTP response."""
+
+    BEFORE_HANDLING = "drop"  # nothing happened on Slack's side
+    AFTER_HANDLING = "store_then_drop"  # the call took effect (a post is stored), the answer is lost
+
+
+DROP = Disconnect.BEFORE_HANDLING
+STORE_THEN_DROP = Disconnect.AFTER_HANDLING
+
+# An error code (HTTP 200, ok false), a raw (status, headers, body) answer, or a dropped connection.
+Scripted = str | Answer | Disconnect
 
 TEAM_ID, BOT_USER_ID, BOT_ID, APP_ID = "T0001", "UBOT", "B0001", "A0001"
+RATE_LIMITED: Answer = (429, {"Retry-After": "1"}, {"ok": False, "error": "ratelimited"})
+PERMALINK_BASE = "https://fake.slack.test/archives"
 
 
 class _Error(Exception):
     """A Slack error code, raised by a method and answered as `{"ok": false, "error": code}`."""
+
+
+class _Dropped(Exception):
+    """Raised by `_handle` to make the HTTP handler close the connection without answering."""
 
 
 def _flag(value: Any) -> bool:
@@ -59,16 +86,26 @@ class Channel:
 
 
 class FakeSlack:
-    """Fake Slack Web API. Use as a context manager; `base_url` is valid inside the `with` block."""
+    """Fake Slack Web API. Use as a context manager; `base_url` is valid inside the `with` block.
 
-    def __init__(self) -> None:
+    `clock` (seconds since the epoch) stamps message `ts` values and judges the per-channel rate;
+    tests inject theirs (e.g. `lambda: fake_clock().timestamp()`) instead of sleeping.
+    """
+
+    def __init__(self, *, clock: Callable[[], float] = time.time, enforce_channel_rate: bool = False) -> None:
+        self.clock = clock
+        # Slack allows about 1 chat.postMessage per second per channel; off unless a test wants it.
+        self.enforce_channel_rate = enforce_channel_rate
         self.valid_tokens: set[str] = {"xoxb-test"}
+        self.revoked_tokens: set[str] = set()
         self.calls: list[Call] = []
+        self.rate_limited: list[Call] = []  # chat.postMessage calls refused by enforce_channel_rate
         self.channels: dict[str, Channel] = {}
         self.users: dict[str, dict[str, Any]] = {}
         self.responses: list[Params] = []  # what was POSTed to response_url (see response_url())
         self._scripts: dict[str, deque[Scripted]] = defaultdict(deque)
-        self._ts_counter = 100
+        self._last_ts_us = 0  # ts values are unique and increasing, like Slack's
+        self._last_post_at: dict[str, float] = {}  # channel -> clock() of its last stored post
         self._cond = threading.Condition()
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
@@ -76,9 +113,11 @@ class FakeSlack:
             "auth.test": self._auth_test,
             "chat.postMessage": self._chat_post_message,
             "chat.update": self._chat_update,
+            "chat.getPermalink": self._chat_get_permalink,
             "conversations.info": self._conversations_info,
             "conversations.join": self._conversations_join,
             "conversations.history": self._conversations_history,
+            "conversations.replies": self._conversations_replies,
             "users.info": self._users_info,
         }
 
@@ -112,9 +151,25 @@ class FakeSlack:
         with self._cond:
             self._scripts[method].extend(responses)
 
+    def revoke_token(self, token: str) -> None:
+        """The token was revoked (e.g. the app was uninstalled): Slack answers `token_revoked`."""
+        with self._cond:
+            self.valid_tokens.discard(token)
+            self.revoked_tokens.add(token)
+
     def calls_to(self, method: str) -> list[Call]:
         with self._cond:
             return [call for call in self.calls if call[0] == method]
+
+    def posts_by_metadata(self, payload_field: str) -> Counter[str]:
+        """How many chat.postMessage calls carried each value of `metadata.event_payload[field]`
+        (whatever their answer): a duplicate post shows up as a count above 1."""
+        counts: Counter[str] = Counter()
+        for _method, params, _headers in self.calls_to("chat.postMessage"):
+            payload = (_json_field(params.get("metadata")) or {}).get("event_payload") or {}
+            if payload_field in payload:
+                counts[str(payload[payload_field])] += 1
+        return counts
 
     def wait_for_responses(self, n: int, timeout: float = 10) -> list[Params]:
         with self._cond:
@@ -154,6 +209,7 @@ class FakeSlack:
         return self.base_url.replace("/api/", f"/respond/{name}")
 
     def _handle(self, method: str, params: Params, headers: Headers) -> Answer:
+        """Answer one call; raises _Dropped when the connection must close without an answer."""
         if method.startswith("/respond/"):
             with self._cond:
                 self.responses.append(params)
@@ -163,22 +219,40 @@ class FakeSlack:
             self.calls.append((method, params, headers))
             self._cond.notify_all()
             scripted = self._scripts[method].popleft() if self._scripts.get(method) else None
+            if scripted is Disconnect.BEFORE_HANDLING:
+                raise _Dropped
             if isinstance(scripted, str):
                 return 200, {}, {"ok": False, "error": scripted}
-            if scripted is not None:
+            if isinstance(scripted, tuple):
                 return scripted
-            auth = headers.get("authorization", "")
-            token = auth.removeprefix("Bearer ") if auth.startswith("Bearer ") else params.get("token")
-            if not token:
-                return 200, {}, {"ok": False, "error": "not_authed"}
-            if token not in self.valid_tokens:
-                return 200, {}, {"ok": False, "error": "invalid_auth"}
-            try:
-                if method not in self._methods:
-                    raise _Error("unknown_method")
-                return 200, {}, {"ok": True, **self._methods[method](params)}
-            except _Error as exc:
-                return 200, {}, {"ok": False, "error": str(exc)}
+            answer = self._answer(method, params, headers)
+            if scripted is Disconnect.AFTER_HANDLING:
+                raise _Dropped
+            return answer
+
+    def _answer(self, method: str, params: Params, headers: Headers) -> Answer:
+        """Slack's own behaviour: authentication, the per-channel rate, then the method."""
+        auth = headers.get("authorization", "")
+        token = auth.removeprefix("Bearer ") if auth.startswith("Bearer ") else params.get("token")
+        if not token:
+            return 200, {}, {"ok": False, "error": "not_authed"}
+        if token in self.revoked_tokens:
+            return 200, {}, {"ok": False, "error": "token_revoked"}
+        if token not in self.valid_tokens:
+            return 200, {}, {"ok": False, "error": "invalid_auth"}
+        if method == "chat.postMessage" and self._over_channel_rate(str(params.get("channel", ""))):
+            self.rate_limited.append(self.calls[-1])
+            return RATE_LIMITED
+        try:
+            if method not in self._methods:
+                raise _Error("unknown_method")
+            return 200, {}, {"ok": True, **self._methods[method](params)}
+        except _Error as exc:
+            return 200, {}, {"ok": False, "error": str(exc)}
+
+    def _over_channel_rate(self, channel_id: str) -> bool:
+        last = self._last_post_at.get(channel_id)
+        return self.enforce_channel_rate and last is not None and self.clock() - last < 1.0
 
     def _handler_class(self) -> type[BaseHTTPRequestHandler]:
         fake = self
@@ -193,10 +267,18 @@ class FakeSlack:
                 else:
                     params.update(parse_qsl(raw, keep_blank_values=True))
                 headers = {k.lower(): v for k, v in self.headers.items()}
-                status, extra, body = fake._handle(parts.path.removeprefix("/api/"), params, headers)
-                payload = json.dumps(body).encode()
+                try:
+                    status, extra, body = fake._handle(parts.path.removeprefix("/api/"), params, headers)
+                except _Dropped:
+                    # No status line at all: the client sees RemoteDisconnected, not an HTTP error.
+                    self.close_connection = True
+                    return
+                html = isinstance(body, str)
+                payload = body.encode() if html else json.dumps(body).encode()
                 self.send_response(status)
-                self.send_header("Content-Type", "application/json; charset=utf-8")
+                self.send_header(
+                    "Content-Type", f"{'text/html' if html else 'application/json'}; charset=utf-8"
+                )
                 self.send_header("Content-Length", str(len(payload)))
                 for name, value in extra.items():
                     self.send_header(name, value)
@@ -230,17 +312,31 @@ class FakeSlack:
             raise _Error("not_in_channel")
         return channel
 
+    def _next_ts(self) -> str:
+        """Slack's ts: the clock in seconds with microseconds, unique and increasing."""
+        self._last_ts_us = max(int(self.clock() * 1_000_000), self._last_ts_us + 1)
+        return f"{self._last_ts_us // 1_000_000}.{self._last_ts_us % 1_000_000:06d}"
+
     def _chat_post_message(self, params: Params) -> dict[str, Any]:
         channel = self._channel(params, write=True)
-        ts = f"{1_700_000_000 + self._ts_counter // 1_000_000}.{self._ts_counter % 1_000_000:06d}"
-        self._ts_counter += 1
+        ts = self._next_ts()
         message: dict[str, Any] = {"type": "message", "user": BOT_USER_ID, "bot_id": BOT_ID, "app_id": APP_ID,
                                    "team": TEAM_ID, "text": params.get("text", ""), "ts": ts}  # fmt: skip
         message.update(
             {k: _json_field(params[k]) for k in ("blocks", "metadata", "thread_ts") if params.get(k)}
         )
+        if message.get("thread_ts") and _flag(params.get("reply_broadcast")):
+            message["subtype"] = "thread_broadcast"  # a reply also shown in the channel
         channel.messages.append(message)
+        self._last_post_at[channel.id] = self.clock()
         return {"channel": channel.id, "ts": ts, "message": dict(message)}
+
+    def _chat_get_permalink(self, params: Params) -> dict[str, Any]:
+        channel = self._channel(params)
+        ts = str(params.get("message_ts", ""))
+        if not any(m["ts"] == ts for m in channel.messages):
+            raise _Error("message_not_found")
+        return {"channel": channel.id, "permalink": f"{PERMALINK_BASE}/{channel.id}/p{ts.replace('.', '')}"}
 
     def _chat_update(self, params: Params) -> dict[str, Any]:
         channel = self._channel(params, write=True)
@@ -273,19 +369,46 @@ class FakeSlack:
             raise _Error("user_not_found")
         return {"user": dict(user)}
 
-    def _conversations_history(self, params: Params) -> dict[str, Any]:
+    def _readable(self, params: Params) -> Channel:
         channel = self._channel(params)
         if not channel.is_member:
             raise _Error("not_in_channel")
-        # Decimal, not float: ts strings are exact message keys.
-        oldest, latest = Decimal(params.get("oldest") or 0), Decimal(params.get("latest") or "Infinity")
-        inclusive, limit = _flag(params.get("inclusive")), int(params.get("limit") or 100)
-        picked: list[dict[str, Any]] = []
-        for message in reversed(channel.messages):  # Slack answers newest first
-            ts = Decimal(message["ts"])
-            if oldest < ts < latest or (inclusive and ts in (oldest, latest)):
-                picked.append(dict(message))
-                if "metadata" in message and not _flag(params.get("include_all_metadata")):
-                    # Like Slack: without the flag only the event_type comes back.
-                    picked[-1]["metadata"] = {"event_type": message["metadata"].get("event_type")}
-        return {"messages": picked[:limit], "has_more": len(picked) > limit}
+        return channel
+
+    def _conversations_history(self, params: Params) -> dict[str, Any]:
+        channel = self._readable(params)
+        # Like Slack: thread replies are not in the channel's history unless also broadcast there.
+        top_level = [m for m in channel.messages if _shown_in_channel(m)]
+        return _page(list(reversed(top_level)), params)  # Slack answers newest first
+
+    def _conversations_replies(self, params: Params) -> dict[str, Any]:
+        channel = self._readable(params)
+        parent_ts = str(params.get("ts", ""))
+        if not any(m["ts"] == parent_ts for m in channel.messages):
+            raise _Error("thread_not_found")
+        thread = [m for m in channel.messages if parent_ts in (m["ts"], m.get("thread_ts"))]
+        return _page(thread, params)  # the parent, then its replies oldest first
+
+
+def _shown_in_channel(message: dict[str, Any]) -> bool:
+    thread_ts = message.get("thread_ts")
+    return thread_ts in (None, message["ts"]) or message.get("subtype") == "thread_broadcast"
+
+
+def _page(messages: list[dict[str, Any]], params: Params) -> dict[str, Any]:
+    """A conversations.history/replies page: the oldest..latest window, a cursor, and metadata only
+    with include_all_metadata (without it, like Slack, only the event_type comes back)."""
+    # Decimal, not float: ts strings are exact message keys.
+    oldest, latest = Decimal(params.get("oldest") or 0), Decimal(params.get("latest") or "Infinity")
+    inclusive, limit = _flag(params.get("inclusive")), int(params.get("limit") or 100)
+    start = int(params.get("cursor") or 0)
+    picked: list[dict[str, Any]] = []
+    for message in messages:
+        ts = Decimal(message["ts"])
+        if oldest < ts < latest or (inclusive and ts in (oldest, latest)):
+            picked.append(dict(message))
+            if "metadata" in message and not _flag(params.get("include_all_metadata")):
+                picked[-1]["metadata"] = {"event_type": message["metadata"].get("event_type")}
+    page, has_more = picked[start : start + limit], len(picked) > start + limit
+    return {"messages": page, "has_more": has_more,
+            "response_metadata": {"next_cursor": str(start + limit) if has_more else ""}}  # fmt: skip
