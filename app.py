@@ -25,6 +25,7 @@ from connector.freshbooks.connect import ConnectionSetup, ConnectService, Discon
 from connector.freshbooks.monitor import CHECK_INTERVAL, CallbackMonitor
 from connector.freshbooks.tokens import TokenManager
 from connector.freshbooks.verification import VerificationService
+from connector.home import HomeService
 from connector.ingest.intake import Intake
 from connector.notify import LogNotifier, Notifier, SlackNotifier
 from connector.pipeline.inbox_worker import InboxWorker
@@ -90,6 +91,7 @@ class Services:
         self.inbox_loop.wake()
         self.verification_loop.wake()
         self.delivery_loop.wake()
+        self.scheduler.add_job(self.engine.resume_workspaces, id="resume-at-start")  # once, now
 
     def stop(self) -> None:
         if self._started:
@@ -132,6 +134,7 @@ def _build_scheduler(
     delivery_loop: BackgroundLoop,
     reconciler: Reconciler,
     monitor: CallbackMonitor | None,
+    resume_workspaces: Callable[[], object],
 ) -> BackgroundScheduler:
     """The safety net and the periodic jobs. The loops wake on their own when work arrives; the
     nudges make retries and rows left by a crashed process due even while a loop idles. Each
@@ -150,6 +153,7 @@ def _build_scheduler(
     scheduler.add_job(inbox_loop.wake, "interval", seconds=settings.inbox_sweep_seconds, id="inbox-sweep")
     scheduler.add_job(verification_loop.wake, "interval", seconds=60, id="verification-sweep")
     scheduler.add_job(delivery_loop.wake, "interval", seconds=15, id="delivery-sweep")
+    scheduler.add_job(resume_workspaces, "interval", minutes=15, id="resume-workspaces", **once)
     scheduler.add_job(poll, "interval", seconds=POLL_INTERVAL.total_seconds(), id="reconcile-poll", **once)
     scheduler.add_job(overdue_scan, "interval", hours=1, id="overdue-scan", **once)
     if monitor is not None:
@@ -270,6 +274,7 @@ def build_services(
         delivery_loop=delivery_loop,
         reconciler=reconciler,
         monitor=monitor,
+        resume_workspaces=engine.resume_workspaces,
     )
     bolt = build_bolt_app(
         settings,
@@ -279,6 +284,7 @@ def build_services(
             disconnect=disconnect,
             status=lambda team_id: workspace_status(db, cipher, team_id),
             rules=RuleService(db=db, cipher=cipher, clock=clock),
+            home=HomeService(db=db, cipher=cipher, clock=clock, on_requeued=delivery_loop.wake),
             clock=clock,
         ),
     )

@@ -9,7 +9,7 @@ from slack_sdk.errors import SlackApiError
 
 from connector.clock import Clock
 from connector.route import RouteSpec, Rule
-from storage import connections, outbox, rules
+from storage import alerts, connections, outbox, rules
 from storage.crypto import Cipher
 from storage.db import Database
 
@@ -94,6 +94,7 @@ class RuleService:
             workspace = connections.workspace_of_team(session, team_id)
             if workspace is None:
                 return 0
+            alerts.resolve(session, workspace_id=workspace, now=self._clock(), channel_id=channel_id)
             return outbox.requeue_parked(
                 session, workspace_id=workspace, channel_id=channel_id, now=self._clock()
             )

@@ -28,11 +28,14 @@ def open_alert(session: Session, *, workspace_id: int, cause: str, now: dt.datet
     return True
 
 
-def resolve(session: Session, *, workspace_id: int, cause_prefix: str | None, now: dt.datetime) -> int:
-    """Close alerts (all of the workspace's, or those whose cause starts with the prefix)."""
+def resolve(session: Session, *, workspace_id: int, now: dt.datetime, channel_id: str | None = None) -> int:
+    """Close the alerts about one channel (causes `code:channel`), or the workspace-wide ones
+    (causes without a channel) when no channel is given: the next breakage is told again."""
     condition = [Alert.workspace_id == workspace_id, Alert.resolved_at.is_(None)]
-    if cause_prefix is not None:
-        condition.append(Alert.cause.startswith(cause_prefix))
+    if channel_id is not None:
+        condition.append(Alert.cause.endswith(f":{channel_id}"))
+    else:
+        condition.append(Alert.cause.not_like("%:%"))
     result = session.execute(update(Alert).where(*condition).values(resolved_at=now))
     return int(result.rowcount)  # type: ignore[attr-defined]
 

@@ -404,3 +404,14 @@ def requeue_delivery(session: Session, *, workspace_id: int, delivery_id: int, n
         .values(state=_replay_state(), next_attempt_at=now, parked_reason=None, attempts=0)
     )
     return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+def suspended_workspaces(session: Session) -> list[tuple[int, str]]:
+    rows = session.execute(
+        select(Workspace.id, Workspace.slack_team_id).where(Workspace.suspended_reason.is_not(None))
+    ).all()
+    return [(row.id, row.slack_team_id) for row in rows]
+
+
+def lift_suspension(session: Session, *, workspace_id: int) -> None:
+    session.execute(update(Workspace).where(Workspace.id == workspace_id).values(suspended_reason=None))

@@ -905,3 +905,35 @@ def test_routing_the_same_event_twice_queues_it_once(desk: Desk) -> None:
 
     assert again is False
     assert desk.texts(ACCOUNTING) == ["Invoice ACM3001 created"]
+
+
+def test_a_new_token_resumes_a_suspended_workspace_and_replays_its_deliveries(desk: Desk) -> None:
+    desk.slack.revoke_token(SLACK_BOT_TOKEN)
+    held = desk.queue(ACCOUNTING, 2)
+    desk.drain()
+    assert desk.workspace().suspended_reason == "token_revoked"
+    assert desk.live.services.engine.resume_workspaces() == 0  # still refused: stays suspended
+
+    desk.slack.revoked_tokens.discard(SLACK_BOT_TOKEN)  # reinstalled: the token works again
+    desk.slack.valid_tokens.add(SLACK_BOT_TOKEN)
+    assert desk.live.services.engine.resume_workspaces() == 1
+    desk.drain()
+
+    assert desk.workspace().suspended_reason is None
+    assert desk.open_causes() == []
+    assert desk.states(held) == [DeliveryState.DELIVERED] * 2
+
+
+def test_a_fixed_channel_is_told_about_again_if_it_breaks_again(desk: Desk) -> None:
+    desk.slack.add_channel(Channel(PRIVATE, name="board", is_private=True, is_member=False))
+    desk.queue(PRIVATE)
+    desk.drain()
+    assert desk.open_causes() == [f"not_in_channel:{PRIVATE}"]
+    slack_event(desk.live, _invite(desk.slack))
+    eventually(lambda: desk.open_causes() == [], "alert resolved by the fix")
+    desk.drain()
+
+    desk.slack.channels[PRIVATE].is_member = False  # someone removed the app again
+    desk.queue(PRIVATE)
+    desk.drain()
+    assert len(desk.slack.dms(ADMIN)) == 2  # told again: it is a new breakage

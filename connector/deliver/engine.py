@@ -146,6 +146,29 @@ class DeliveryEngine:
         with self._db.read() as session:
             return 1 if outbox.has_due(session, now=self._clock()) else 0
 
+    def resume_workspaces(self) -> int:
+        """A reinstall or a new token: workspaces suspended for auth errors whose token works again
+        resume, and what was parked for them is replayed. Returns how many resumed."""
+        with self._db.read() as session:
+            suspended = outbox.suspended_workspaces(session)
+        resumed = 0
+        for workspace_id, team_id in suspended:
+            client = self._client_for_team(team_id)
+            if client is None:
+                continue
+            try:
+                client.auth_test()
+            except (SlackApiError, OSError):
+                continue  # still refused: stays suspended
+            now = self._clock()
+            with self._db.session() as session:
+                outbox.lift_suspension(session, workspace_id=workspace_id)
+                alerts.resolve(session, workspace_id=workspace_id, now=now)
+                outbox.requeue_parked(session, workspace_id=workspace_id, channel_id=None, now=now)
+            log.info("workspace %d resumed: its Slack token works again", workspace_id)
+            resumed += 1
+        return resumed
+
     def run_once(self) -> int:
         """Claim what may be posted now (one per channel), post in parallel; returns how many."""
         with self._db.session() as session:
