@@ -12,6 +12,7 @@ from connector.settings import Settings
 from slack_ui.commands import CommandServices
 from slack_ui.commands import register as register_commands
 from slack_ui.events import register as register_events
+from slack_ui.home_listeners import register as register_home
 
 log = logging.getLogger(__name__)
 
@@ -51,4 +52,5 @@ def build_bolt_app(settings: Settings, *, client: WebClient | None, commands: Co
     )
     register_commands(app, commands)
     register_events(app, commands.rules)
+    register_home(app, commands.home, commands.clock)
     return app

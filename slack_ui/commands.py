@@ -14,6 +14,7 @@ from slack_sdk.errors import SlackApiError
 
 from connector.clock import Clock
 from connector.freshbooks.connect import ConnectError, ConnectService, DisconnectService
+from connector.home import HomeService
 from connector.render import OPEN_IN_FRESHBOOKS_ACTION_ID, escape
 from connector.route import RouteSyntaxError, parse_route_command
 from connector.rules import RuleError, RuleService, ensure_postable
@@ -32,6 +33,7 @@ class CommandServices:
     disconnect: DisconnectService
     status: Callable[[str], list[ConnectionReport]]
     rules: RuleService
+    home: HomeService
     clock: Clock
 
 

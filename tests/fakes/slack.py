@@ -102,6 +102,8 @@ class FakeSlack:
         self.rate_limited: list[Call] = []  # chat.postMessage calls refused by enforce_channel_rate
         self.channels: dict[str, Channel] = {}
         self.users: dict[str, dict[str, Any]] = {}
+        self.home_views: dict[str, dict[str, Any]] = {}  # the App Home published for each user
+        self.ephemerals: list[Params] = []
         self.responses: list[Params] = []  # what was POSTed to response_url (see response_url())
         self._scripts: dict[str, deque[Scripted]] = defaultdict(deque)
         self._last_ts_us = 0  # ts values are unique and increasing, like Slack's
@@ -119,6 +121,8 @@ class FakeSlack:
             "conversations.history": self._conversations_history,
             "conversations.replies": self._conversations_replies,
             "users.info": self._users_info,
+            "views.publish": self._views_publish,
+            "chat.postEphemeral": self._chat_post_ephemeral,
         }
 
     # Test-facing API ------------------------------------------------------------------------
@@ -362,6 +366,20 @@ class FakeSlack:
             raise _Error("method_not_supported_for_channel_type")
         channel.is_member = True
         return {"channel": channel.info()}
+
+    def _views_publish(self, params: Params) -> dict[str, Any]:
+        user = str(params.get("user_id", ""))
+        if user not in self.users:
+            raise _Error("user_not_found")
+        view = _json_field(params.get("view"))
+        if not isinstance(view, dict) or view.get("type") != "home" or len(view.get("blocks", [])) > 100:
+            raise _Error("invalid_arguments")
+        self.home_views[user] = view
+        return {"view": {"id": f"V{user}", **view}}
+
+    def _chat_post_ephemeral(self, params: Params) -> dict[str, Any]:
+        self.ephemerals.append(dict(params))
+        return {"message_ts": "1700000000.000001"}
 
     def _users_info(self, params: Params) -> dict[str, Any]:
         user = self.users.get(str(params.get("user", "")))
