@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import logging
+import os
 import sys
 from collections.abc import Sequence
 
@@ -57,6 +58,24 @@ def cmd_serve(args: argparse.Namespace) -> int:
         workers=args.workers or settings.resolved_web_workers,
         threads=args.threads or settings.web_threads,
     ).run()
+    return 0
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    """The background process alone: pipeline, delivery and scheduled jobs (`serve` starts one)."""
+    import signal
+    import threading
+
+    from app import run_background
+
+    settings = _settings()
+    # Acknowledging webhooks is what FreshBooks times; fetching and posting can wait a moment.
+    # A lower CPU priority keeps the background from crowding the web workers on a small machine.
+    os.nice(5)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    run_background(settings, args.wake_path, stop)
     return 0
 
 
@@ -157,6 +176,10 @@ def build_parser() -> argparse.ArgumentParser:
     serve.set_defaults(func=cmd_serve)
 
     sub.add_parser("doctor", help="check the setup end to end").set_defaults(func=cmd_doctor)
+
+    worker = sub.add_parser("worker", help="run only the background process (serve starts one itself)")
+    worker.add_argument("--wake-path", required=True, help="Unix socket the web workers wake it through")
+    worker.set_defaults(func=cmd_worker)
 
     db = sub.add_parser("db", help="database schema").add_subparsers(dest="db_command", required=True)
     db.add_parser("upgrade", help="apply all migrations").set_defaults(func=cmd_db_upgrade)

@@ -8,12 +8,10 @@ socket. Several hosts on one PostgreSQL each run their own pair; the database co
 from __future__ import annotations
 
 import logging
-import multiprocessing
 import os
-import signal
+import subprocess
 import sys
 import tempfile
-import threading
 from typing import Any
 
 from gunicorn.app.base import BaseApplication
@@ -23,25 +21,11 @@ from connector.settings import Settings
 log = logging.getLogger(__name__)
 
 
-def _background_main(settings: Settings, wake_path: str) -> None:
-    from app import run_background
-    from connector.logs import configure_logging
-
-    configure_logging(level=settings.log_level, json_lines=settings.log_format == "json")
-    # Acknowledging webhooks is what FreshBooks times; fetching and posting can wait a moment.
-    # A lower CPU priority keeps the background from crowding the web workers on a small machine.
-    os.nice(5)
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    signal.signal(signal.SIGINT, lambda *_: stop.set())
-    run_background(settings, wake_path, stop)
-
-
 class Server(BaseApplication):  # type: ignore[misc]
     def __init__(self, settings: Settings, *, workers: int, threads: int) -> None:
         self._settings = settings
         self._wake_path = os.path.join(tempfile.gettempdir(), f"fbslack-{os.getpid()}.wake")
-        self._background: multiprocessing.process.BaseProcess | None = None
+        self._background: subprocess.Popen[bytes] | None = None
         self._options: dict[str, Any] = {
             "bind": f"{settings.host}:{settings.port}",
             "workers": workers,
@@ -61,18 +45,19 @@ class Server(BaseApplication):  # type: ignore[misc]
         super().__init__()
 
     def _start_background(self, _arbiter: Any) -> None:
-        context = multiprocessing.get_context("fork")
-        self._background = context.Process(
-            target=_background_main, args=(self._settings, self._wake_path), name="fbslack-background"
+        # A separate program (`fbslack worker`), not a forked child: the web workers fork from this
+        # master and must not inherit a child process they would try to join on exit.
+        self._background = subprocess.Popen(  # noqa: S603 - our own interpreter and module
+            [sys.executable, "-m", "connector.cli", "worker", "--wake-path", self._wake_path]
         )
-        self._background.start()
 
     def _stop_background(self, _arbiter: Any) -> None:
         if self._background is None:
             return
         self._background.terminate()  # SIGTERM: it finishes the post in hand, then stops
-        self._background.join(30)
-        if self._background.is_alive():
+        try:
+            self._background.wait(30)
+        except subprocess.TimeoutExpired:
             self._background.kill()
 
     def load_config(self) -> None:

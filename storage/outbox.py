@@ -72,7 +72,7 @@ def add_delivery(
 # -- claiming, with per-channel and per-workspace pacing ------------------------------------------
 
 CHANNEL_GAP = dt.timedelta(milliseconds=1050)  # Slack: 1 message/second/channel; a hair more for jitter
-WORKSPACE_RATE_PER_SECOND = 3.0  # 180/minute, well below Slack's "several hundred per minute"
+WORKSPACE_RATE_PER_SECOND = 4.0  # 240/minute, below Slack's "several hundred per minute"
 WORKSPACE_BURST = 20.0
 
 
@@ -236,11 +236,26 @@ def _lease(delivery: Delivery, *, owner: str, now: dt.datetime, lease: dt.timede
     )
 
 
-def release_channel(session: Session, *, workspace_id: int, channel_id: str, now: dt.datetime) -> None:
+def release_channel(
+    session: Session,
+    *,
+    workspace_id: int,
+    channel_id: str,
+    now: dt.datetime,
+    posted_at: dt.datetime | None = None,
+) -> None:
+    """The channel may take its next post. Pacing counts from when the post went out (not from the
+    claim, which came earlier by a variable amount), so two posts never reach Slack < 1 s apart."""
+    values: dict[str, object] = {"busy_until": None}
+    if posted_at is not None:
+        earliest = posted_at + CHANNEL_GAP
+        values["next_post_at"] = case(
+            (ChannelPacing.next_post_at < earliest, earliest), else_=ChannelPacing.next_post_at
+        )
     session.execute(
         update(ChannelPacing)
         .where(ChannelPacing.workspace_id == workspace_id, ChannelPacing.channel_id == channel_id)
-        .values(busy_until=None)
+        .values(**values)
     )
 
 

@@ -25,6 +25,7 @@ from typing import Any
 
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
+from sqlalchemy.orm import Session
 
 from connector import metrics
 from connector.backoff import retry_delay
@@ -42,7 +43,7 @@ from connector.freshbooks.models import (
 from connector.notify import Notifier
 from connector.process import worker_id
 from connector.render import Message, RenderContext, render, render_card
-from storage import alerts, outbox
+from storage import alerts, audit, outbox
 from storage.crypto import Cipher
 from storage.db import Database
 from storage.models import Delivery, DeliveryState, Event, FreshBooksConnection, Workspace
@@ -183,15 +184,20 @@ class DeliveryEngine:
 
     def _deliver(self, claim: Claim) -> None:
         context = {"delivery_id": claim.delivery_id, "event_id": claim.event_id, "channel": claim.channel_id}
+        posted_at: dt.datetime | None = None
         try:
-            self._attempt(claim)
+            posted_at = self._attempt(claim)
         except Exception:
             # A bug here must not lose the delivery: it stays leased and comes back when the lease ends.
             log.exception("delivery attempt crashed", extra={"context": context})
         finally:
             with self._db.session() as session:
                 outbox.release_channel(
-                    session, workspace_id=claim.workspace_id, channel_id=claim.channel_id, now=self._clock()
+                    session,
+                    workspace_id=claim.workspace_id,
+                    channel_id=claim.channel_id,
+                    now=self._clock(),
+                    posted_at=posted_at,
                 )
 
     def _prepare(self, claim: Claim) -> Prepared:
@@ -228,14 +234,15 @@ class DeliveryEngine:
                 card_ts=card_ts,
             )
 
-    def _attempt(self, claim: Claim) -> None:
+    def _attempt(self, claim: Claim) -> dt.datetime | None:
+        """One try; returns when the post left, if it did (channel pacing counts from then)."""
         prepared = self._prepare(claim)
         client = self._client_for_team(prepared.team_id)
         if client is None:
             self._park(claim, "not_authed", Scope.WORKSPACE, prepared.team_id, not_posted=False)
-            return
+            return None
         if claim.state == DeliveryState.IN_DOUBT and not self._reconcile(client, claim, prepared):
-            return
+            return None
         message = render(
             prepared.event_name,
             prepared.obj,
@@ -251,7 +258,8 @@ class DeliveryEngine:
             )
         if not marked:
             log.warning("lease lost before posting", extra={"context": {"delivery_id": claim.delivery_id}})
-            return  # another process owns it now (and reconciles it if it must)
+            return None  # another process owns it now (and reconciles it if it must)
+        posted_at = self._clock()
         try:
             response = client.chat_postMessage(
                 channel=claim.channel_id,
@@ -266,11 +274,12 @@ class DeliveryEngine:
         except SlackApiError as exc:
             code, retry_after = _slack_error(exc)
             self._outcome(claim, prepared, client, code, retry_after=retry_after)
-            return
+            return posted_at
         except CONNECTION_ERRORS as exc:
             self._outcome(claim, prepared, client, _connection_error_outcome(exc), retry_after=None)
-            return
+            return posted_at
         self._delivered(claim, prepared, client, str(response["ts"]), message=message, reconciled=False)
+        return posted_at
 
     # -- outcomes ----------------------------------------------------------------------------------
 
@@ -298,6 +307,7 @@ class DeliveryEngine:
                 if message
                 else None,
             )
+            self._audit(session, claim, "reconciled" if reconciled else "delivered", now, ts=ts)
             if (
                 prepared.card_ts is None
                 and prepared.thread_object
@@ -438,9 +448,32 @@ class DeliveryEngine:
                 # Pending again always means this attempt's post was refused (it will be posted anew).
                 not_posted=not_posted or state is DeliveryState.PENDING,
             )
+            self._audit(session, claim, state, now, error=error_code)
             if attempts_back:  # a rate limit or a fixed membership is not a failed attempt
                 delivery = session.get_one(Delivery, claim.delivery_id)
                 delivery.attempts = max(0, delivery.attempts - 1)
+
+    def _audit(
+        self,
+        session: Session,
+        claim: Claim,
+        outcome: str,
+        now: dt.datetime,
+        *,
+        ts: str | None = None,
+        error: str | None = None,
+    ) -> None:
+        """Every attempt goes into the audit trail (details encrypted), whatever became of it."""
+        audit.record(
+            session,
+            self._cipher,
+            kind="delivery_attempt",
+            outcome=str(outcome),
+            now=now,
+            workspace_id=claim.workspace_id,
+            subject_id=str(claim.delivery_id),
+            detail={"attempt": claim.attempts, "channel": claim.channel_id, "ts": ts, "error": error},
+        )
 
     def _park(
         self,
