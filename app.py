@@ -135,6 +135,7 @@ def _build_scheduler(
     reconciler: Reconciler,
     monitor: CallbackMonitor | None,
     resume_workspaces: Callable[[], object],
+    checkpoint: Callable[[], None],
 ) -> BackgroundScheduler:
     """The safety net and the periodic jobs. The loops wake on their own when work arrives; the
     nudges make retries and rows left by a crashed process due even while a loop idles. Each
@@ -153,6 +154,7 @@ def _build_scheduler(
     scheduler.add_job(inbox_loop.wake, "interval", seconds=settings.inbox_sweep_seconds, id="inbox-sweep")
     scheduler.add_job(verification_loop.wake, "interval", seconds=60, id="verification-sweep")
     scheduler.add_job(delivery_loop.wake, "interval", seconds=15, id="delivery-sweep")
+    scheduler.add_job(checkpoint, "interval", seconds=2, id="sqlite-checkpoint", **once)
     scheduler.add_job(resume_workspaces, "interval", minutes=15, id="resume-workspaces", **once)
     scheduler.add_job(poll, "interval", seconds=POLL_INTERVAL.total_seconds(), id="reconcile-poll", **once)
     scheduler.add_job(overdue_scan, "interval", hours=1, id="overdue-scan", **once)
@@ -275,6 +277,7 @@ def build_services(
         reconciler=reconciler,
         monitor=monitor,
         resume_workspaces=engine.resume_workspaces,
+        checkpoint=db.checkpoint,
     )
     bolt = build_bolt_app(
         settings,
