@@ -90,8 +90,13 @@ class Database:
         """SQLite: move the WAL into the database file without blocking writers (PASSIVE)."""
         if self.dialect != "sqlite":
             return
-        with self.engine.connect() as conn:
-            conn.exec_driver_sql("PRAGMA wal_checkpoint(PASSIVE)")
+        # On the raw connection, outside any transaction: a checkpoint cannot run inside one (and
+        # our sessions open theirs with BEGIN IMMEDIATE).
+        raw = self.engine.raw_connection()
+        try:
+            raw.driver_connection.execute("PRAGMA wal_checkpoint(PASSIVE)")  # type: ignore[union-attr]
+        finally:
+            raw.close()
 
     def ping(self) -> None:
         """Raise if the database cannot answer a trivial query."""

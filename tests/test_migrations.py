@@ -69,3 +69,15 @@ def test_0002_backfills_existing_events(database_url: str) -> None:
         assert tuple(row) == ("payment", "webhook")
     finally:
         database.dispose()
+
+
+def test_checkpoint_runs_outside_transactions(db: Database) -> None:
+    from sqlalchemy import text
+
+    with db.session() as session:
+        session.execute(
+            text("INSERT INTO workspaces (slack_team_id, installed_at) VALUES ('T9', '2026-01-01')")
+        )
+    db.checkpoint()  # must not raise "database table is locked" (nor do anything on PostgreSQL)
+    with db.read() as session:
+        assert session.execute(text("SELECT count(*) FROM workspaces")).scalar_one() == 1
