@@ -170,7 +170,7 @@ def build_services(
 ) -> Services:
     """Everything one process needs. `wake`, when given, is how the intake reaches the background
     process (production); without it the intake wakes this process's own loops (tests, one process)."""
-    db = Database(settings.resolved_database_url, pool_size=settings.web_threads + 4)
+    db = Database(settings.resolved_database_url, pool_size=settings.resolved_web_threads + 4)
     cipher = build_cipher(settings)
     freshbooks = FreshBooksClient(
         base_url=settings.freshbooks_api_url, timeout=settings.freshbooks_timeout_seconds

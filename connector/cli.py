@@ -50,13 +50,13 @@ def cmd_serve(args: argparse.Namespace) -> int:
         settings.host,
         settings.port,
         args.workers or settings.resolved_web_workers,
-        args.threads or settings.web_threads,
+        args.threads or settings.resolved_web_threads,
         db.dialect,
     )
     Server(
         settings,
         workers=args.workers or settings.resolved_web_workers,
-        threads=args.threads or settings.web_threads,
+        threads=args.threads or settings.resolved_web_threads,
     ).run()
     return 0
 

@@ -76,7 +76,7 @@ class Settings(BaseModel):
     host: str = "0.0.0.0"  # noqa: S104 - a server meant to sit behind a proxy or load balancer
     port: int = Field(default=3000, ge=1, le=65535)
     web_workers: int | None = Field(default=None, ge=1, le=64)
-    web_threads: int = Field(default=4, ge=1, le=256)
+    web_threads: int | None = Field(default=None, ge=1, le=256)
     log_level: str = "INFO"
     log_format: LogFormat = LogFormat.TEXT
 
@@ -210,6 +210,14 @@ class Settings(BaseModel):
         if self.web_workers is not None:
             return self.web_workers
         return 1 if self.resolved_database_url.startswith("sqlite") else 2
+
+    @property
+    def resolved_web_threads(self) -> int:
+        """On SQLite the threads of the web process queue for one writer anyway: two keep the queue
+        (and the GIL hand-offs) short; PostgreSQL takes four."""
+        if self.web_threads is not None:
+            return self.web_threads
+        return 2 if self.resolved_database_url.startswith("sqlite") else 4
 
     @property
     def slack_mode(self) -> str | None:
