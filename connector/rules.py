@@ -88,6 +88,15 @@ class RuleService:
                 return False
             return rules.delete_rule(session, workspace_id=workspace, rule_id=rule_id)
 
+    def workspace_lost(self, *, team_id: str, reason: str) -> int:
+        """app_uninstalled / tokens_revoked: nothing is posted until a reinstall (see
+        DeliveryEngine.resume_workspaces); waiting deliveries are parked, never dropped."""
+        with self._db.session() as session:
+            workspace = connections.workspace_of_team(session, team_id)
+            if workspace is None:
+                return 0
+            return outbox.suspend_workspace(session, workspace_id=workspace, reason=reason)
+
     def channel_fixed(self, *, team_id: str, channel_id: str) -> int:
         """The bot joined or a channel was unarchived: replay what was parked for it."""
         with self._db.session() as session:

@@ -430,3 +430,22 @@ def suspended_workspaces(session: Session) -> list[tuple[int, str]]:
 
 def lift_suspension(session: Session, *, workspace_id: int) -> None:
     session.execute(update(Workspace).where(Workspace.id == workspace_id).values(suspended_reason=None))
+
+
+def suspend_workspace(session: Session, *, workspace_id: int, reason: str) -> int:
+    """Slack told us the app was uninstalled or its tokens revoked: stop posting there and park
+    what was waiting (not leased right now), so it shows as waiting for a person and is replayed on
+    resume. Returns how many deliveries were parked."""
+    session.execute(
+        update(Workspace).where(Workspace.id == workspace_id).values(suspended_reason=reason[:64])
+    )
+    result = session.execute(
+        update(Delivery)
+        .where(
+            Delivery.workspace_id == workspace_id,
+            Delivery.state.in_((DeliveryState.PENDING, DeliveryState.IN_DOUBT)),
+            Delivery.lease_owner.is_(None),
+        )
+        .values(state=DeliveryState.PARKED, parked_reason=reason[:64])
+    )
+    return int(result.rowcount)  # type: ignore[attr-defined]

@@ -937,3 +937,20 @@ def test_a_fixed_channel_is_told_about_again_if_it_breaks_again(desk: Desk) -> N
     desk.queue(PRIVATE)
     desk.drain()
     assert len(desk.slack.dms(ADMIN)) == 2  # told again: it is a new breakage
+
+
+@pytest.mark.parametrize("kind", ["app_uninstalled", "tokens_revoked"])
+def test_uninstall_parks_waiting_deliveries_and_a_reinstall_resumes_them(desk: Desk, kind: str) -> None:
+    waiting = desk.queue(ACCOUNTING, 2)
+    event: dict[str, Any] = {"type": kind}
+    if kind == "tokens_revoked":
+        event["tokens"] = {"bot": [BOT_USER_ID]}
+    assert slack_event(desk.live, event).status_code == 200
+    eventually(lambda: desk.states(waiting) == [DeliveryState.PARKED] * 2, "waiting deliveries parked")
+    assert desk.workspace().suspended_reason == kind
+    desk.drain()
+    assert desk.slack.calls_to("chat.postMessage") == []  # nothing posted while uninstalled
+
+    assert desk.live.services.engine.resume_workspaces() == 1  # the token works: reinstalled
+    desk.drain()
+    assert desk.states(waiting) == [DeliveryState.DELIVERED] * 2
