@@ -136,14 +136,6 @@ def find_callback(session: Session, *, connection_id: int, callback_id: int) -> 
     )
 
 
-def access_token(session: Session, cipher: Cipher, connection_id: int) -> str | None:
-    """The stored access token of a connection, decrypted (refreshing is the caller's business)."""
-    token_enc = session.scalar(
-        select(FreshBooksConnection.access_token_enc).where(FreshBooksConnection.id == connection_id)
-    )
-    return cipher.decrypt(token_enc) if token_enc else None
-
-
 def account_id(session: Session, connection_id: int) -> str:
     return session.execute(
         select(FreshBooksConnection.account_id).where(FreshBooksConnection.id == connection_id)

@@ -5,11 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 from sqlalchemy import select
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from storage.crypto import Cipher
+from storage.db import upsert_insert
 from storage.models import Event
 
 
@@ -43,9 +42,7 @@ def record_event(
         "object_enc": cipher.encrypt_json(obj) if obj is not None else None,
         "notable": notable,
     }
-    dialect = session.get_bind().dialect.name
-    insert = pg_insert if dialect == "postgresql" else sqlite_insert
-    statement = insert(Event).values(**values).on_conflict_do_nothing().returning(Event.id)
+    statement = upsert_insert(session, Event).values(**values).on_conflict_do_nothing().returning(Event.id)
     new_id = session.scalar(statement)
     if new_id is not None:
         return new_id, True

@@ -189,11 +189,6 @@ def retry_later(session: Session, *, item_id: int, owner: str, available_at: dt.
     return bool(result.rowcount)  # type: ignore[attr-defined]
 
 
-def count_by_state(session: Session) -> dict[str, int]:
-    rows = session.execute(select(WebhookInbox.state, func.count()).group_by(WebhookInbox.state)).all()
-    return {state: count for state, count in rows}
-
-
 def add_verification(
     session: Session,
     cipher: Cipher,

@@ -7,11 +7,10 @@ import uuid
 from dataclasses import dataclass
 
 from sqlalchemy import ColumnElement, and_, case, func, or_, select, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from storage.db import upsert_insert
 from storage.models import (
     ChannelPacing,
     Delivery,
@@ -46,10 +45,8 @@ def add_delivery(
     now: dt.datetime,
 ) -> bool:
     """Queue one post of an event to a channel; the unique (event, channel) makes repeats no-ops."""
-    dialect = session.get_bind().dialect.name
-    insert = pg_insert if dialect == "postgresql" else sqlite_insert
     statement = (
-        insert(Delivery)
+        upsert_insert(session, Delivery)
         .values(
             event_id=event_id,
             workspace_id=workspace_id,
@@ -143,10 +140,8 @@ def _take_channel(
     session: Session, workspace_id: int, channel_id: str, now: dt.datetime, busy: dt.timedelta
 ) -> bool:
     """Mark the channel busy (one post at a time) and paced (next post not before now + gap)."""
-    dialect = session.get_bind().dialect.name
-    insert = pg_insert if dialect == "postgresql" else sqlite_insert
     session.execute(
-        insert(ChannelPacing)
+        upsert_insert(session, ChannelPacing)
         .values(workspace_id=workspace_id, channel_id=channel_id, next_post_at=now, busy_until=None)
         .on_conflict_do_nothing()
     )
@@ -355,10 +350,8 @@ def add_thread(
     connection_id: int,
     now: dt.datetime,
 ) -> None:
-    dialect = session.get_bind().dialect.name
-    insert = pg_insert if dialect == "postgresql" else sqlite_insert
     session.execute(
-        insert(SlackThread)
+        upsert_insert(session, SlackThread)
         .values(
             workspace_id=workspace_id,
             channel_id=channel_id,

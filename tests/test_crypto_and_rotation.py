@@ -112,7 +112,7 @@ def test_rotation_round_trip(db: Database, clock: FakeClock) -> None:
     only_new = Cipher([new])
     assert all(only_new.is_current(v) for v in _all_ciphertexts(db))
     with db.session() as session:
-        assert connections.access_token(session, only_new, connection_id) == "fb-access"
+        assert connections.token_snapshot(session, only_new, connection_id).access_token == "fb-access"
         bodies = session.scalars(select(WebhookInbox.body_enc).order_by(WebhookInbox.id)).all()
     assert only_new.decrypt(bodies[3]) == "name=invoice.create&object_id=3"
     # Running it again finds nothing left to do.
@@ -162,7 +162,9 @@ def test_rotation_never_overwrites_a_value_changed_meanwhile(db: Database, clock
 
     assert report.changed_meanwhile == 1
     with db.session() as session:
-        assert connections.access_token(session, Cipher([new]), connection_id) == "fb-access-NEW"
+        assert (
+            connections.token_snapshot(session, Cipher([new]), connection_id).access_token == "fb-access-NEW"
+        )
 
 
 def test_cli_rotate(database_url: str, db: Database, clock: FakeClock, tmp_path: Path) -> None:
