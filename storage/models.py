@@ -316,6 +316,7 @@ class Delivery(Base):
         UniqueConstraint("event_id", "channel_id"),
         Index("ix_deliveries_due", "state", "next_attempt_at"),
         Index("ix_deliveries_channel", "workspace_id", "channel_id", "state"),
+        Index("ix_deliveries_workspace_created", "workspace_id", "created_at"),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
@@ -398,7 +399,10 @@ class AuditEntry(Base):
     """Append-only trail: what was received, attempted and replayed, by whom, with what outcome."""
 
     __tablename__ = "audit_log"
-    __table_args__ = (Index("ix_audit_log_workspace_at", "workspace_id", "at"),)
+    __table_args__ = (
+        Index("ix_audit_log_workspace_at", "workspace_id", "at"),
+        Index("ix_audit_log_at", "at"),
+    )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
@@ -409,6 +413,60 @@ class AuditEntry(Base):
     outcome: Mapped[str] = mapped_column(String(40))
     actor: Mapped[str | None] = mapped_column(String(64))
     detail_enc: Mapped[str | None] = encrypted_text()
+
+
+class SearchTerm(Base):
+    """Keyed blind indexes of an event's invoice or bill number and client or vendor name words.
+
+    `term` is a truncated HMAC (storage.search) under a key kept encrypted in app_secrets, so exact
+    matches can be found without storing the number or name as plaintext.
+    """
+
+    __tablename__ = "search_terms"
+    __table_args__ = (
+        UniqueConstraint("event_id", "term"),
+        Index("ix_search_terms_lookup", "workspace_id", "term", "event_id"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    workspace_id: Mapped[int] = mapped_column(ForeignKey("workspaces.id"))
+    event_id: Mapped[int] = mapped_column(ForeignKey("events.id", ondelete="CASCADE"))
+    term: Mapped[str] = mapped_column(String(32))
+
+
+class AppSecret(Base):
+    """Secrets the app generates for itself (the blind-index key), encrypted like every other secret."""
+
+    __tablename__ = "app_secrets"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value_enc: Mapped[str] = encrypted_text(nullable=False)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class SimulatedObject(Base):
+    """A sample object written by `fbslack simulate`: the enricher answers from it, never FreshBooks."""
+
+    __tablename__ = "simulated_objects"
+    __table_args__ = (UniqueConstraint("connection_id", "object_kind", "object_id"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    connection_id: Mapped[int] = mapped_column(ForeignKey("freshbooks_connections.id", ondelete="CASCADE"))
+    object_kind: Mapped[str] = mapped_column(String(16))
+    object_id: Mapped[str] = mapped_column(String(32))
+    payload_enc: Mapped[str] = encrypted_text(nullable=False)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class AllowedUser(Base):
+    """A user an admin allowed to change settings (connect, route, replay...) besides admins."""
+
+    __tablename__ = "allowed_users"
+
+    workspace_id: Mapped[int] = mapped_column(ForeignKey("workspaces.id"), primary_key=True)
+    slack_user_id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    added_by_user_id: Mapped[str | None] = mapped_column(String(32))
+    added_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
 def encrypted_columns() -> list[tuple[type[Base], str]]:
