@@ -62,6 +62,8 @@ def test_every_secret_column_is_registered() -> None:
         "audit_log.detail_enc",
         "object_states.snapshot_enc",
         "oauth_states.grant_enc",
+        "app_secrets.value_enc",
+        "simulated_objects.payload_enc",
     } == registered
 
 
