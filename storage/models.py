@@ -439,7 +439,8 @@ class AppSecret(Base):
 
     __tablename__ = "app_secrets"
 
-    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)  # `fbslack keys rotate` pages by id
+    name: Mapped[str] = mapped_column(String(64), unique=True)
     value_enc: Mapped[str] = encrypted_text(nullable=False)
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
 

@@ -38,10 +38,12 @@ def upgrade() -> None:
     op.create_index("ix_search_terms_lookup", "search_terms", ["workspace_id", "term", "event_id"])
     op.create_table(
         "app_secrets",
+        sa.Column("id", BigId, nullable=False),
         sa.Column("name", sa.String(length=64), nullable=False),
         sa.Column("value_enc", sa.Text(), nullable=False),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
-        sa.PrimaryKeyConstraint("name", name=op.f("pk_app_secrets")),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_app_secrets")),
+        sa.UniqueConstraint("name", name=op.f("uq_app_secrets_name")),
     )
     op.create_table(
         "simulated_objects",
