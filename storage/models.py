@@ -402,6 +402,7 @@ class AuditEntry(Base):
     __table_args__ = (
         Index("ix_audit_log_workspace_at", "workspace_id", "at"),
         Index("ix_audit_log_at", "at"),
+        Index("ix_audit_log_subject", "subject_id"),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
@@ -468,6 +469,84 @@ class AllowedUser(Base):
     slack_user_id: Mapped[str] = mapped_column(String(32), primary_key=True)
     added_by_user_id: Mapped[str | None] = mapped_column(String(32))
     added_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class SlackInstallation(Base):
+    """One Slack install of the app (multi-workspace mode), in slack_sdk's SQLAlchemy store layout.
+
+    slack_sdk.oauth.installation_store.sqlalchemy reads and writes these columns through its own
+    Table object, so they keep its names (no `_enc` suffix): the tokens are still ciphertext, because
+    storage.installations encrypts them before the store sees them. Times are naive UTC, the way
+    slack_sdk writes them. The refresh lease is ours: one token refresh at a time across processes.
+    """
+
+    __tablename__ = "slack_installations"
+    __table_args__ = (
+        Index("slack_installations_idx", "client_id", "enterprise_id", "team_id", "user_id", "installed_at"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    client_id: Mapped[str] = mapped_column(String(32))
+    app_id: Mapped[str] = mapped_column(String(32))
+    enterprise_id: Mapped[str | None] = mapped_column(String(32))
+    enterprise_name: Mapped[str | None] = mapped_column(String(200))
+    enterprise_url: Mapped[str | None] = mapped_column(String(200))
+    team_id: Mapped[str | None] = mapped_column(String(32))
+    team_name: Mapped[str | None] = mapped_column(String(200))
+    bot_token: Mapped[str | None] = encrypted_text()
+    bot_id: Mapped[str | None] = mapped_column(String(32))
+    bot_user_id: Mapped[str | None] = mapped_column(String(32))
+    bot_scopes: Mapped[str | None] = mapped_column(String(1000))
+    bot_refresh_token: Mapped[str | None] = encrypted_text()
+    bot_token_expires_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
+    user_id: Mapped[str] = mapped_column(String(32))
+    user_token: Mapped[str | None] = encrypted_text()
+    user_scopes: Mapped[str | None] = mapped_column(String(1000))
+    user_refresh_token: Mapped[str | None] = encrypted_text()
+    user_token_expires_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
+    incoming_webhook_url: Mapped[str | None] = encrypted_text()  # posting to it needs no other secret
+    incoming_webhook_channel: Mapped[str | None] = mapped_column(String(200))
+    incoming_webhook_channel_id: Mapped[str | None] = mapped_column(String(200))
+    incoming_webhook_configuration_url: Mapped[str | None] = mapped_column(String(200))
+    is_enterprise_install: Mapped[bool] = mapped_column(Boolean, default=False)
+    token_type: Mapped[str | None] = mapped_column(String(32))
+    installed_at: Mapped[dt.datetime] = mapped_column(DateTime)
+    refresh_lease_owner: Mapped[str | None] = mapped_column(String(64))
+    refresh_lease_until: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+
+
+class SlackBot(Base):
+    """The bot part of each install (slack_sdk's `slack_bots`), tokens encrypted as above."""
+
+    __tablename__ = "slack_bots"
+    __table_args__ = (Index("slack_bots_idx", "client_id", "enterprise_id", "team_id", "installed_at"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    client_id: Mapped[str] = mapped_column(String(32))
+    app_id: Mapped[str] = mapped_column(String(32))
+    enterprise_id: Mapped[str | None] = mapped_column(String(32))
+    enterprise_name: Mapped[str | None] = mapped_column(String(200))
+    team_id: Mapped[str | None] = mapped_column(String(32))
+    team_name: Mapped[str | None] = mapped_column(String(200))
+    bot_token: Mapped[str | None] = encrypted_text()
+    bot_id: Mapped[str | None] = mapped_column(String(32))
+    bot_user_id: Mapped[str | None] = mapped_column(String(32))
+    bot_scopes: Mapped[str | None] = mapped_column(String(1000))
+    bot_refresh_token: Mapped[str | None] = encrypted_text()
+    bot_token_expires_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
+    is_enterprise_install: Mapped[bool] = mapped_column(Boolean, default=False)
+    installed_at: Mapped[dt.datetime] = mapped_column(DateTime)
+
+
+class SlackOAuthState(Base):
+    """A pending Slack install (slack_sdk's `slack_oauth_states`): single-use, ten minutes. `state`
+    holds the SHA-256 of the value in the install link and cookie, not the value itself."""
+
+    __tablename__ = "slack_oauth_states"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    state: Mapped[str] = mapped_column(String(200), unique=True)
+    expire_at: Mapped[dt.datetime] = mapped_column(DateTime)
 
 
 def encrypted_columns() -> list[tuple[type[Base], str]]:

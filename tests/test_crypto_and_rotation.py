@@ -64,6 +64,14 @@ def test_every_secret_column_is_registered() -> None:
         "oauth_states.grant_enc",
         "app_secrets.value_enc",
         "simulated_objects.payload_enc",
+        # slack_sdk's column names (storage.installations encrypts them before the store writes them)
+        "slack_installations.bot_token",
+        "slack_installations.bot_refresh_token",
+        "slack_installations.user_token",
+        "slack_installations.user_refresh_token",
+        "slack_installations.incoming_webhook_url",
+        "slack_bots.bot_token",
+        "slack_bots.bot_refresh_token",
     } == registered
 
 
