@@ -52,19 +52,32 @@ def ensure_postable(client: WebClient, channel_id: str) -> ChannelCheck:
     return ChannelCheck(True, joined=True)
 
 
+def _connection_problem(linked: int) -> str | None:
+    if not linked:
+        return "Connect FreshBooks first: `/freshbooks connect`."
+    if linked > 1:
+        return "This workspace has several FreshBooks connections, and rules cannot say which one yet."
+    return None
+
+
 class RuleService:
     def __init__(self, *, db: Database, cipher: Cipher, clock: Clock) -> None:
         self._db = db
         self._cipher = cipher
         self._clock = clock
 
+    def not_ready(self, *, team_id: str) -> str | None:
+        """Why no rule can be saved in this workspace yet (said before opening a modal), or None."""
+        with self._db.read() as session:
+            linked = connections.connections_of_team(session, team_id)
+        return _connection_problem(len(linked))
+
     def add(self, *, team_id: str, user_id: str, spec: RouteSpec) -> Rule:
         with self._db.session() as session:
             linked = connections.connections_of_team(session, team_id)
-            if not linked:
-                raise RuleError("Connect FreshBooks first: `/freshbooks connect`.")
-            if len(linked) > 1:
-                raise RuleError("This workspace has several FreshBooks connections; rules need the App Home.")
+            problem = _connection_problem(len(linked))
+            if problem is not None:
+                raise RuleError(problem)
             connection = linked[0]
             return rules.create_rule(
                 session,
@@ -75,6 +88,27 @@ class RuleService:
                 created_by=user_id,
                 now=self._clock(),
             )
+
+    def get(self, *, team_id: str, rule_id: int) -> Rule | None:
+        """A rule of this workspace; another workspace's rule id reads as absent."""
+        with self._db.read() as session:
+            workspace = connections.workspace_of_team(session, team_id)
+            if workspace is None:
+                return None
+            return rules.get_rule(session, self._cipher, workspace_id=workspace, rule_id=rule_id)
+
+    def update(self, *, team_id: str, rule_id: int, spec: RouteSpec) -> Rule:
+        """Change a rule of this workspace (it stays paused or active); RuleError if it has no such rule."""
+        with self._db.session() as session:
+            workspace = connections.workspace_of_team(session, team_id)
+            updated = (
+                rules.update_rule(session, self._cipher, workspace_id=workspace, rule_id=rule_id, spec=spec)
+                if workspace is not None
+                else None
+            )
+        if updated is None:
+            raise RuleError(f"There is no rule #{rule_id} in this workspace any more (was it deleted?).")
+        return updated
 
     def list(self, *, team_id: str) -> list[Rule]:
         with self._db.read() as session:

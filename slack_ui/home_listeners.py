@@ -1,8 +1,15 @@
-"""App Home: publish it when opened, and handle its buttons (admins only), then publish again."""
+"""App Home and the rule modal: publish the Home, handle its buttons, open, preview and save rules.
+
+Every handler is scoped to the workspace of the signed request (Bolt's context.team_id), never to an
+id carried in a view or button: a request from one workspace cannot read or change another's rules.
+Whatever changes something checks `may_manage` first; the allowlist itself needs an admin.
+After every change the Home of the person who made it is published again.
+"""
 
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -10,48 +17,212 @@ from slack_bolt import Ack, App, BoltContext
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
-from connector.clock import Clock
-from connector.home import HomeService
-from slack_ui.commands import is_admin
-from slack_ui.home import build_home
+from connector.home import Pages
+from connector.permissions import ALLOWLIST_REFUSAL, is_admin, refusal
+from connector.rules import RuleError, ensure_postable
+from slack_ui import modals, views
+from slack_ui.commands import CommandServices
+from slack_ui.home import PAGE_ACTION_PREFIX, Viewer, build_home
 
 log = logging.getLogger(__name__)
 
+_USER_ID = re.compile(r"[UW][A-Z0-9]{2,31}")
 
-def register(app: App, home: HomeService, clock: Clock) -> None:
-    def publish(client: WebClient, team_id: str, user_id: str) -> None:
-        view = build_home(home.gather(team_id), clock())
+
+def _pages_of(body: dict[str, Any]) -> Pages:
+    """The pages the Home showed when its button was pressed (kept across changes)."""
+    view = body.get("view") or {}
+    return Pages.decode(view.get("private_metadata")) if view.get("type") == "home" else Pages()
+
+
+def _value(body: dict[str, Any]) -> str:
+    return str(body["actions"][0].get("value", ""))
+
+
+class HomeListeners:
+    def __init__(self, services: CommandServices) -> None:
+        self._s = services
+
+    # -- the Home ---------------------------------------------------------------------------------
+
+    def publish(self, client: WebClient, team_id: str, user_id: str, pages: Pages | None = None) -> None:
+        access = self._s.permissions.access(client, team_id, user_id)
+        data = self._s.home.gather(team_id, pages)
+        view = build_home(data, self._s.clock(), Viewer(can_manage=access.can_manage, admin=access.admin))
         try:
             client.views_publish(user_id=user_id, view=view)
         except SlackApiError as exc:
             log.warning("views.publish failed: %s", exc.response.get("error"))
 
-    def opened(event: dict[str, Any], context: BoltContext, client: WebClient) -> None:
+    def opened(self, event: dict[str, Any], context: BoltContext, client: WebClient) -> None:
         if event.get("tab", "home") == "home":
-            publish(client, str(context.team_id), str(event["user"]))
+            shown = event.get("view") or {}
+            self.publish(
+                client, str(context.team_id), str(event["user"]), Pages.decode(shown.get("private_metadata"))
+            )
 
-    def button(do: Callable[[str, int], bool]) -> Callable[..., None]:
+    def turn_page(self, ack: Ack, body: dict[str, Any], context: BoltContext, client: WebClient) -> None:
+        ack()
+        self.publish(client, str(context.team_id), body["user"]["id"], Pages.decode(_value(body)))
+
+    def _tell(self, client: WebClient, body: dict[str, Any], title: str, text: str) -> None:
+        """A small modal: the Home tab cannot show an ephemeral message."""
+        try:
+            client.views_open(trigger_id=body["trigger_id"], view=modals.message_modal(title, text))
+        except SlackApiError as exc:
+            log.warning("views.open failed: %s", exc.response.get("error"))
+
+    def managed(self, what: str, do: Callable[[str, int], object]) -> Callable[..., None]:
+        """A Home button that changes something (pause, resume, delete, replay): `do(team_id, id)`."""
+
         def handle(ack: Ack, body: dict[str, Any], context: BoltContext, client: WebClient) -> None:
             ack()
-            user_id = body["user"]["id"]
-            if not is_admin(client, user_id):
-                client.chat_postEphemeral(
-                    channel=user_id, user=user_id, text="Only workspace admins and owners can change this."
-                )
+            team_id, user_id = str(context.team_id), body["user"]["id"]
+            if not self._s.permissions.may_manage(client, team_id, user_id):
+                self._tell(client, body, "Not allowed", refusal(what))
                 return
-            value = str(body["actions"][0].get("value", ""))
+            value = _value(body)
             if value.isdigit():
-                do(str(context.team_id), int(value))
-            publish(client, str(context.team_id), user_id)
+                do(team_id, int(value))
+            self.publish(client, team_id, user_id, _pages_of(body))
 
         return handle
 
-    app.event("app_home_opened")(opened)
+    # -- the allowlist (admins and owners only) ----------------------------------------------------
+
+    def _admin_change(self, body: dict[str, Any], context: BoltContext, client: WebClient) -> str | None:
+        user_id = str(body["user"]["id"])
+        if is_admin(client, user_id):
+            return user_id
+        self._tell(client, body, "Not allowed", ALLOWLIST_REFUSAL)
+        return None
+
+    def allow_users(self, ack: Ack, body: dict[str, Any], context: BoltContext, client: WebClient) -> None:
+        ack()
+        admin = self._admin_change(body, context, client)
+        if admin is None:
+            return
+        chosen = [
+            str(u) for u in body["actions"][0].get("selected_users") or [] if _USER_ID.fullmatch(str(u))
+        ]
+        if chosen:
+            added = self._s.home.allow(team_id=str(context.team_id), user_ids=chosen, by=admin)
+            log.info("allowlist: %d people added", added)
+        self.publish(client, str(context.team_id), admin, _pages_of(body))
+
+    def disallow_user(self, ack: Ack, body: dict[str, Any], context: BoltContext, client: WebClient) -> None:
+        ack()
+        admin = self._admin_change(body, context, client)
+        if admin is None:
+            return
+        if _USER_ID.fullmatch(_value(body)):
+            self._s.home.disallow(team_id=str(context.team_id), user_id=_value(body))
+        self.publish(client, str(context.team_id), admin, _pages_of(body))
+
+    # -- the rule modal ----------------------------------------------------------------------------
+
+    def new_rule(self, ack: Ack, body: dict[str, Any], context: BoltContext, client: WebClient) -> None:
+        ack()
+        team_id = str(context.team_id)
+        if not self._s.permissions.may_manage(client, team_id, body["user"]["id"]):
+            self._tell(client, body, "Not allowed", refusal("add rules"))
+            return
+        problem = self._s.rules.not_ready(team_id=team_id)
+        if problem is not None:
+            self._tell(client, body, "Not yet", problem)
+            return
+        self._open(client, body, modals.rule_modal(modals.RuleForm()))
+
+    def edit_rule(self, ack: Ack, body: dict[str, Any], context: BoltContext, client: WebClient) -> None:
+        ack()
+        team_id = str(context.team_id)
+        if not self._s.permissions.may_manage(client, team_id, body["user"]["id"]):
+            self._tell(client, body, "Not allowed", refusal("change rules"))
+            return
+        value = _value(body)
+        rule = self._s.rules.get(team_id=team_id, rule_id=int(value)) if value.isdigit() else None
+        if rule is None:
+            self._tell(client, body, "Rule not found", "That rule is gone (deleted meanwhile?).")
+            return
+        self._open(client, body, modals.rule_modal(modals.form_from_rule(rule)))
+
+    def _open(self, client: WebClient, body: dict[str, Any], view: dict[str, Any]) -> None:
+        try:
+            client.views_open(trigger_id=body["trigger_id"], view=view)
+        except SlackApiError as exc:
+            log.warning("views.open failed: %s", exc.response.get("error"))
+
+    def preview(self, ack: Ack, body: dict[str, Any], context: BoltContext, client: WebClient) -> None:
+        """The Preview button inside the modal: evaluate the unsaved rule, show the result in place."""
+        ack()
+        team_id, view = str(context.team_id), body["view"]
+        if not self._s.permissions.may_manage(client, team_id, body["user"]["id"]):
+            new_view = modals.message_modal("Not allowed", refusal("preview rules"))
+        else:
+            form = modals.form_from_state(view["state"]["values"], metadata=view.get("private_metadata"))
+            checked = modals.validate(form)
+            if isinstance(checked, modals.FormErrors):
+                new_view = modals.rule_modal(form, problems=list(checked.errors.values()))
+            else:
+                result = self._s.preview.preview(
+                    team_id=team_id, rule=modals.draft_rule(checked, form.rule_id)
+                )
+                new_view = modals.rule_modal(form, now=self._s.clock(), preview=result)
+        try:
+            client.views_update(view_id=view["id"], hash=view.get("hash"), view=new_view)
+        except SlackApiError as exc:
+            # hash_conflict: the modal changed meanwhile (another click); that update wins.
+            log.warning("views.update failed: %s", exc.response.get("error"))
+
+    def submit(self, ack: Ack, body: dict[str, Any], context: BoltContext, client: WebClient) -> None:
+        team_id, user_id, view = str(context.team_id), body["user"]["id"], body["view"]
+        if not self._s.permissions.may_manage(client, team_id, user_id):
+            ack(response_action="update", view=modals.message_modal("Rule not saved", refusal("save rules")))
+            return
+        form = modals.form_from_state(view["state"]["values"], metadata=view.get("private_metadata"))
+        checked = modals.validate(form)
+        if isinstance(checked, modals.FormErrors):
+            ack(response_action="errors", errors=checked.errors)
+            return
+        channel = ensure_postable(client, checked.channel_id)
+        if not channel.ok:
+            # Field errors are plain text: drop the mrkdwn code marks.
+            ack(response_action="errors", errors={modals.CHANNEL_BLOCK: channel.reason.replace("`", "")})
+            return
+        try:
+            if form.rule_id is None:
+                rule = self._s.rules.add(team_id=team_id, user_id=user_id, spec=checked)
+            else:
+                rule = self._s.rules.update(team_id=team_id, rule_id=form.rule_id, spec=checked)
+        except RuleError as exc:
+            ack(response_action="update", view=modals.message_modal("Rule not saved", str(exc)))
+            return
+        joined = " I joined the channel to post there." if channel.joined else ""
+        saved = modals.message_modal("Rule saved", f"Rule saved: {views.rule_line(rule)}.{joined}")
+        ack(response_action="update", view=saved)
+        self.publish(client, team_id, user_id)
+
+
+def register(app: App, services: CommandServices) -> None:
+    home, rules = services.home, services.rules
+    ui = HomeListeners(services)
+    app.event("app_home_opened")(ui.opened)
+    app.action(re.compile(f"^{PAGE_ACTION_PREFIX}"))(ui.turn_page)
     app.action("home_rule_pause")(
-        button(lambda team, rid: home.set_paused(team_id=team, rule_id=rid, paused=True))
+        ui.managed("change rules", lambda team, rid: home.set_paused(team_id=team, rule_id=rid, paused=True))
     )
     app.action("home_rule_resume")(
-        button(lambda team, rid: home.set_paused(team_id=team, rule_id=rid, paused=False))
+        ui.managed("change rules", lambda team, rid: home.set_paused(team_id=team, rule_id=rid, paused=False))
     )
-    app.action("home_rule_delete")(button(lambda team, rid: home.delete_rule(team_id=team, rule_id=rid)))
-    app.action("home_replay")(button(lambda team, did: home.replay(team_id=team, delivery_id=did)))
+    app.action("home_rule_delete")(
+        ui.managed("delete rules", lambda team, rid: rules.remove(team_id=team, rule_id=rid))
+    )
+    app.action("home_replay")(
+        ui.managed("replay deliveries", lambda team, did: home.replay(team_id=team, delivery_id=did))
+    )
+    app.action("home_rule_new")(ui.new_rule)
+    app.action("home_rule_edit")(ui.edit_rule)
+    app.action("home_allow_users")(ui.allow_users)
+    app.action("home_disallow_user")(ui.disallow_user)
+    app.action(modals.PREVIEW_ACTION_ID)(ui.preview)
+    app.view(modals.CALLBACK_ID)(ui.submit)

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import datetime as dt
+from collections.abc import Collection
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import Row, select
 from sqlalchemy.orm import Session
 
 from storage.crypto import Cipher
 from storage.db import upsert_insert
-from storage.models import Event
+from storage.models import Event, FreshBooksConnection
 
 
 def record_event(
@@ -82,3 +84,28 @@ def change_recorded(
         )
         is not None
     )
+
+
+def recent_of_workspace(
+    session: Session,
+    *,
+    workspace_id: int,
+    since: dt.datetime,
+    names: Collection[str],
+    limit: int,
+) -> list[Row[int, str, str, str | None, dt.datetime]]:
+    """(id, name, object kind, object_enc, created_at) of the workspace's notable events named
+    `names` recorded since `since`, newest first, at most `limit` (a rule preview's scan)."""
+    statement = (
+        select(Event.id, Event.name, Event.object_kind, Event.object_enc, Event.created_at)
+        .join(FreshBooksConnection, FreshBooksConnection.id == Event.connection_id)
+        .where(
+            FreshBooksConnection.workspace_id == workspace_id,
+            Event.created_at >= since,
+            Event.notable.is_(True),
+            Event.name.in_(list(names)),
+        )
+        .order_by(Event.id.desc())
+        .limit(limit)
+    )
+    return list(session.execute(statement).all())

@@ -56,6 +56,37 @@ def create_rule(
     return _to_rule(row, cipher)
 
 
+def get_rule(session: Session, cipher: Cipher, *, workspace_id: int, rule_id: int) -> Rule | None:
+    """One rule of this workspace; another workspace's id reads as absent."""
+    row = session.scalar(
+        select(RoutingRule).where(RoutingRule.workspace_id == workspace_id, RoutingRule.id == rule_id)
+    )
+    return _to_rule(row, cipher) if row is not None else None
+
+
+def update_rule(
+    session: Session, cipher: Cipher, *, workspace_id: int, rule_id: int, spec: RouteSpec
+) -> Rule | None:
+    """Replace what a rule matches and where it posts (its paused state stays); None if this
+    workspace has no such rule."""
+    row = session.scalar(
+        select(RoutingRule)
+        .where(RoutingRule.workspace_id == workspace_id, RoutingRule.id == rule_id)
+        .with_for_update()
+    )
+    if row is None:
+        return None
+    row.patterns = list(spec.patterns)
+    row.min_amount = str(spec.min_amount) if spec.min_amount is not None else None
+    row.max_amount = str(spec.max_amount) if spec.max_amount is not None else None
+    row.currency = spec.currency
+    row.billable_only = spec.billable_only
+    row.counterparty_enc = cipher.encrypt(spec.counterparty) if spec.counterparty else None
+    row.channel_id = spec.channel_id
+    session.flush()
+    return _to_rule(row, cipher)
+
+
 def rules_of_workspace(session: Session, cipher: Cipher, workspace_id: int) -> list[Rule]:
     rows = session.scalars(
         select(RoutingRule).where(RoutingRule.workspace_id == workspace_id).order_by(RoutingRule.id)

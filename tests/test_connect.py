@@ -49,7 +49,7 @@ def wait_for_dm(live: Live, n: int = 1) -> list[str]:
 
 def test_members_cannot_connect(live: Live) -> None:
     response = live.slash("connect", user_id=MEMBER)
-    assert "Only workspace admins and owners" in response.json()["text"]
+    assert "Only workspace admins, owners and people they allow" in response.json()["text"]
     assert connection_rows(live) == []
 
 

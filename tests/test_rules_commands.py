@@ -46,7 +46,7 @@ def test_route_errors_are_helpful_and_save_nothing(live: Live) -> None:
         "route invoice.create #exec": "#",
         "route invoice.create <#C0123|x> min 10 max 5": "min",
         "route invoice <#C0123|x> billable": "billable",
-        "route": "usage",
+        "route invoice": "channel",
     }
     for text, hint in cases.items():
         answer = say(live, text)
