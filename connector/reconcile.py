@@ -13,6 +13,7 @@ import logging
 
 from sqlalchemy import update
 
+from connector import metrics
 from connector.clock import Clock
 from connector.derive import is_overdue
 from connector.enrich import Enricher, change_marker
@@ -213,4 +214,6 @@ class Reconciler:
                 obj=dict(raw),
                 source="derived",
             )
+        if created:
+            metrics.EVENTS.labels(kind=ObjectKind.INVOICE, event="invoice.overdue", source="derived").inc()
         return created

@@ -3,12 +3,16 @@
 Web workers only acknowledge: verify, store, answer. The background process runs the pipeline
 loops, the delivery engine and the scheduled jobs; the web workers wake it through a Unix datagram
 socket. Several hosts on one PostgreSQL each run their own pair; the database coordinates them.
+
+Metrics: every process of a run writes its samples to one fresh PROMETHEUS_MULTIPROC_DIR
+(prometheus-client's multi-process mode), and /metrics, answered by any web worker, merges them.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -20,10 +24,35 @@ from connector.settings import Settings
 
 log = logging.getLogger(__name__)
 
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+
+
+def prepare_metrics_dir() -> str:
+    """A fresh, empty PROMETHEUS_MULTIPROC_DIR for this run, set in our environment so the web
+    workers (forked) and the background process (spawned) inherit it.
+
+    Fresh per run: files left by an earlier run would add its counts to this one's. It must be set
+    before prometheus_client is first imported, which is when the library picks multi-process mode.
+    """
+    if "prometheus_client" in sys.modules:
+        raise RuntimeError("prepare_metrics_dir() must run before prometheus_client is imported")
+    path = tempfile.mkdtemp(prefix="fbslack-metrics-")
+    os.environ[MULTIPROC_ENV] = path
+    return path
+
+
+def _mark_dead(pid: int, metrics_dir: str) -> None:
+    # Imported here: this module is imported before the directory exists (see prepare_metrics_dir).
+    from prometheus_client import multiprocess
+
+    # Drops the process's live gauges; its counters stay in the sums, as counters must.
+    multiprocess.mark_process_dead(pid, path=metrics_dir)  # type: ignore[no-untyped-call]
+
 
 class Server(BaseApplication):  # type: ignore[misc]
-    def __init__(self, settings: Settings, *, workers: int, threads: int) -> None:
+    def __init__(self, settings: Settings, *, workers: int, threads: int, metrics_dir: str) -> None:
         self._settings = settings
+        self._metrics_dir = metrics_dir
         self._wake_path = os.path.join(tempfile.gettempdir(), f"fbslack-{os.getpid()}.wake")
         self._background: subprocess.Popen[bytes] | None = None
         self._options: dict[str, Any] = {
@@ -40,7 +69,8 @@ class Server(BaseApplication):  # type: ignore[misc]
             "loglevel": settings.log_level.lower(),
             "proc_name": "fbslack",
             "when_ready": self._start_background,
-            "on_exit": self._stop_background,
+            "child_exit": self._child_exit,
+            "on_exit": self._on_exit,
         }
         super().__init__()
 
@@ -51,7 +81,14 @@ class Server(BaseApplication):  # type: ignore[misc]
             [sys.executable, "-m", "connector.cli", "worker", "--wake-path", self._wake_path]
         )
 
-    def _stop_background(self, _arbiter: Any) -> None:
+    def _child_exit(self, _arbiter: Any, worker: Any) -> None:
+        _mark_dead(worker.pid, self._metrics_dir)
+
+    def _on_exit(self, _arbiter: Any) -> None:
+        self._stop_background()
+        shutil.rmtree(self._metrics_dir, ignore_errors=True)
+
+    def _stop_background(self) -> None:
         if self._background is None:
             return
         self._background.terminate()  # SIGTERM: it finishes the post in hand, then stops
@@ -59,6 +96,8 @@ class Server(BaseApplication):  # type: ignore[misc]
             self._background.wait(30)
         except subprocess.TimeoutExpired:
             self._background.kill()
+            self._background.wait()
+        _mark_dead(self._background.pid, self._metrics_dir)
 
     def load_config(self) -> None:
         for key, value in self._options.items():

@@ -2,20 +2,25 @@
 
 from __future__ import annotations
 
+import hmac
 import html
+import os
 import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from flask import Blueprint, Response, jsonify, request
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST
 
 from connector import metrics
 from connector.freshbooks.connect import Connected, ConnectError, ConnectService
 from connector.ingest.form import MAX_BODY_BYTES
 from connector.ingest.intake import Intake
 from connector.ingest.signature import SIGNATURE_HEADER
+
+# Set to 1 by bench/ingest.py only: adds POST /bench/bare, the bare-Flask baseline.
+BENCH_BARE_ROUTE_ENV = "FBSLACK_BENCH_BARE_ROUTE"
 
 # Webhook tokens are 43 url-safe characters; anything else cannot exist, so skip the lookup.
 _TOKEN = re.compile(r"^[A-Za-z0-9_-]{20,128}$")
@@ -46,13 +51,25 @@ def _paragraph(text: str) -> str:
     return f"<p>{html.escape(text)}</p>"
 
 
+def _bearer_matches(header: str | None, token: str) -> bool:
+    """`Authorization: Bearer <token>`, compared in constant time. Pure."""
+    scheme, _, presented = (header or "").strip().partition(" ")
+    if scheme.lower() != "bearer":
+        return False
+    return hmac.compare_digest(presented.strip().encode("utf-8"), token.encode("utf-8"))
+
+
 def create_blueprint(
     *,
     intake: Intake,
     connect: ConnectService,
     health: Callable[[], Health],
     setup_todo: Callable[[], list[str]],
+    metrics_body: Callable[[], bytes],
+    metrics_token: str | None = None,
 ) -> Blueprint:
+    """The routes. `metrics_body` renders /metrics; with `metrics_token` set, a scrape must present
+    it as `Authorization: Bearer <token>`."""
     bp = Blueprint("connector", __name__)
 
     def connected_page(result: Connected) -> Response:
@@ -132,7 +149,13 @@ def create_blueprint(
 
     @bp.get("/metrics")
     def prometheus_metrics() -> Response:
-        return Response(generate_latest(), mimetype=CONTENT_TYPE_LATEST)
+        if metrics_token is not None and not _bearer_matches(
+            request.headers.get("Authorization"), metrics_token
+        ):
+            response = _text(401, "a valid bearer token is required (METRICS_TOKEN)")
+            response.headers["WWW-Authenticate"] = 'Bearer realm="metrics"'
+            return response
+        return Response(metrics_body(), content_type=CONTENT_TYPE_LATEST)
 
     @bp.get("/")
     def index() -> Response:
@@ -146,5 +169,13 @@ def create_blueprint(
                 "<code>/freshbooks connect</code> to link a FreshBooks business.</p>"
             )
         return Response(_PAGE.format(body=body), mimetype="text/html")
+
+    if os.environ.get(BENCH_BARE_ROUTE_ENV) == "1":
+        # bench/ingest.py only: the floor the webhook route is compared with. Same server, app,
+        # workers and threads as the webhook; it reads the body and answers, and does nothing else.
+        @bp.post("/bench/bare")
+        def bench_bare() -> Response:
+            request.stream.read(MAX_BODY_BYTES + 1)
+            return _text(200, "ok")
 
     return bp

@@ -239,3 +239,18 @@ def settle_verification(
         .values(state=state, detail=detail[:200], processed_at=now)
     )
     return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+def backlog(session: Session) -> tuple[int, dt.datetime | None]:
+    """Pending rows and the oldest one's received_at, for /metrics (the state index finds them)."""
+    count, oldest = session.execute(
+        select(func.count(), func.min(WebhookInbox.received_at)).where(
+            WebhookInbox.state == InboxState.PENDING
+        )
+    ).one()
+    return int(count), oldest
+
+
+def received_at(session: Session, inbox_id: int) -> dt.datetime | None:
+    """When the webhook was accepted (the start of webhook-to-post latency)."""
+    return session.scalar(select(WebhookInbox.received_at).where(WebhookInbox.id == inbox_id))

@@ -43,11 +43,12 @@ from connector.freshbooks.models import (
 from connector.notify import Notifier
 from connector.process import worker_id
 from connector.render import Message, RenderContext, render, render_card
-from storage import alerts, audit, outbox
+from storage import alerts, audit, inbox, outbox
 from storage.crypto import Cipher
 from storage.db import Database
 from storage.models import Delivery, DeliveryState, Event, FreshBooksConnection, Workspace
 from storage.outbox import Claim
+from storage.simulated import is_simulated_id
 
 log = logging.getLogger(__name__)
 
@@ -73,6 +74,8 @@ class Prepared:
     obj: FreshBooksObject | None
     thread_object: tuple[ObjectKind, str] | None  # the invoice or bill whose thread this belongs in
     card_ts: str | None
+    simulated: bool = False  # about an object `fbslack simulate` made up: the message says so
+    received_at: dt.datetime | None = None  # the webhook's, for webhook-to-post latency
 
 
 def thread_object(
@@ -232,6 +235,8 @@ class DeliveryEngine:
                 obj=obj,
                 thread_object=target,
                 card_ts=card_ts,
+                simulated=is_simulated_id(event.object_id),
+                received_at=inbox.received_at(session, event.inbox_id) if event.inbox_id else None,
             )
 
     def _attempt(self, claim: Claim) -> dt.datetime | None:
@@ -246,7 +251,9 @@ class DeliveryEngine:
         message = render(
             prepared.event_name,
             prepared.obj,
-            RenderContext(account_id=prepared.account_id, delivery_key=claim.delivery_key),
+            RenderContext(
+                account_id=prepared.account_id, delivery_key=claim.delivery_key, simulated=prepared.simulated
+            ),
         )
         with self._db.session() as session:
             marked = outbox.mark_sent(
@@ -325,6 +332,8 @@ class DeliveryEngine:
                     now=now,
                 )
         metrics.DELIVERIES.labels(outcome="reconciled" if reconciled else "delivered").inc()
+        if prepared.received_at is not None and not reconciled:
+            metrics.WEBHOOK_TO_POST_SECONDS.observe(max(0.0, (now - prepared.received_at).total_seconds()))
         if prepared.card_ts:
             self._refresh_card(claim, prepared, client)
         try:
@@ -344,7 +353,10 @@ class DeliveryEngine:
         if current is None or prepared.card_ts is None:
             return
         card = render_card(
-            current, RenderContext(account_id=prepared.account_id, delivery_key=claim.delivery_key)
+            current,
+            RenderContext(
+                account_id=prepared.account_id, delivery_key=claim.delivery_key, simulated=prepared.simulated
+            ),
         )
         try:
             # No metadata argument: the card keeps the metadata of the delivery that created it.
