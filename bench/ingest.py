@@ -8,6 +8,10 @@ server and measures:
   cannot hide the stall by slowing the sender down (no coordinated omission);
 * throughput: N concurrent keep-alive clients (default 16) sending as fast as they are answered,
   reported as acknowledged (2xx) webhooks per second;
+* the bare-Flask ceiling: the same clients, the same signed bodies, flat out against a route that
+  only reads the body and answers 200 (`POST /bench/bare`, registered only when the benchmark sets
+  FBSLACK_BENCH_BARE_ROUTE=1), served by the same gunicorn master, workers and threads in the same
+  run; our throughput is reported as a ratio of it;
 * loss: after every phase the new rows in `webhook_inbox` must equal the 2xx answers.
 
 The load generator runs in its own process, so it shares no GIL with the server or with this
@@ -15,7 +19,7 @@ orchestrator. The server's background worker fetches every stored object from a 
 stub that answers 404, so nothing leaves 127.0.0.1.
 
     .venv/bin/python bench/ingest.py [--db sqlite|postgresql|both] [--rate 200] [--seconds 10]
-                                     [--clients 16] [--workers 2] [--threads 8] [--json OUT]
+                                     [--clients 16] [--workers N] [--threads N] [--json OUT]
 
 A benchmark, not a test: it reports numbers. It exits non-zero only when a leg could not run or
 an acknowledged webhook is missing from the database.
@@ -65,6 +69,10 @@ PG_BASE = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 PG_DSN = "host=127.0.0.1 port=5432 user=postgres dbname=test"
 SIGNATURE_HEADER = "X-FreshBooks-Hmac-SHA256"
 TARGET_P99_MS = 25.0
+TARGET_THROUGHPUT = 1000.0  # acknowledged webhooks/s, on each database
+TARGET_RATIO = 0.4  # of the bare Flask route's requests/s on the same server
+BARE_PATH = "/bench/bare"
+BARE_ROUTE_ENV = "FBSLACK_BENCH_BARE_ROUTE"  # connector.web.BENCH_BARE_ROUTE_ENV
 CLIENT_TIMEOUT_S = 10.0  # FreshBooks gives a webhook about 10 s
 IDLE_RECONNECT_S = 4.0  # the server (gunicorn keepalive=5) closes connections idle for 5 s
 HEALTH_DEADLINE_S = 20.0
@@ -489,6 +497,7 @@ def server_environment(
         FRESHBOOKS_API_URL=stub_url,
         PYTHONUNBUFFERED="1",
     )
+    env[BARE_ROUTE_ENV] = "1"  # adds the bare route the throughput is compared with
     # Unset: the server's own defaults (what a user gets), which the benchmark is meant to measure.
     if workers is not None:
         env["WEB_WORKERS"] = str(workers)
@@ -761,6 +770,18 @@ def run_leg(kind: str, args: argparse.Namespace, stub: FreshBooksStub) -> dict[s
                     # Latency before throughput: the steady rate meets a drained inbox, not the
                     # backlog a flat-out phase leaves for the background worker.
                     ("latency", {**open_spec, "seconds": args.seconds, "first_id": 10_000_000}),
+                    # The ceiling: the same clients and bodies against the bare route, on the same
+                    # server, after the worker has drained (as the throughput phase starts).
+                    (
+                        "bare",
+                        {
+                            "mode": "closed",
+                            "clients": args.clients,
+                            "seconds": args.seconds,
+                            "first_id": 40_000_000,
+                            "path": BARE_PATH,
+                        },
+                    ),
                     (
                         "throughput",
                         {
@@ -772,17 +793,19 @@ def run_leg(kind: str, args: argparse.Namespace, stub: FreshBooksStub) -> dict[s
                     ),
                 ]
                 for name, spec in phases:
-                    if name == "latency":
+                    if name in ("latency", "bare"):
                         pending, waited = inbox.wait_drained(args.drain)
-                        leg["pending_before_latency"] = {"pending": pending, "waited_s": round(waited, 2)}
+                        leg[f"pending_before_{name}"] = {"pending": pending, "waited_s": round(waited, 2)}
                     rows_before = inbox.rows()
                     meter = CpuMeter(server.proc.pid)
-                    raw = run_phase({**spec, **common})
+                    raw = run_phase({**common, **spec})
                     cpu = meter.stop(raw["client_cpu_s"])
                     stored = inbox.rows() - rows_before
                     summary = summarize(raw)
                     summary["stored"] = stored
-                    summary["lost"] = max(0, summary["acked"] - stored)
+                    # The bare route stores nothing: nothing it acknowledges can be lost.
+                    expected = 0 if name == "bare" else summary["acked"]
+                    summary["lost"] = max(0, expected - stored)
                     summary["stored_without_ack"] = max(0, stored - summary["acked"])
                     summary["pending_after"] = inbox.by_state().get("pending", 0)
                     summary["cpu"] = cpu
@@ -799,6 +822,10 @@ def run_leg(kind: str, args: argparse.Namespace, stub: FreshBooksStub) -> dict[s
                     leg["phases"][name] = summary
                     print(f"  [{kind}] {name}: {phase_line(summary)}", file=sys.stderr, flush=True)
                 leg["freshbooks_fetches"] = stub.hits - fetches_before
+                bare_rate = leg["phases"]["bare"]["acked_per_s"]
+                leg["ratio_to_bare"] = (
+                    round(leg["phases"]["throughput"]["acked_per_s"] / bare_rate, 3) if bare_rate else None
+                )
             finally:
                 leg["stop"] = server.stop()
                 if not leg["stop"]["clean"]:
@@ -808,7 +835,7 @@ def run_leg(kind: str, args: argparse.Namespace, stub: FreshBooksStub) -> dict[s
                         f"its log ends:\n{leg['server_log_tail']}",
                         file=sys.stderr,
                     )
-            leg["acked_total"] = sum(p["acked"] for p in leg["phases"].values())
+            leg["acked_total"] = sum(p["acked"] for n, p in leg["phases"].items() if n != "bare")
             leg["rows_total"] = inbox.rows()
             leg["lost"] = max(0, leg["acked_total"] - leg["rows_total"])
             leg["inbox_by_state"] = inbox.by_state()
@@ -871,6 +898,12 @@ def target_met(leg: dict[str, Any]) -> bool:
     return fast and lat["errors"] == 0 and leg["lost"] == 0
 
 
+def throughput_met(leg: dict[str, Any]) -> bool:
+    tp = leg["phases"]["throughput"]
+    ratio = leg.get("ratio_to_bare")
+    return tp["acked_per_s"] >= TARGET_THROUGHPUT and ratio is not None and ratio >= TARGET_RATIO
+
+
 def markdown(results: dict[str, Any]) -> str:
     cfg, mach = results["config"], results["machine"]
     rate = fmt(cfg["rate"])
@@ -880,25 +913,27 @@ def markdown(results: dict[str, Any]) -> str:
         f"{mach['cpus']} CPUs ({mach['cpu_model']})",
         "",
         f"Latency: open loop at {rate}/s for {fmt(cfg['seconds'])} s, from the planned send time. "
-        f"Throughput: {cfg['clients']} keep-alive clients flat out for {fmt(cfg['seconds'])} s. "
-        f"Event `{cfg['event']}`.",
+        f"Throughput: {cfg['clients']} keep-alive clients flat out for {fmt(cfg['seconds'])} s; the same "
+        f"against a bare Flask route on the same server, just before. Event `{cfg['event']}`.",
         "",
-        f"| DB | throughput (acked/s) | p50 @{rate}/s (ms) | p90 (ms) | p99 (ms) | max (ms) | errors | lost "
+        f"| DB | throughput (acked/s) | bare Flask (req/s) | ratio | p50 @{rate}/s (ms) | p90 (ms) "
+        f"| p99 (ms) | max (ms) | errors | lost | >= {TARGET_THROUGHPUT:g}/s and ratio >= {TARGET_RATIO:g} "
         f"| p99 < {TARGET_P99_MS:g} ms |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---|",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---|",
     ]
     notes = []
     for leg in results["legs"]:
         if "skipped" in leg or "failed" in leg:
             what = f"skipped: {leg['skipped']}" if "skipped" in leg else f"FAILED: {leg['failed']}"
-            lines.append(f"| {leg['db']} | {what} | | | | | | | |")
+            lines.append(f"| {leg['db']} | {what} | | | | | | | | | | |")
             continue
-        tp, lat = leg["phases"]["throughput"], leg["phases"]["latency"]
+        tp, lat, bare = leg["phases"]["throughput"], leg["phases"]["latency"], leg["phases"]["bare"]
         errors = sum(p["errors"] for p in leg["phases"].values())
         lines.append(
-            f"| {leg['db']} | {fmt(tp['acked_per_s'])} | {fmt(lat['p50_ms'])} | {fmt(lat['p90_ms'])} | "
+            f"| {leg['db']} | {fmt(tp['acked_per_s'])} | {fmt(bare['acked_per_s'])} | "
+            f"{fmt(leg['ratio_to_bare'])} | {fmt(lat['p50_ms'])} | {fmt(lat['p90_ms'])} | "
             f"{fmt(lat['p99_ms'])} | {fmt(lat['max_ms'])} | {errors} | {leg['lost']} | "
-            f"{'yes' if target_met(leg) else 'no'} |"
+            f"{'yes' if throughput_met(leg) else 'no'} | {'yes' if target_met(leg) else 'no'} |"
         )
         worst = lat["slow_bursts"][0] if lat["slow_bursts"] else None
         notes.append(
@@ -913,7 +948,9 @@ def markdown(results: dict[str, Any]) -> str:
             + f"; server CPU {fmt(lat['server_cpu_ms_per_ack'])} ms/webhook, machine "
             f"{fmt(lat['machine_cpu_busy_pct'])}% busy ({fmt(lat['cpu']['other_pct'])}% by other processes), "
             f"{lat['pending_after']} rows left pending by the "
-            f"worker. Throughput phase p50 {fmt(tp['p50_ms'])} / p99 {fmt(tp['p99_ms'])} ms. Inbox rows "
+            f"worker. Throughput phase p50 {fmt(tp['p50_ms'])} / p99 {fmt(tp['p99_ms'])} ms, server CPU "
+            f"{fmt(tp['server_cpu_ms_per_ack'])} ms/ack (bare route {fmt(bare['server_cpu_ms_per_ack'])} "
+            f"ms/request). Inbox rows "
             f"{leg['rows_total']} = acked {leg['acked_total']}. Machine "
             f"{fmt(leg['machine_busy_before_pct'])}% busy before start; server stop "
             f"{'clean' if leg['stop']['clean'] else 'NOT clean'} in "
@@ -951,7 +988,12 @@ def main(argv: list[str] | None = None) -> int:
         "started_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "machine": machine(),
         "config": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
-        "target": {"p99_ms": TARGET_P99_MS, "rate": args.rate},
+        "target": {
+            "p99_ms": TARGET_P99_MS,
+            "rate": args.rate,
+            "throughput_per_s": TARGET_THROUGHPUT,
+            "ratio_to_bare": TARGET_RATIO,
+        },
         "legs": [],
     }
     status = 0

@@ -16,6 +16,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
+from connector import metrics
 from connector.clock import Clock
 from connector.derive import derive, is_newer, is_notable
 from connector.events import SUPPORTED_EVENTS, ObjectKind
@@ -30,7 +31,7 @@ from connector.freshbooks.models import (
 )
 from connector.freshbooks.tokens import NoToken, TokenSource
 from connector.pipeline.inbox_worker import PermanentFailure, Processed, RetryLater
-from storage import connections, events, objects
+from storage import connections, events, objects, simulated
 from storage.crypto import Cipher
 from storage.db import Database
 from storage.inbox import InboxItem
@@ -100,7 +101,7 @@ class Enricher:
             kind=kind,
             object_id=item.object_id,
             raw=raw,
-            source="webhook",
+            source="simulated" if simulated.is_simulated_id(item.object_id) else "webhook",
             inbox_id=item.id,
         )
 
@@ -114,6 +115,12 @@ class Enricher:
 
     def fetch(self, connection_id: int, kind: ObjectKind, object_id: str) -> dict[str, Any] | None:
         """The object as FreshBooks has it now; None if it no longer exists."""
+        if simulated.is_simulated_id(object_id):
+            # `fbslack simulate` stored the object itself; FreshBooks has never heard of this id.
+            with self._db.read() as session:
+                return simulated.get_object(
+                    session, self._cipher, connection_id=connection_id, kind=kind, object_id=object_id
+                )
         account_id = self._account_id(connection_id)
         try:
             return self._tokens.call(
@@ -206,9 +213,10 @@ class Enricher:
                 source=source,
                 notable=is_notable(event_name, previous, current),
             )
+            recorded = [(kind, event_name, source)] if created else []
             for fact in derived:
                 fact_raw = raw if fact.object is current else (raw or {}).get("invoice")
-                events.record_event(
+                _, fact_created = events.record_event(
                     session,
                     self._cipher,
                     connection_id=connection_id,
@@ -220,6 +228,8 @@ class Enricher:
                     obj=fact_raw,
                     source="derived",
                 )
+                if fact_created:
+                    recorded.append((fact.kind, fact.name, "derived"))
             self._remember(
                 session,
                 connection_id=connection_id,
@@ -241,6 +251,8 @@ class Enricher:
                     previous=previous_invoice,
                     now=now,
                 )
+        for recorded_kind, recorded_name, recorded_source in recorded:  # counted once committed
+            metrics.EVENTS.labels(kind=recorded_kind, event=recorded_name, source=recorded_source).inc()
         return Processed(InboxState.DONE if created else InboxState.DUPLICATE, event_id)
 
     def _remember(

@@ -50,6 +50,7 @@ NAME_MAX: Final = 200
 PAYMENT_LINES_MAX: Final = 10
 
 ELLIPSIS: Final = "…"
+SIMULATED_NOTE: Final = "Simulated with fbslack simulate"
 
 # Community-documented FreshBooks web-UI routes, NOT an official API (reference freshbooks.md §6,
 # UNCONFIRMED; the bill route is a guess by analogy): check them against a real account. Payments
@@ -69,6 +70,7 @@ class UnknownEvent(ValueError):
 class RenderContext:
     account_id: str  # FreshBooks account id, for links
     delivery_key: str  # opaque id, the ONLY thing put in message metadata
+    simulated: bool = False  # sent by `fbslack simulate`: says so, so nobody acts on it
 
 
 @dataclass(frozen=True, slots=True)
@@ -441,14 +443,16 @@ def _compose(
         blocks += [_section(label, body) for label, body in view.sections]
     if note:  # our own words, not customer text
         blocks.append(ContextBlock(elements=[_mrkdwn(note)]))
+    if ctx.simulated:
+        blocks.append(ContextBlock(elements=[_mrkdwn(SIMULATED_NOTE)]))
     if view and view.link:
         button = ButtonElement(
             text=view.link.label, url=view.link.url, action_id=OPEN_IN_FRESHBOOKS_ACTION_ID
         )
         blocks.append(ActionsBlock(elements=[button]))
-    # At most 1 + 2 + 1 + 1 blocks, far below MAX_BLOCKS.
+    # At most 1 + 2 + 2 + 1 blocks, far below MAX_BLOCKS.
     return Message(
-        text=_fallback(title, fields),
+        text=_fallback(title, fields) + (f" ({SIMULATED_NOTE})" if ctx.simulated else ""),
         blocks=[block.to_dict() for block in blocks],  # to_dict() runs slack_sdk's validators
         metadata=metadata(ctx),
     )
