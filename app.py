@@ -16,6 +16,8 @@ from slack_bolt.adapter.flask import SlackRequestHandler
 from slack_sdk import WebClient
 from sqlalchemy.exc import SQLAlchemyError
 
+from connector import metrics
+from connector.audit import AuditService
 from connector.clock import Clock, system_clock
 from connector.deliver.engine import DeliveryEngine
 from connector.enrich import Enricher
@@ -28,20 +30,27 @@ from connector.freshbooks.verification import VerificationService
 from connector.home import HomeService
 from connector.ingest.intake import Intake
 from connector.notify import LogNotifier, Notifier, SlackNotifier
+from connector.permissions import Permissions
 from connector.pipeline.inbox_worker import InboxWorker
 from connector.pipeline.loop import BackgroundLoop
 from connector.pipeline.wake import WakeListener
+from connector.preview import PreviewService
 from connector.reconcile import POLL_INTERVAL, Reconciler
+from connector.replay import ReplayService
+from connector.retention import RetentionPurge
 from connector.router import Router
 from connector.rules import RuleService
 from connector.settings import Settings, load_settings
+from connector.slack_tokens import SlackTokens
 from connector.status import workspace_status
 from connector.web import Health, create_blueprint
-from slack_ui.bolt_app import build_bolt_app, build_slack_client
+from slack_ui.audit_commands import AuditCommands
+from slack_ui.bolt_app import build_bolt_app, build_multi_workspace, build_slack_access
 from slack_ui.commands import CommandServices
 from storage import connections, migrate
 from storage.crypto import Cipher, development_key
 from storage.db import Database
+from storage.search import BlindIndex
 
 log = logging.getLogger("fbslack")
 
@@ -70,6 +79,9 @@ class Services:
     reconciler: Reconciler
     router: Router
     engine: DeliveryEngine
+    audit: AuditService
+    replay: ReplayService
+    retention: RetentionPurge
     inbox_loop: BackgroundLoop
     delivery_loop: BackgroundLoop
     verification_loop: BackgroundLoop
@@ -77,6 +89,7 @@ class Services:
     background: ThreadPoolExecutor
     slack_client: WebClient | None
     bolt: BoltApp | None
+    slack_tokens: SlackTokens | None = None  # multi-workspace mode
     _started: bool = field(default=False, init=False)
 
     def start(self) -> None:
@@ -136,6 +149,7 @@ def _build_scheduler(
     monitor: CallbackMonitor | None,
     resume_workspaces: Callable[[], object],
     checkpoint: Callable[[], None],
+    purge: Callable[[], object],
 ) -> BackgroundScheduler:
     """The safety net and the periodic jobs. The loops wake on their own when work arrives; the
     nudges make retries and rows left by a crashed process due even while a loop idles. Each
@@ -158,6 +172,7 @@ def _build_scheduler(
     scheduler.add_job(resume_workspaces, "interval", minutes=15, id="resume-workspaces", **once)
     scheduler.add_job(poll, "interval", seconds=POLL_INTERVAL.total_seconds(), id="reconcile-poll", **once)
     scheduler.add_job(overdue_scan, "interval", hours=1, id="overdue-scan", **once)
+    scheduler.add_job(purge, "interval", hours=1, id="retention-purge", **once)
     if monitor is not None:
         scheduler.add_job(
             monitor.run, "interval", seconds=CHECK_INTERVAL.total_seconds(), id="callback-check", **once
@@ -175,10 +190,8 @@ def build_services(
     freshbooks = FreshBooksClient(
         base_url=settings.freshbooks_api_url, timeout=settings.freshbooks_timeout_seconds
     )
-    slack_client = build_slack_client(settings)
-    notifier: Notifier = (
-        SlackNotifier(lambda _team_id: slack_client) if slack_client is not None else LogNotifier()
-    )
+    slack = build_slack_access(settings, db=db, cipher=cipher, clock=clock)
+    notifier: Notifier = SlackNotifier(slack.client_for_team) if slack.configured else LogNotifier()
     oauth_config = _oauth_config(settings)
 
     def on_revoked(connection_id: int, _reason: str) -> None:
@@ -212,9 +225,10 @@ def build_services(
     reconciler = Reconciler(
         db=db, cipher=cipher, client=freshbooks, tokens=tokens, enricher=enricher, clock=clock
     )
-    router = Router(db=db, cipher=cipher, clock=clock)
+    blind_index = BlindIndex(db, cipher)
+    router = Router(db=db, cipher=cipher, clock=clock, blind_index=blind_index)
     engine = DeliveryEngine(
-        db=db, cipher=cipher, client_for_team=lambda _team_id: slack_client, notifier=notifier, clock=clock
+        db=db, cipher=cipher, client_for_team=slack.client_for_team, notifier=notifier, clock=clock
     )
     delivery_loop = BackgroundLoop("deliver", engine.step, idle_seconds=5, gather_seconds=0.1)
 
@@ -269,6 +283,9 @@ def build_services(
     disconnect = DisconnectService(
         db=db, cipher=cipher, client=freshbooks, tokens=tokens, public_url=settings.public_url, clock=clock
     )
+    audit_service = AuditService(db=db, cipher=cipher, blind_index=blind_index, clock=clock)
+    replay = ReplayService(db=db, cipher=cipher, clock=clock, on_requeued=delivery_loop.wake)
+    retention = RetentionPurge(db=db, clock=clock, retention_days=settings.retention_days)
     scheduler = _build_scheduler(
         settings,
         inbox_loop=inbox_loop,
@@ -278,10 +295,22 @@ def build_services(
         monitor=monitor,
         resume_workspaces=engine.resume_workspaces,
         checkpoint=db.checkpoint,
+        purge=retention.run,
     )
+
+    def on_installed(team_id: str, enterprise_id: str | None) -> None:
+        """A (re)install: the workspace exists, and one suspended by an uninstall resumes."""
+        with db.session() as session:
+            connections.ensure_workspace(session, team_id=team_id, enterprise_id=enterprise_id)
+        if engine.resume_workspaces():
+            delivery_loop.wake()
+
     bolt = build_bolt_app(
         settings,
-        client=slack_client,
+        client=slack.client,
+        multi=build_multi_workspace(
+            settings, db=db, cipher=cipher, tokens=slack.tokens, clock=clock, on_installed=on_installed
+        ),
         commands=CommandServices(
             connect=connect,
             disconnect=disconnect,
@@ -289,6 +318,11 @@ def build_services(
             rules=RuleService(db=db, cipher=cipher, clock=clock),
             home=HomeService(db=db, cipher=cipher, clock=clock, on_requeued=delivery_loop.wake),
             clock=clock,
+            permissions=Permissions(db=db),
+            preview=PreviewService(db=db, cipher=cipher, clock=clock),
+            audit=AuditCommands(
+                audit=audit_service, replay=replay, may_manage=Permissions(db=db).may_manage, clock=clock
+            ),
         ),
     )
     return Services(
@@ -307,13 +341,17 @@ def build_services(
         reconciler=reconciler,
         router=router,
         engine=engine,
+        audit=audit_service,
+        replay=replay,
+        retention=retention,
         inbox_loop=inbox_loop,
         delivery_loop=delivery_loop,
         verification_loop=verification_loop,
         scheduler=scheduler,
         background=background,
-        slack_client=slack_client,
+        slack_client=slack.client,
         bolt=bolt,
+        slack_tokens=slack.tokens,
     )
 
 
@@ -327,6 +365,16 @@ def _slack_routes(flask_app: Flask, bolt: BoltApp | None) -> None:
         return response
 
     flask_app.add_url_rule("/slack/events", "slack_events", slack_events, methods=["POST"])
+
+    def slack_install() -> Response | tuple[str, int]:
+        """GET /slack/install and /slack/oauth_redirect: Bolt's OAuth flow (multi-workspace mode)."""
+        if handler is None or bolt is None or bolt.oauth_flow is None:
+            return "Installing from here needs SLACK_CLIENT_ID and SLACK_CLIENT_SECRET (see README).\n", 404
+        response: Response = handler.handle(request)
+        return response
+
+    flask_app.add_url_rule("/slack/install", "slack_install", slack_install, methods=["GET"])
+    flask_app.add_url_rule("/slack/oauth_redirect", "slack_oauth_redirect", slack_install, methods=["GET"])
 
 
 def create_app(
@@ -351,12 +399,15 @@ def create_app(
     services = build_services(settings, clock=clock, wake=wake)
     flask_app = Flask("fbslack")
     flask_app.extensions["fbslack"] = services
+    queues = metrics.QueueCollector(db=services.db, clock=clock)
     flask_app.register_blueprint(
         create_blueprint(
             intake=services.intake,
             connect=services.connect,
             health=services.health,
             setup_todo=settings.missing_setup,
+            metrics_body=lambda: metrics.exposition(queues),
+            metrics_token=settings.metrics_token.get_secret_value() if settings.metrics_token else None,
         )
     )
     _slack_routes(flask_app, services.bolt)

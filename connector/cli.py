@@ -1,4 +1,4 @@
-"""`fbslack`: serve, db upgrade, keys generate/rotate."""
+"""`fbslack`: serve, worker, doctor, simulate, audit, replay, db upgrade, keys generate/rotate."""
 
 from __future__ import annotations
 
@@ -7,8 +7,9 @@ import datetime as dt
 import logging
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
+from connector import cli_audit
 from connector.logs import configure_logging
 from connector.settings import ConfigError, Settings, load_settings
 
@@ -26,7 +27,7 @@ def _settings() -> Settings:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from connector.server import Server
+    from connector.server import Server, prepare_metrics_dir
     from storage import migrate
     from storage.db import Database
 
@@ -42,6 +43,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
             return 1
     finally:
         db.dispose()
+    metrics_dir = prepare_metrics_dir()  # before `app` imports prometheus_client
     from app import build_cipher
 
     build_cipher(settings)  # creates the development key once, before the workers fork
@@ -57,6 +59,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         settings,
         workers=args.workers or settings.resolved_web_workers,
         threads=args.threads or settings.resolved_web_threads,
+        metrics_dir=metrics_dir,
     ).run()
     return 0
 
@@ -166,6 +169,72 @@ def cmd_doctor(_args: argparse.Namespace) -> int:
     return 0 if all(f.ok for f in findings) else 1
 
 
+def cmd_simulate(args: argparse.Namespace) -> int:
+    """Send a signed sample webhook to the running instance; 0 only if it answered 2xx."""
+    from app import build_cipher
+    from connector import simulate
+    from storage import migrate
+    from storage.db import Database
+
+    try:
+        sample = simulate.Sample.of(args.event, amount=args.amount, party=args.client, currency=args.currency)
+    except simulate.SimulateError as exc:
+        print(f"fbslack simulate: {exc}", file=sys.stderr)
+        return exc.exit_code
+    settings = _settings()
+    logging.getLogger("alembic").setLevel(logging.WARNING)  # its schema check chatters at INFO
+    try:
+        url = simulate.instance_url(args.url or settings.public_url or f"http://127.0.0.1:{settings.port}")
+    except simulate.SimulateError as exc:
+        print(f"fbslack simulate: {exc}", file=sys.stderr)
+        return exc.exit_code
+    database_url = settings.resolved_database_url
+    sqlite_file = database_url.removeprefix("sqlite:///") if database_url.startswith("sqlite:///") else None
+    if sqlite_file is not None and not os.path.exists(sqlite_file):
+        # Connecting would create an empty file: most likely run from another folder than the server.
+        print(
+            f"fbslack simulate: no database at {sqlite_file}: run this with the server's DATABASE_URL "
+            "and DATA_DIR (or from the folder `fbslack serve` runs in)",
+            file=sys.stderr,
+        )
+        return 2
+    db = Database(database_url, pool_size=1)
+    try:
+        if not migrate.is_up_to_date(db.engine):
+            print(
+                "fbslack simulate: the database schema is not up to date: run `fbslack db upgrade`",
+                file=sys.stderr,
+            )
+            return 2
+        result = simulate.simulate(
+            sample,
+            db=db,
+            cipher=build_cipher(settings),
+            base_url=url,
+            connection_id=args.connection,
+            now=dt.datetime.now(dt.UTC),
+        )
+    except simulate.SimulateError as exc:
+        print(f"fbslack simulate: {exc}", file=sys.stderr)
+        return exc.exit_code
+    finally:
+        db.dispose()
+    print(simulate.describe(sample, result))
+    return 0
+
+
+def _argument(parse: Callable[[str], object]) -> Callable[[str], object]:
+    """An argparse type from a parser raising ValueError: argparse then prints our reason."""
+
+    def convert(text: str) -> object:
+        try:
+            return parse(text)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+
+    return convert
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="fbslack", description="FreshBooks to Slack connector")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -176,6 +245,31 @@ def build_parser() -> argparse.ArgumentParser:
     serve.set_defaults(func=cmd_serve)
 
     sub.add_parser("doctor", help="check the setup end to end").set_defaults(func=cmd_doctor)
+    cli_audit.add_commands(sub, _settings)
+
+    from connector.simulate import SIMULATED_EVENTS, parse_amount, parse_currency, parse_name
+
+    simulate = sub.add_parser(
+        "simulate",
+        help="send a signed sample webhook to the running instance (FreshBooks is not contacted)",
+        description="Send the running instance a correctly signed sample FreshBooks webhook, to try the "
+        "routing rules. Run it with the server's environment (DATABASE_URL, ENCRYPTION_KEYS).",
+    )
+    simulate.add_argument("event", help="one of: " + ", ".join(SIMULATED_EVENTS))
+    simulate.add_argument("--amount", type=_argument(parse_amount), help="e.g. 5000 or 5,000.00")
+    simulate.add_argument(
+        "--client",
+        type=_argument(parse_name),
+        help="client name (invoices, payments) or vendor (bills, expenses)",
+    )
+    simulate.add_argument(
+        "--currency", type=_argument(parse_currency), help="three-letter code (default USD)"
+    )
+    simulate.add_argument("--connection", type=int, help="FreshBooks connection id (when there are several)")
+    simulate.add_argument(
+        "--url", help="the instance's base URL (default PUBLIC_URL, else http://127.0.0.1:PORT)"
+    )
+    simulate.set_defaults(func=cmd_simulate)
 
     worker = sub.add_parser("worker", help="run only the background process (serve starts one itself)")
     worker.add_argument("--wake-path", required=True, help="Unix socket the web workers wake it through")

@@ -305,7 +305,7 @@ def parse_amount(text: str) -> Decimal:
 
 
 @dataclass(frozen=True, slots=True)
-class _Token:
+class Token:
     text: str
     quoted: bool
 
@@ -315,12 +315,12 @@ _OPEN_QUOTES = '"“”„'
 _CLOSE_QUOTES = '"“”'
 
 
-def _tokens(args: str) -> list[_Token]:
+def tokenize(args: str) -> list[Token]:
     """Whitespace-separated words; a word starting with a double quote runs to the closing quote.
 
     Not shlex: a single quote is an apostrophe in names like O'Brien, not a quote.
     """
-    tokens: list[_Token] = []
+    tokens: list[Token] = []
     i, n = 0, len(args)
     while i < n:
         if args[i].isspace():
@@ -332,13 +332,13 @@ def _tokens(args: str) -> list[_Token]:
                 raise RouteSyntaxError(
                     'A quoted name is missing its closing quote ("), like `client "Acme Inc"`.'
                 )
-            tokens.append(_Token(args[i + 1 : end], quoted=True))
+            tokens.append(Token(args[i + 1 : end], quoted=True))
             i = end + 1
             continue
         start = i
         while i < n and not args[i].isspace():
             i += 1
-        tokens.append(_Token(args[start:i], quoted=False))
+        tokens.append(Token(args[start:i], quoted=False))
     return tokens
 
 
@@ -359,16 +359,16 @@ _CHANNEL = re.compile(r"<#([CG][A-Z0-9]+)(?:\|([^<>|]*))?>")
 _CURRENCY = re.compile(r"[A-Za-z]{3}")
 
 
-def _option_word(token: _Token) -> str | None:
+def _option_word(token: Token) -> str | None:
     word = token.text.lower()
     return word if not token.quoted and word in _OPTIONS else None
 
 
-def _is_channelish(token: _Token) -> bool:
+def _is_channelish(token: Token) -> bool:
     return not token.quoted and token.text.startswith(("<", "#"))
 
 
-def _channel(token: _Token | None) -> tuple[str, str | None]:
+def _channel(token: Token | None) -> tuple[str, str | None]:
     if token is None or _option_word(token) is not None:
         raise RouteSyntaxError(
             "Which channel? Add it after the events, picking it with `#` so Slack links it."
@@ -404,7 +404,7 @@ class _Options:
     counterparty_role: str | None = None
 
 
-def _unknown_option(token: _Token, previous: str | None) -> str:
+def _unknown_option(token: Token, previous: str | None) -> str:
     shown = _shown(token.text)
     if previous in ("client", "vendor"):
         return f'`{shown}` is not an option. Put a name with spaces in quotes, like `{previous} "Acme Inc"`.'
@@ -416,7 +416,7 @@ def _unknown_option(token: _Token, previous: str | None) -> str:
     return f"`{shown}` is not an option. Options: " + ", ".join(f"`{o}`" for o in _OPTIONS) + "."
 
 
-def _set_value(options: _Options, option: str, token: _Token) -> None:
+def _set_value(options: _Options, option: str, token: Token) -> None:
     if option in ("min", "max"):
         try:
             amount = parse_amount(token.text)
@@ -444,7 +444,7 @@ def _set_value(options: _Options, option: str, token: _Token) -> None:
         options.counterparty, options.counterparty_role = name, option
 
 
-def _parse_options(tokens: list[_Token]) -> _Options:
+def _parse_options(tokens: list[Token]) -> _Options:
     options = _Options()
     seen: set[str] = set()
     previous: str | None = None
@@ -498,7 +498,7 @@ def _check_consistent(patterns: tuple[str, ...], options: _Options) -> None:
 
 def parse_route_command(args: str) -> RouteSpec:
     """The text after `/freshbooks route` as a RouteSpec; any problem is a RouteSyntaxError, never a crash."""
-    tokens = _tokens(args)
+    tokens = tokenize(args)
     if not tokens:
         raise RouteSyntaxError("Tell me which events to route and to which channel.")
     if _is_channelish(tokens[0]):

@@ -9,37 +9,50 @@ from __future__ import annotations
 
 import logging
 
+from connector.audit import index_terms
 from connector.clock import Clock
 from connector.events import ObjectKind
-from connector.freshbooks.models import ObjectParseError, parse_object
-from connector.route import RoutableEvent, facts_of, targets
-from storage import outbox, rules
+from connector.freshbooks.models import FreshBooksObject, ObjectParseError, parse_object
+from connector.route import facts_of, targets
+from storage import outbox, rules, search
 from storage.crypto import Cipher
 from storage.db import Database
 from storage.models import Event, FreshBooksConnection
+from storage.search import BlindIndex
 
 log = logging.getLogger(__name__)
 
 
 class Router:
-    def __init__(self, *, db: Database, cipher: Cipher, clock: Clock, batch_size: int = 50) -> None:
+    def __init__(
+        self, *, db: Database, cipher: Cipher, clock: Clock, blind_index: BlindIndex, batch_size: int = 50
+    ) -> None:
         self._db = db
         self._cipher = cipher
         self._clock = clock
+        self._index = blind_index
         self._batch = batch_size
 
     def run_once(self) -> int:
         """Route one batch; returns how many deliveries were queued."""
         now = self._clock()
         queued = 0
+        self._index.ensure_key()
         with self._db.session() as session:
             for event in outbox.unrouted_events(session, limit=self._batch):
                 event.routed_at = now
+                connection = session.get_one(FreshBooksConnection, event.connection_id)
+                obj = self._object(event)
+                # Every event is findable by `/freshbooks audit`, posted or not.
+                terms = index_terms(self._index, event.name, obj)
+                search.add_terms(
+                    session, workspace_id=connection.workspace_id, event_id=event.id, terms=terms
+                )
                 if not event.notable:
                     continue  # an update nobody needs to hear about
-                connection = session.get_one(FreshBooksConnection, event.connection_id)
+                facts = facts_of(event.name, obj)
                 for target in targets(
-                    self._facts(event), rules.rules_of_connection(session, self._cipher, event.connection_id)
+                    facts, rules.rules_of_connection(session, self._cipher, event.connection_id)
                 ):
                     queued += outbox.add_delivery(
                         session,
@@ -53,10 +66,9 @@ class Router:
             log.info("queued %d deliveries", queued)
         return queued
 
-    def _facts(self, event: Event) -> RoutableEvent:
+    def _object(self, event: Event) -> FreshBooksObject | None:
         raw = self._cipher.decrypt_json(event.object_enc) if event.object_enc else None
         try:
-            obj = parse_object(ObjectKind(event.object_kind), raw) if raw is not None else None
+            return parse_object(ObjectKind(event.object_kind), raw) if raw is not None else None
         except ObjectParseError:
-            obj = None
-        return facts_of(event.name, obj)
+            return None

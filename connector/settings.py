@@ -34,6 +34,7 @@ SECRET_FIELDS = frozenset(
         "slack_bot_token",
         "slack_client_secret",
         "freshbooks_client_secret",
+        "metrics_token",
     }
 )
 
@@ -57,6 +58,22 @@ def _http_url(value: str) -> str:
     if parts.scheme not in ("http", "https") or not parts.netloc:
         raise ValueError(f"must be an http(s) URL, got {value!r}")
     return value
+
+
+def _check_slack_install(client_id: str, authorize_url: str) -> None:
+    """Multi-workspace mode: what Bolt's OAuth flow needs that no single field check can see.
+    (Its redirect URL comes from PUBLIC_URL: until that is set, the install pages stay off and the
+    `/` page says so, as for FreshBooks.)"""
+    if len(client_id) > 32 or any(c.isspace() for c in client_id):
+        # The installation tables key rows by it in a 32-character column (slack_sdk's layout).
+        raise ValueError(
+            "SLACK_CLIENT_ID: must be the app's Client ID (Basic Information > App Credentials), "
+            "at most 32 characters, no spaces"
+        )
+    parts = urlsplit(authorize_url)
+    if parts.query or parts.fragment:
+        # Bolt appends `?state=...&client_id=...` to it.
+        raise ValueError("SLACK_AUTHORIZE_URL: must not carry a query string or fragment")
 
 
 class Settings(BaseModel):
@@ -96,6 +113,12 @@ class Settings(BaseModel):
     inbox_sweep_seconds: int = Field(default=30, ge=1, le=3600)
     inbox_lease_seconds: int = Field(default=120, ge=5, le=3600)
 
+    # Bearer token a Prometheus scrape of /metrics must present; unset, /metrics is open (keep it
+    # off the public internet at the proxy, or set this).
+    metrics_token: SecretStr | None = None
+    # How long the audit trail (events, deliveries, attempts) is kept; 0 keeps it forever.
+    retention_days: int = Field(default=365, ge=0, le=36500)
+
     @field_validator("encryption_keys", mode="before")
     @classmethod
     def _split_keys(cls, value: Any) -> Any:
@@ -115,6 +138,16 @@ class Settings(BaseModel):
                     "make one with `fbslack keys generate`)"
                 ) from None
         return value
+
+    @field_validator("metrics_token")
+    @classmethod
+    def _check_metrics_token(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None:
+            return None
+        token = value.get_secret_value().strip()  # compared with what follows "Bearer "
+        if len(token) < 16 or any(c.isspace() for c in token):
+            raise ValueError("must be at least 16 characters, no spaces (e.g. `openssl rand -hex 32`)")
+        return SecretStr(token)
 
     @field_validator("public_url", mode="before")
     @classmethod
@@ -157,6 +190,7 @@ class Settings(BaseModel):
         "slack_bot_token",
         "slack_client_secret",
         "freshbooks_client_secret",
+        "metrics_token",
         mode="before",
     )
     @classmethod
@@ -178,6 +212,8 @@ class Settings(BaseModel):
         if bool(self.slack_client_id) != bool(self.slack_client_secret):
             missing = "SLACK_CLIENT_SECRET" if self.slack_client_id else "SLACK_CLIENT_ID"
             raise ValueError(f"{missing}: required when the other half of the Slack app pair is set")
+        if self.slack_client_id:
+            _check_slack_install(self.slack_client_id, self.slack_authorize_url)
         if bool(self.freshbooks_client_id) != bool(self.freshbooks_client_secret):
             missing = "FRESHBOOKS_CLIENT_SECRET" if self.freshbooks_client_id else "FRESHBOOKS_CLIENT_ID"
             raise ValueError(f"{missing}: required when the other half of the FreshBooks pair is set")
@@ -229,6 +265,11 @@ class Settings(BaseModel):
         if self.slack_client_id:
             return "multi"
         return None
+
+    @property
+    def slack_redirect_uri(self) -> str | None:
+        """Where Slack sends the installer back (multi-workspace mode); in manifest.yml too."""
+        return f"{self.public_url}/slack/oauth_redirect" if self.public_url else None
 
     @property
     def freshbooks_redirect_uri(self) -> str | None:

@@ -15,16 +15,20 @@ from slack_sdk.errors import SlackApiError
 from connector.clock import Clock
 from connector.freshbooks.connect import ConnectError, ConnectService, DisconnectService
 from connector.home import HomeService
+from connector.permissions import Permissions, refusal
+from connector.preview import PreviewService
 from connector.render import OPEN_IN_FRESHBOOKS_ACTION_ID, escape
 from connector.route import RouteSyntaxError, parse_route_command
 from connector.rules import RuleError, RuleService, ensure_postable
 from connector.status import ConnectionReport
 from slack_ui import views
+from slack_ui.audit_commands import AuditCommands
+from slack_ui.modals import RuleForm, rule_modal
 from slack_ui.views import HELP_TEXT
 
 log = logging.getLogger(__name__)
 
-ADMIN_ONLY = frozenset({"connect", "disconnect", "route", "unroute"})
+ADMIN_ONLY = frozenset({"connect", "disconnect", "route", "unroute", "audit", "replay"})
 
 
 @dataclass(frozen=True)
@@ -35,16 +39,9 @@ class CommandServices:
     rules: RuleService
     home: HomeService
     clock: Clock
-
-
-def is_admin(client: WebClient, user_id: str) -> bool:
-    """Workspace admins and owners (users.info); an error counts as no."""
-    try:
-        user = client.users_info(user=user_id)["user"]
-    except SlackApiError as exc:
-        log.warning("users.info failed: %s", exc.response.get("error"))
-        return False
-    return bool(user.get("is_admin") or user.get("is_owner") or user.get("is_primary_owner"))
+    permissions: Permissions  # who may run ADMIN_ONLY subcommands (connector.permissions)
+    preview: PreviewService  # the rule modal's preview (connector.preview)
+    audit: AuditCommands | None = None  # audit search and replay (connector.audit, connector.replay)
 
 
 class FreshbooksCommand:
@@ -59,6 +56,8 @@ class FreshbooksCommand:
             "rules": self._rules,
             "unroute": self._unroute,
             "test": self._test,
+            "audit": self._audit,
+            "replay": self._replay,
         }
 
     def __call__(self, ack: Ack, command: dict[str, Any], client: WebClient, respond: Respond) -> None:
@@ -69,11 +68,10 @@ class FreshbooksCommand:
             shown = escape(sub[:30])
             ack(response_type="ephemeral", text=f"`{shown}` is not a /freshbooks command.\n\n{HELP_TEXT}")
             return
-        if sub in ADMIN_ONLY and not is_admin(client, command["user_id"]):
-            ack(
-                response_type="ephemeral",
-                text=f"Only workspace admins and owners can run `/freshbooks {sub}`. Ask one of them.",
-            )
+        if sub in ADMIN_ONLY and not self._services.permissions.may_manage(
+            client, command["team_id"], command["user_id"]
+        ):
+            ack(response_type="ephemeral", text=refusal(f"run `/freshbooks {sub}`"))
             return
         handler(command, ack, respond, client)
 
@@ -126,6 +124,9 @@ class FreshbooksCommand:
 
     def _route(self, command: dict[str, Any], ack: Ack, _respond: Respond, client: WebClient) -> None:
         args = (command.get("text") or "").strip()[len("route") :]
+        if not args.strip():
+            self._open_rule_modal(command, ack, client)
+            return
         try:
             spec = parse_route_command(args)
         except RouteSyntaxError as exc:
@@ -143,6 +144,23 @@ class FreshbooksCommand:
         joined = " I joined the channel to post there." if check.joined else ""
         ack(response_type="ephemeral", text=f"Rule saved: {views.rule_line(rule)}.{joined}")
 
+    def _open_rule_modal(self, command: dict[str, Any], ack: Ack, client: WebClient) -> None:
+        """`/freshbooks route` alone: the rule form, defaulting to the channel the command ran in."""
+        problem = self._services.rules.not_ready(team_id=command["team_id"])
+        if problem is not None:
+            ack(response_type="ephemeral", text=problem)
+            return
+        try:  # the trigger_id is valid for 3 s: open first, then acknowledge
+            client.views_open(trigger_id=command["trigger_id"], view=rule_modal(RuleForm(from_command=True)))
+        except SlackApiError as exc:
+            ack(
+                response_type="ephemeral",
+                text=f"Slack would not open the rule form (`{exc.response.get('error')}`). Try again, or "
+                "type the rule: `/freshbooks route EVENTS #channel`.",
+            )
+            return
+        ack()
+
     def _rules(self, command: dict[str, Any], ack: Ack, _respond: Respond, _client: WebClient) -> None:
         ack(
             response_type="ephemeral",
@@ -159,6 +177,18 @@ class FreshbooksCommand:
         removed = self._services.rules.remove(team_id=command["team_id"], rule_id=int(wanted))
         text = f"Rule #{wanted} removed." if removed else f"There is no rule #{wanted} in this workspace."
         ack(response_type="ephemeral", text=text)
+
+    def _audit(self, command: dict[str, Any], ack: Ack, _respond: Respond, _client: WebClient) -> None:
+        if self._services.audit is None:
+            ack(response_type="ephemeral", text="The audit trail is not available on this server.")
+            return
+        self._services.audit.run_audit(command, ack)
+
+    def _replay(self, command: dict[str, Any], ack: Ack, _respond: Respond, client: WebClient) -> None:
+        if self._services.audit is None:
+            ack(response_type="ephemeral", text="Replay is not available on this server.")
+            return
+        self._services.audit.run_replay(command, ack, client)
 
     def _test(self, command: dict[str, Any], ack: Ack, _respond: Respond, client: WebClient) -> None:
         """Post a sample message (made-up data) so people can see what notifications look like."""
@@ -197,6 +227,8 @@ CHANNEL_REF = re.compile(r"<#([CG][A-Z0-9]+)(?:\|[^>]*)?>")
 
 def register(app: App, services: CommandServices) -> None:
     app.command("/freshbooks")(FreshbooksCommand(services))
+    if services.audit is not None:
+        services.audit.register(app)
     # The connect button only opens a URL; Slack still sends the click, which must be acknowledged.
     app.action("freshbooks_connect_link")(lambda ack: ack())
     app.action(OPEN_IN_FRESHBOOKS_ACTION_ID)(lambda ack: ack())

@@ -14,11 +14,17 @@ HELP_TEXT = (
     "`/freshbooks connect`: link a FreshBooks business to this workspace (admins)\n"
     "`/freshbooks status`: connection, webhooks and token health, last event received\n"
     "`/freshbooks route EVENTS #channel [min AMOUNT] [max AMOUNT] [currency CODE] [billable]`: "
-    "send events to a channel (admins), e.g. `/freshbooks route invoice.create #exec-alerts min 5000`\n"
+    "send events to a channel (admins), e.g. `/freshbooks route invoice.create #exec-alerts min 5000`; "
+    "`/freshbooks route` alone opens a form with a preview\n"
     "`/freshbooks rules`: list the rules; `/freshbooks unroute RULE-ID`: remove one (admins)\n"
+    "`/freshbooks audit [WORDS] [KIND] [STATUS] [#channel] [since:DATE]`: search what arrived and what was "
+    "posted, e.g. `/freshbooks audit acme invoice.paid since:30d` (admins)\n"
+    "`/freshbooks replay D123 [to #channel]` or `/freshbooks replay failed [to #channel] [since DATE]`: "
+    "send deliveries again (admins)\n"
     "`/freshbooks test [#channel]`: post a sample message to see what notifications look like\n"
     "`/freshbooks disconnect`: unlink FreshBooks and remove its webhooks (admins)\n"
-    "`/freshbooks help`: this help"
+    "`/freshbooks help`: this help\n"
+    "_(admins)_: workspace admins and owners, and the people they allow in the app's Home tab"
 )
 
 

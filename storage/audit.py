@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from storage.crypto import Cipher
@@ -36,3 +37,14 @@ def record(
             detail_enc=cipher.encrypt_json(detail) if detail else None,
         )
     )
+
+
+def entries_for(session: Session, *, workspace_id: int, subject_id: str, limit: int = 50) -> list[AuditEntry]:
+    """The trail of one subject (a delivery id), oldest first, within one workspace."""
+    rows = session.scalars(
+        select(AuditEntry)
+        .where(AuditEntry.subject_id == subject_id, AuditEntry.workspace_id == workspace_id)
+        .order_by(AuditEntry.at.desc(), AuditEntry.id.desc())
+        .limit(limit)
+    )
+    return list(reversed(list(rows)))

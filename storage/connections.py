@@ -411,3 +411,8 @@ def flag_callbacks_alert(session: Session, *, connection_id: int, at: dt.datetim
 
 def workspace_of_team(session: Session, team_id: str) -> int | None:
     return session.scalar(select(Workspace.id).where(Workspace.slack_team_id == team_id))
+
+
+def team_ids(session: Session) -> list[str]:
+    """Every installed workspace's Slack team id (the CLI asks which one when there are several)."""
+    return list(session.scalars(select(Workspace.slack_team_id).order_by(Workspace.id)))

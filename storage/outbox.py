@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
+from collections.abc import Collection
 from dataclasses import dataclass
 
 from sqlalchemy import ColumnElement, and_, case, func, or_, select, update
@@ -442,3 +443,170 @@ def suspend_workspace(session: Session, *, workspace_id: int, reason: str) -> in
         .values(state=DeliveryState.PARKED, parked_reason=reason[:64])
     )
     return int(result.rowcount)  # type: ignore[attr-defined]
+
+
+# -- replay by a person (/freshbooks replay, fbslack replay) ------------------------------------
+
+REPLAYABLE = (DeliveryState.FAILED, DeliveryState.PARKED)
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryRef:
+    id: int
+    event_id: int
+    channel_id: str
+    state: str
+    slack_ts: str | None
+    permalink: str | None
+
+
+def delivery_ref(session: Session, *, workspace_id: int, delivery_id: int) -> DeliveryRef | None:
+    row = session.execute(
+        select(
+            Delivery.id,
+            Delivery.event_id,
+            Delivery.channel_id,
+            Delivery.state,
+            Delivery.slack_ts,
+            Delivery.permalink,
+        ).where(Delivery.id == delivery_id, Delivery.workspace_id == workspace_id)
+    ).first()
+    return None if row is None else DeliveryRef(*row)
+
+
+def delivery_for_event(
+    session: Session, *, workspace_id: int, event_id: int, channel_id: str
+) -> DeliveryRef | None:
+    row = session.execute(
+        select(
+            Delivery.id,
+            Delivery.event_id,
+            Delivery.channel_id,
+            Delivery.state,
+            Delivery.slack_ts,
+            Delivery.permalink,
+        ).where(
+            Delivery.event_id == event_id,
+            Delivery.channel_id == channel_id,
+            Delivery.workspace_id == workspace_id,
+        )
+    ).first()
+    return None if row is None else DeliveryRef(*row)
+
+
+def requeue_for_replay(
+    session: Session, *, workspace_id: int, delivery_id: int, allow_delivered: bool, now: dt.datetime
+) -> bool:
+    """Send one delivery again. A delivered one only with `allow_delivered` (a person confirmed it):
+    it gets a new metadata key so the earlier message is never mistaken for the new post.
+    Never touches a delivery that is queued or being posted right now."""
+    values: dict[str, object] = {
+        "state": _replay_state(),
+        "next_attempt_at": now,
+        "parked_reason": None,
+        "attempts": 0,
+    }
+    result = session.execute(
+        update(Delivery)
+        .where(
+            Delivery.id == delivery_id,
+            Delivery.workspace_id == workspace_id,
+            Delivery.state.in_(REPLAYABLE),
+        )
+        .values(**values)
+    )
+    if result.rowcount:  # type: ignore[attr-defined]
+        return True
+    if not allow_delivered:
+        return False
+    again = session.execute(
+        update(Delivery)
+        .where(
+            Delivery.id == delivery_id,
+            Delivery.workspace_id == workspace_id,
+            Delivery.state == DeliveryState.DELIVERED,
+        )
+        .values(
+            **{**values, "state": DeliveryState.PENDING},
+            delivery_key=str(uuid.uuid4()),
+            sent_at=None,
+            slack_ts=None,
+            permalink=None,
+            delivered_at=None,
+        )
+    )
+    return bool(again.rowcount)  # type: ignore[attr-defined]
+
+
+def _failed_since(
+    workspace_id: int, since: dt.datetime | None, up_to_id: int | None
+) -> list[ColumnElement[bool]]:
+    conditions = [Delivery.workspace_id == workspace_id, Delivery.state.in_(REPLAYABLE)]
+    if since is not None:
+        conditions.append(Delivery.created_at >= since)
+    if up_to_id is not None:
+        conditions.append(Delivery.id <= up_to_id)
+    return conditions
+
+
+def count_failed(session: Session, *, workspace_id: int, since: dt.datetime | None) -> tuple[int, int | None]:
+    """How many failed or parked deliveries there are, and the newest id (what a confirmation covers)."""
+    row = session.execute(
+        select(func.count(Delivery.id), func.max(Delivery.id)).where(
+            *_failed_since(workspace_id, since, None)
+        )
+    ).one()
+    return int(row[0]), row[1]
+
+
+def failed_ids(
+    session: Session,
+    *,
+    workspace_id: int,
+    since: dt.datetime | None,
+    up_to_id: int,
+    after_id: int,
+    limit: int,
+) -> list[int]:
+    """One page (by id) of the failed or parked deliveries a confirmed bulk replay covers."""
+    return list(
+        session.scalars(
+            select(Delivery.id)
+            .where(*_failed_since(workspace_id, since, up_to_id), Delivery.id > after_id)
+            .order_by(Delivery.id)
+            .limit(limit)
+        )
+    )
+
+
+def backlog(session: Session) -> dict[DeliveryState, tuple[int, dt.datetime | None]]:
+    """Deliveries not finished (pending, in doubt, parked): how many and the oldest created_at of
+    each state, for /metrics. Only those states are read (ix_deliveries_due), never the delivered."""
+    waiting = (DeliveryState.PENDING, DeliveryState.IN_DOUBT, DeliveryState.PARKED)
+    rows = session.execute(
+        select(Delivery.state, func.count(), func.min(Delivery.created_at))
+        .where(Delivery.state.in_(waiting))
+        .group_by(Delivery.state)
+    ).all()
+    found = {DeliveryState(state): (int(count), oldest) for state, count, oldest in rows}
+    return {state: found.get(state, (0, None)) for state in waiting}
+
+
+def delivered_event_ids(
+    session: Session, *, workspace_id: int, channel_id: str, event_ids: Collection[int]
+) -> set[int]:
+    """Which of `event_ids` were posted to `channel_id` (a rule preview's "already posted there")."""
+    found: set[int] = set()
+    ids = sorted(event_ids)
+    for start in range(0, len(ids), 500):  # bounded IN lists on both databases
+        found.update(
+            session.scalars(
+                select(Delivery.event_id).where(
+                    Delivery.workspace_id == workspace_id,
+                    Delivery.channel_id == channel_id,
+                    Delivery.state == DeliveryState.DELIVERED,
+                    Delivery.event_id.in_(ids[start : start + 500]),
+                )
+            )
+        )
+    return found

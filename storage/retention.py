@@ -1,0 +1,120 @@
+"""Retention: deleting audit history older than the configured age, in small batches.
+
+Only what is finished is deleted: deliveries still pending, in doubt or parked (waiting for a
+person) are never purged, nor the events they need, however old. Each call deletes one batch per
+table in its own short transaction, so a purge never holds locks the pipeline waits on for long.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+
+from sqlalchemy import delete, exists, select
+from sqlalchemy.orm import Session
+
+from storage.models import (
+    AuditEntry,
+    CallbackVerification,
+    Delivery,
+    DeliveryState,
+    Event,
+    InboxState,
+    OAuthState,
+    SearchTerm,
+    SimulatedObject,
+    WebhookInbox,
+)
+
+FINISHED_DELIVERIES = (DeliveryState.DELIVERED, DeliveryState.FAILED)
+FINISHED_INBOX = (InboxState.DONE, InboxState.DUPLICATE, InboxState.IGNORED, InboxState.FAILED)
+
+
+@dataclass(slots=True)
+class Purged:
+    audit_entries: int = 0
+    inbox_rows: int = 0
+    deliveries: int = 0
+    events: int = 0
+    other: int = 0
+
+    @property
+    def total(self) -> int:
+        return self.audit_entries + self.inbox_rows + self.deliveries + self.events + self.other
+
+    def add(self, other: Purged) -> None:
+        self.audit_entries += other.audit_entries
+        self.inbox_rows += other.inbox_rows
+        self.deliveries += other.deliveries
+        self.events += other.events
+        self.other += other.other
+
+
+def _delete_ids(
+    session: Session, model: type[AuditEntry | WebhookInbox | Delivery | Event], ids: list[int]
+) -> int:
+    if not ids:
+        return 0
+    session.execute(delete(model).where(model.id.in_(ids)))
+    return len(ids)
+
+
+def purge_audit(session: Session, *, cutoff: dt.datetime, batch: int) -> int:
+    ids = list(session.scalars(select(AuditEntry.id).where(AuditEntry.at < cutoff).limit(batch)))
+    return _delete_ids(session, AuditEntry, ids)
+
+
+def purge_inbox(session: Session, *, cutoff: dt.datetime, batch: int) -> int:
+    ids = list(
+        session.scalars(
+            select(WebhookInbox.id)
+            .where(WebhookInbox.received_at < cutoff, WebhookInbox.state.in_(FINISHED_INBOX))
+            .limit(batch)
+        )
+    )
+    return _delete_ids(session, WebhookInbox, ids)
+
+
+def purge_deliveries(session: Session, *, cutoff: dt.datetime, batch: int) -> int:
+    ids = list(
+        session.scalars(
+            select(Delivery.id)
+            .where(Delivery.created_at < cutoff, Delivery.state.in_(FINISHED_DELIVERIES))
+            .limit(batch)
+        )
+    )
+    return _delete_ids(session, Delivery, ids)
+
+
+def purge_events(session: Session, *, cutoff: dt.datetime, batch: int) -> int:
+    """Old events nothing refers to any more (no delivery left, no inbox row pointing at them)."""
+    ids = list(
+        session.scalars(
+            select(Event.id)
+            .where(
+                Event.created_at < cutoff,
+                Event.routed_at.is_not(None),
+                ~exists().where(Delivery.event_id == Event.id),
+                ~exists().where(WebhookInbox.event_id == Event.id),
+            )
+            .limit(batch)
+        )
+    )
+    if ids:
+        # SQLite does not enforce the ON DELETE CASCADE unless foreign keys are on: say it explicitly.
+        session.execute(delete(SearchTerm).where(SearchTerm.event_id.in_(ids)))
+    return _delete_ids(session, Event, ids)
+
+
+def purge_leftovers(session: Session, *, now: dt.datetime, cutoff: dt.datetime) -> int:
+    """Short-lived rows: used or expired OAuth states, handled verifications, old simulations."""
+    removed = 0
+    for statement in (
+        delete(OAuthState).where(OAuthState.expires_at < now - dt.timedelta(days=1)),
+        delete(CallbackVerification).where(
+            CallbackVerification.processed_at.is_not(None), CallbackVerification.received_at < cutoff
+        ),
+        delete(SimulatedObject).where(SimulatedObject.created_at < now - dt.timedelta(days=7)),
+    ):
+        removed += int(session.execute(statement).rowcount)  # type: ignore[attr-defined]
+    return removed

@@ -1,0 +1,220 @@
+"""Keyed blind indexes and the audit search query: the one place that queries search_terms.
+
+Invoice and bill numbers and client or vendor names are stored only encrypted. To find them by
+exact match we also store, per event, a truncated HMAC-SHA256 of each normalised search term under
+a key the app generates once and keeps encrypted in app_secrets (so `fbslack keys rotate` covers it,
+and a database dump alone cannot confirm a guessed name). Equal terms give equal digests: that is
+what makes the search work, and it is all a dump reveals (how often a term repeats).
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import hashlib
+import hmac
+import os
+import threading
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import ColumnElement, Select, exists, select
+from sqlalchemy.orm import Session
+
+from storage.crypto import Cipher
+from storage.db import Database, upsert_insert
+from storage.models import (
+    AppSecret,
+    Delivery,
+    DeliveryState,
+    Event,
+    FreshBooksConnection,
+    SearchTerm,
+)
+
+KEY_NAME = "blind_index_key"
+TERM_BYTES = 16  # 128 bits of HMAC: collisions are not a practical concern
+
+
+class BlindIndex:
+    """Turns (field, normalised value) into a search term. Loads or creates its key lazily, once."""
+
+    def __init__(self, db: Database, cipher: Cipher) -> None:
+        self._db = db
+        self._cipher = cipher
+        self._key: bytes | None = None
+        self._lock = threading.Lock()
+
+    def ensure_key(self) -> None:
+        """Load (or create) the key now: call it outside any open session (SQLite has one writer)."""
+        self._load_key()
+
+    def _load_key(self) -> bytes:
+        with self._lock:
+            if self._key is None:
+                self._key = self._read_or_create()
+            return self._key
+
+    def _read_or_create(self) -> bytes:
+        with self._db.session() as session:
+            fresh = base64.b64encode(os.urandom(32)).decode("ascii")
+            # Whoever inserts first wins; everyone then reads the same key.
+            session.execute(
+                upsert_insert(session, AppSecret)
+                .values(
+                    name=KEY_NAME, value_enc=self._cipher.encrypt(fresh), created_at=dt.datetime.now(dt.UTC)
+                )
+                .on_conflict_do_nothing()
+            )
+            stored = session.scalar(select(AppSecret.value_enc).where(AppSecret.name == KEY_NAME))
+        assert stored is not None
+        return base64.b64decode(self._cipher.decrypt(stored))
+
+    def term(self, field: str, value: str) -> str:
+        digest = hmac.new(self._load_key(), f"{field}\x00{value}".encode(), hashlib.sha256).digest()
+        return digest[:TERM_BYTES].hex()
+
+    def terms(self, pairs: Iterable[tuple[str, str]]) -> list[str]:
+        return sorted({self.term(field, value) for field, value in pairs})
+
+
+def add_terms(session: Session, *, workspace_id: int, event_id: int, terms: Sequence[str]) -> None:
+    """Index one event (idempotent: the router may route an event again after a crash)."""
+    for term in terms:
+        session.execute(
+            upsert_insert(session, SearchTerm)
+            .values(workspace_id=workspace_id, event_id=event_id, term=term)
+            .on_conflict_do_nothing()
+        )
+
+
+# -- the search ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class SearchFilter:
+    """A parsed audit query with its free words already turned into blind-index alternatives."""
+
+    workspace_id: int
+    # Each inner tuple is one word the user typed: the event must carry at least one of its terms.
+    term_groups: tuple[tuple[str, ...], ...] = ()
+    event_names: tuple[str, ...] = ()  # empty: any
+    states: tuple[str, ...] = ()  # delivery states; empty: any (including events routed nowhere)
+    channel_id: str | None = None
+    since: dt.datetime | None = None
+    until: dt.datetime | None = None  # exclusive
+
+
+@dataclass(frozen=True, slots=True)
+class SearchRow:
+    event_id: int
+    event_name: str
+    object_kind: str
+    object_enc: str | None
+    notable: bool
+    received_at: dt.datetime
+    delivery_id: int | None
+    channel_id: str | None
+    state: str | None
+    attempts: int
+    last_error_code: str | None
+    parked_reason: str | None
+    permalink: str | None
+    delivered_at: dt.datetime | None
+
+
+def search(session: Session, spec: SearchFilter, *, limit: int) -> list[SearchRow]:
+    """Newest first. Events no rule sent anywhere appear (without a delivery) unless the query
+    names a status or a channel. Every condition is scoped to the workspace."""
+    needs_delivery = bool(spec.states) or spec.channel_id is not None
+    # Deliveries of an event are in its connection's workspace, which the event filter pins down.
+    # (Repeating workspace_id in the join lets SQLite's planner pick the workspace index: a scan.)
+    join_on = Delivery.event_id == Event.id
+    conditions: list[ColumnElement[bool]] = [
+        Event.connection_id.in_(
+            select(FreshBooksConnection.id).where(FreshBooksConnection.workspace_id == spec.workspace_id)
+        )
+    ]
+    for group in spec.term_groups:
+        conditions.append(
+            exists().where(
+                SearchTerm.workspace_id == spec.workspace_id,
+                SearchTerm.event_id == Event.id,
+                SearchTerm.term.in_(group),
+            )
+        )
+    if spec.event_names:
+        conditions.append(Event.name.in_(spec.event_names))
+    if spec.since is not None:
+        conditions.append(Event.created_at >= spec.since)
+    if spec.until is not None:
+        conditions.append(Event.created_at < spec.until)
+    if spec.states:
+        conditions.append(Delivery.state.in_(spec.states))
+    if spec.channel_id is not None:
+        conditions.append(Delivery.channel_id == spec.channel_id)
+    query = (
+        _columns()
+        .join(Delivery, join_on, isouter=not needs_delivery)
+        .where(*conditions)
+        .order_by(Event.id.desc(), Delivery.id.desc())
+        .limit(limit)
+    )
+    return [_row(row) for row in session.execute(query)]
+
+
+def delivery_row(session: Session, *, workspace_id: int, delivery_id: int) -> SearchRow | None:
+    row = session.execute(
+        _columns()
+        .join(Delivery, Delivery.event_id == Event.id)
+        .where(Delivery.id == delivery_id, Delivery.workspace_id == workspace_id)
+    ).first()
+    return None if row is None else _row(row)
+
+
+def _columns() -> Select[*tuple[Any, ...]]:
+    return select(
+        Event.id,
+        Event.name,
+        Event.object_kind,
+        Event.object_enc,
+        Event.notable,
+        Event.created_at,
+        Delivery.id.label("delivery_id"),
+        Delivery.channel_id,
+        Delivery.state,
+        Delivery.attempts,
+        Delivery.last_error_code,
+        Delivery.parked_reason,
+        Delivery.permalink,
+        Delivery.delivered_at,
+    ).select_from(Event)
+
+
+def _row(row: Any) -> SearchRow:
+    return SearchRow(
+        event_id=row.id,
+        event_name=row.name,
+        object_kind=row.object_kind,
+        object_enc=row.object_enc,
+        notable=row.notable,
+        received_at=row.created_at,
+        delivery_id=row.delivery_id,
+        channel_id=row.channel_id,
+        state=row.state,
+        attempts=row.attempts or 0,
+        last_error_code=row.last_error_code,
+        parked_reason=row.parked_reason,
+        permalink=row.permalink,
+        delivered_at=row.delivered_at,
+    )
+
+
+STATUS_STATES: dict[str, tuple[str, ...]] = {
+    "delivered": (DeliveryState.DELIVERED,),
+    "failed": (DeliveryState.FAILED,),
+    "parked": (DeliveryState.PARKED,),
+    # In doubt is still on its way, as far as a person is concerned.
+    "pending": (DeliveryState.PENDING, DeliveryState.IN_DOUBT),
+}
