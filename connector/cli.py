@@ -151,13 +151,19 @@ def cmd_keys_rotate(args: argparse.Namespace) -> int:
 def cmd_doctor(_args: argparse.Namespace) -> int:
     from app import build_services
     from connector import doctor
+    from storage import connections
 
     settings = _settings()
     findings = doctor.check_settings(settings)
     services = build_services(settings)
     try:
         findings += doctor.check_database(services.db)
-        findings += doctor.check_slack(services.slack_client)
+        if services.slack_tokens is not None:  # multi-workspace install
+            with services.db.read() as session:
+                teams = connections.team_ids(session)
+            findings += doctor.check_slack_workspaces(services.slack_tokens.client_for_team, teams)
+        else:
+            findings += doctor.check_slack(services.slack_client)
         if all(f.ok for f in findings if f.check in ("database", "migrations")):
             findings += doctor.check_connections(
                 services.db, services.cipher, services.tokens, services.freshbooks

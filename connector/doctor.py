@@ -66,6 +66,33 @@ def check_database(db: Database) -> list[Finding]:
     return [Finding("database", True, f"reachable ({db.dialect})"), Finding("migrations", True, f"at {head}")]
 
 
+def check_slack_workspaces(
+    client_for_team: Callable[[str], WebClient | None], team_ids: list[str]
+) -> list[Finding]:
+    """Multi-workspace mode: every installed workspace's bot token (renewed first if it expires)."""
+    if not team_ids:
+        return [
+            Finding(
+                "slack", False, "no workspace has installed the app yet", fix="open PUBLIC_URL/slack/install"
+            )
+        ]
+    findings: list[Finding] = []
+    for team_id in team_ids:
+        client = client_for_team(team_id)
+        if client is None:
+            findings.append(
+                Finding(
+                    f"slack {team_id}",
+                    False,
+                    "no working bot token (uninstalled, revoked or not renewable)",
+                    fix="reinstall the app in that workspace (PUBLIC_URL/slack/install)",
+                )
+            )
+            continue
+        findings += [Finding(f"{f.check} {team_id}", f.ok, f.detail, f.fix) for f in check_slack(client)]
+    return findings
+
+
 def check_slack(client: WebClient | None) -> list[Finding]:
     if client is None:
         return [Finding("slack", False, "not configured", fix="set SLACK_SIGNING_SECRET and SLACK_BOT_TOKEN")]

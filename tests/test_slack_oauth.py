@@ -719,3 +719,19 @@ def test_single_workspace_mode_has_no_install_pages(live: Live) -> None:
         assert response.status_code == 404
         assert "SLACK_CLIENT_ID" in response.text
     assert "not connected" in live.slash("status").json()["text"]  # single mode still answers
+
+
+def test_doctor_checks_every_installed_workspace(multi: Live) -> None:
+    from connector import doctor
+
+    tokens = multi.services.slack_tokens
+    assert tokens is not None
+    [nothing] = doctor.check_slack_workspaces(tokens.client_for_team, [])
+    assert not nothing.ok and "/slack/install" in nothing.fix
+    install(multi, T1)
+    install(multi, T2)
+    multi.slack.uninstall(T2)
+    multi.clock.advance(hours=13)  # T2's token expired and cannot be renewed any more
+    findings = {f.check: f for f in doctor.check_slack_workspaces(tokens.client_for_team, [T1, T2])}
+    assert findings[f"slack auth.test {T1}"].ok
+    assert not findings[f"slack {T2}"].ok and "reinstall" in findings[f"slack {T2}"].fix
