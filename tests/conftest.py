@@ -45,6 +45,31 @@ def _pg_reachable() -> str | None:
 PG_UNAVAILABLE = _pg_reachable()
 
 
+def signed_slack_post(
+    base_url: str,
+    body: str,
+    *,
+    content_type: str = "application/x-www-form-urlencoded",
+    secret: str | None = None,
+    timeout: float = 10,
+) -> httpx.Response:
+    """POST to /slack/events signed as Slack signs (v0 HMAC of timestamp and body), over real HTTP."""
+    timestamp = str(int(time.time()))
+    verifier = SignatureVerifier(secret or SLACK_SIGNING_SECRET)
+    signature = verifier.generate_signature(timestamp=timestamp, body=body)
+    assert signature is not None
+    return httpx.post(
+        f"{base_url}/slack/events",
+        content=body,
+        headers={
+            "Content-Type": content_type,
+            "X-Slack-Request-Timestamp": timestamp,
+            "X-Slack-Signature": signature,
+        },
+        timeout=timeout,
+    )
+
+
 class FakeClock:
     """An injected clock: tests move time forward instead of sleeping."""
 
@@ -154,18 +179,7 @@ class Live:
                 "trigger_id": "13345224609.738474920.8088930838d88f008e0",
             }
         )
-        timestamp = str(int(time.time()))
-        signature = SignatureVerifier(SLACK_SIGNING_SECRET).generate_signature(timestamp=timestamp, body=body)
-        return httpx.post(
-            f"{self.url}/slack/events",
-            content=body,
-            headers={
-                "Content-Type": "application/x-www-form-urlencoded",
-                "X-Slack-Request-Timestamp": timestamp,
-                "X-Slack-Signature": signature,
-            },
-            timeout=10,
-        )
+        return signed_slack_post(self.url, body)
 
     def connect(self, *, team_id: str = "T0001", account_id: str = FB_ACCOUNT) -> NewConnection:
         self.fake.grant(FB_TOKEN, FB_REFRESH)

@@ -9,27 +9,15 @@ import urllib.parse
 from typing import Any
 
 import httpx
-from slack_sdk.signature import SignatureVerifier
 
-from tests.conftest import ADMIN, SLACK_SIGNING_SECRET, Live
+from tests.conftest import ADMIN, Live, signed_slack_post
 
 TRIGGER = "13345224609.738474920.8088930838d88f008e0"
 
 
 def interact(live: Live, payload: dict[str, Any]) -> httpx.Response:
     body = urllib.parse.urlencode({"payload": json.dumps(payload)})
-    timestamp = str(int(time.time()))
-    signature = SignatureVerifier(SLACK_SIGNING_SECRET).generate_signature(timestamp=timestamp, body=body)
-    return httpx.post(
-        f"{live.url}/slack/events",
-        content=body,
-        headers={
-            "Content-Type": "application/x-www-form-urlencoded",
-            "X-Slack-Request-Timestamp": timestamp,
-            "X-Slack-Signature": signature,
-        },
-        timeout=10,
-    )
+    return signed_slack_post(live.url, body)
 
 
 def home_action(

@@ -5,22 +5,20 @@ from __future__ import annotations
 
 import datetime as dt
 import io
-import json
 import time
-import urllib.parse
 from typing import Any
 
 import httpx
 import pytest
-from slack_sdk.signature import SignatureVerifier
 from sqlalchemy import select
 
 from connector.audit import AuditQuery, AuditSyntaxError, number_values, parse_audit_query, word_alternatives
 from connector.replay import ReplayFailed, ReplayOne, ReplaySyntaxError, parse_replay_command
 from storage import connections, outbox
 from storage.models import AppSecret, Delivery, DeliveryState, SearchTerm
-from tests.conftest import ADMIN, FB_ACCOUNT, MEMBER, SLACK_SIGNING_SECRET, Live
+from tests.conftest import ADMIN, FB_ACCOUNT, MEMBER, Live
 from tests.fakes.slack import Channel
+from tests.slack_interactivity import interact
 from tests.test_derived_events import invoice_json
 from tests.test_end_to_end import drain
 
@@ -198,19 +196,7 @@ def click(live: Live, action_id: str, value: str, user: str = ADMIN) -> httpx.Re
         "actions": [{"type": "button", "action_id": action_id, "value": value, "block_id": "b",
                      "action_ts": f"{time.time():.6f}"}],
     }  # fmt: skip
-    body = urllib.parse.urlencode({"payload": json.dumps(payload)})
-    timestamp = str(int(time.time()))
-    signature = SignatureVerifier(SLACK_SIGNING_SECRET).generate_signature(timestamp=timestamp, body=body)
-    return httpx.post(
-        f"{live.url}/slack/events",
-        content=body,
-        headers={
-            "Content-Type": "application/x-www-form-urlencoded",
-            "X-Slack-Request-Timestamp": timestamp,
-            "X-Slack-Signature": signature,
-        },
-        timeout=10,
-    )
+    return interact(live, payload)
 
 
 def button(answer: dict[str, Any], action_id: str) -> str:

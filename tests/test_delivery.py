@@ -19,7 +19,6 @@ import httpx
 import pytest
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
-from slack_sdk.signature import SignatureVerifier
 from sqlalchemy import select
 
 from connector.backoff import SCHEDULE
@@ -37,7 +36,14 @@ from connector.render import METADATA_EVENT_TYPE
 from storage import alerts, events, outbox
 from storage.db import Database
 from storage.models import Delivery, DeliveryState, Event, FreshBooksConnection, Workspace
-from tests.conftest import ADMIN, FB_ACCOUNT, SLACK_BOT_TOKEN, SLACK_SIGNING_SECRET, FakeClock, Live
+from tests.conftest import (
+    ADMIN,
+    FB_ACCOUNT,
+    SLACK_BOT_TOKEN,
+    FakeClock,
+    Live,
+    signed_slack_post,
+)
 from tests.fakes.slack import (
     APP_ID,
     BOT_USER_ID,
@@ -373,18 +379,7 @@ def slack_event(live: Live, event: dict[str, Any]) -> httpx.Response:
             "event_time": int(time.time()),
         }
     )
-    timestamp = str(int(time.time()))
-    signature = SignatureVerifier(SLACK_SIGNING_SECRET).generate_signature(timestamp=timestamp, body=body)
-    return httpx.post(
-        f"{live.url}/slack/events",
-        content=body,
-        headers={
-            "Content-Type": "application/json",
-            "X-Slack-Request-Timestamp": timestamp,
-            "X-Slack-Signature": signature,
-        },
-        timeout=10,
-    )
+    return signed_slack_post(live.url, body, content_type="application/json")
 
 
 # -- retry: Slack refused the request, try again later -------------------------------------------------

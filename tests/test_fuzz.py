@@ -17,7 +17,6 @@ import base64
 import hmac
 import logging
 import os
-import time
 import urllib.parse
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -26,14 +25,13 @@ from dataclasses import dataclass
 import httpx
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from slack_sdk.signature import SignatureVerifier
 from sqlalchemy import func, select
 
 from connector.events import SUPPORTED_EVENTS, VERIFY_EVENT
 from connector.ingest.form import MAX_BODY_BYTES, MalformedWebhook, parse_fields
 from connector.ingest.signature import SIGNATURE_HEADER, compute_signature
 from storage.models import WebhookInbox
-from tests.conftest import ADMIN, FB_ACCOUNT, MEMBER, SLACK_SIGNING_SECRET, Live
+from tests.conftest import ADMIN, FB_ACCOUNT, MEMBER, Live, signed_slack_post
 from tests.fakes.slack import Channel
 
 EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "75"))
@@ -386,19 +384,7 @@ def slash(live: Live, text: str, user_id: str) -> httpx.Response:
             "trigger_id": "13345224609.738474920.8088930838d88f008e0",
         }
     )
-    timestamp = str(int(time.time()))
-    signature = SignatureVerifier(SLACK_SIGNING_SECRET).generate_signature(timestamp=timestamp, body=body)
-    assert signature is not None
-    return httpx.post(
-        f"{live.url}/slack/events",
-        content=body,
-        headers={
-            "Content-Type": "application/x-www-form-urlencoded",
-            "X-Slack-Request-Timestamp": timestamp,
-            "X-Slack-Signature": signature,
-        },
-        timeout=30,
-    )
+    return signed_slack_post(live.url, body, timeout=30)
 
 
 def test_slash_command_fuzz(live: Live) -> None:

@@ -18,7 +18,6 @@ from pathlib import Path
 import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
-from slack_sdk.signature import SignatureVerifier
 from sqlalchemy import select
 from werkzeug.serving import make_server
 
@@ -39,6 +38,7 @@ from tests.conftest import (
     FakeClock,
     Live,
     make_settings,
+    signed_slack_post,
 )
 from tests.fakes.freshbooks import FakeFreshBooks
 from tests.fakes.slack import RATE_LIMITED, TEAM_ID, Channel, FakeSlack
@@ -305,19 +305,7 @@ def _slash(url: str, text: str) -> httpx.Response:
             "text": text,
         }
     )
-    timestamp = str(int(time.time()))
-    signature = SignatureVerifier(SLACK_SIGNING_SECRET).generate_signature(timestamp=timestamp, body=body)
-    assert signature is not None
-    return httpx.post(
-        f"{url}/slack/events",
-        content=body,
-        headers={
-            "Content-Type": "application/x-www-form-urlencoded",
-            "X-Slack-Request-Timestamp": timestamp,
-            "X-Slack-Signature": signature,
-        },
-        timeout=10,
-    )
+    return signed_slack_post(url, body)
 
 
 def test_serve_merges_the_metrics_of_every_process(

@@ -24,7 +24,6 @@ import yaml
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 from slack_sdk.oauth.installation_store import Installation
-from slack_sdk.signature import SignatureVerifier
 from sqlalchemy import func, select
 from werkzeug.serving import make_server
 
@@ -45,6 +44,7 @@ from tests.conftest import (
     Live,
     _Delegate,
     make_settings,
+    signed_slack_post,
 )
 from tests.fakes.freshbooks import FakeFreshBooks
 from tests.fakes.slack import APP_ID, CLIENT_ID, CLIENT_SECRET, Channel, FakeSlack, Workspace
@@ -169,18 +169,7 @@ def event(live: Live, team: str, payload: dict[str, Any]) -> httpx.Response:
             "event_time": int(time.time()),
         }
     )
-    timestamp = str(int(time.time()))
-    signature = SignatureVerifier(SLACK_SIGNING_SECRET).generate_signature(timestamp=timestamp, body=body)
-    return httpx.post(
-        f"{live.url}/slack/events",
-        content=body,
-        headers={
-            "Content-Type": "application/json",
-            "X-Slack-Request-Timestamp": timestamp,
-            "X-Slack-Signature": signature,
-        },
-        timeout=10,
-    )
+    return signed_slack_post(live.url, body, content_type="application/json")
 
 
 def tokens_used(slack: FakeSlack, method: str) -> set[str]:
