@@ -15,15 +15,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from connector.clock import Clock
-from connector.events import ObjectKind
 from connector.freshbooks.models import (
     Bill,
     FreshBooksObject,
     Invoice,
     Money,
-    ObjectParseError,
     Payment,
-    parse_object,
+    parse_stored,
 )
 from connector.route import ALL_EVENT_NAMES, KINDS, RouteSyntaxError, facts_of, tokenize
 from storage import audit, connections, search
@@ -279,12 +277,7 @@ class DeliveryHistory:
 
 
 def _parse(row: SearchRow, cipher: Cipher) -> FreshBooksObject | None:
-    if row.object_enc is None:
-        return None
-    try:
-        return parse_object(ObjectKind(row.object_kind), cipher.decrypt_json(row.object_enc))
-    except (ObjectParseError, ValueError):
-        return None
+    return parse_stored(row.object_kind, cipher.decrypt_json(row.object_enc) if row.object_enc else None)
 
 
 def _hit(row: SearchRow, cipher: Cipher) -> AuditHit:

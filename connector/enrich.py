@@ -28,6 +28,7 @@ from connector.freshbooks.models import (
     Payment,
     VisState,
     parse_object,
+    parse_stored,
 )
 from connector.freshbooks.tokens import NoToken, TokenSource
 from connector.pipeline.inbox_worker import PermanentFailure, Processed, RetryLater
@@ -53,16 +54,6 @@ def change_marker(obj: Mapping[str, Any] | None) -> str:
             return str(value)[:40]
     # No timestamp at all: fall back to the visible state so a repeat still matches itself.
     return f"vis{obj.get('vis_state', '')}"
-
-
-def _parse_known(kind: ObjectKind, raw: Mapping[str, Any] | None) -> FreshBooksObject | None:
-    """Our own earlier snapshot; one we can no longer parse is treated as unknown."""
-    if raw is None:
-        return None
-    try:
-        return parse_object(kind, raw)
-    except ObjectParseError:
-        return None
 
 
 class Enricher:
@@ -172,8 +163,8 @@ class Enricher:
                     kind=ObjectKind.INVOICE,
                     object_id=str(current.invoice.id),
                 )
-        previous = _parse_known(kind, known_raw)
-        known_invoice = _parse_known(ObjectKind.INVOICE, invoice_raw)
+        previous = parse_stored(kind, known_raw)
+        known_invoice = parse_stored(ObjectKind.INVOICE, invoice_raw)
         previous_invoice = known_invoice if isinstance(known_invoice, Invoice) else None
         # A 404 on delete: report what we last knew of it, marked deleted.
         payload = (

@@ -15,8 +15,7 @@ from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 
 from connector.clock import Clock
-from connector.events import ObjectKind
-from connector.freshbooks.models import FreshBooksObject, Money, ObjectParseError, parse_object
+from connector.freshbooks.models import FreshBooksObject, Money, parse_stored
 from connector.route import ALL_EVENT_NAMES, RoutableEvent, Rule, facts_of, pattern_matches, rule_matches
 from storage import connections, events, outbox
 from storage.crypto import Cipher
@@ -134,10 +133,4 @@ class PreviewService:
         """The event's object as the router reads it; None (unknown facts) when absent or unreadable."""
         if object_enc is None:
             return None
-        raw = self._cipher.decrypt_json(object_enc)
-        if not isinstance(raw, dict):
-            return None
-        try:
-            return parse_object(ObjectKind(kind), raw)
-        except (ObjectParseError, ValueError):
-            return None
+        return parse_stored(kind, self._cipher.decrypt_json(object_enc))

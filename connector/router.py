@@ -11,8 +11,7 @@ import logging
 
 from connector.audit import index_terms
 from connector.clock import Clock
-from connector.events import ObjectKind
-from connector.freshbooks.models import FreshBooksObject, ObjectParseError, parse_object
+from connector.freshbooks.models import FreshBooksObject, parse_stored
 from connector.route import facts_of, targets
 from storage import outbox, rules, search
 from storage.crypto import Cipher
@@ -68,7 +67,4 @@ class Router:
 
     def _object(self, event: Event) -> FreshBooksObject | None:
         raw = self._cipher.decrypt_json(event.object_enc) if event.object_enc else None
-        try:
-            return parse_object(ObjectKind(event.object_kind), raw) if raw is not None else None
-        except ObjectParseError:
-            return None
+        return parse_stored(event.object_kind, raw)

@@ -36,9 +36,8 @@ from connector.freshbooks.models import (
     Bill,
     FreshBooksObject,
     Invoice,
-    ObjectParseError,
     Payment,
-    parse_object,
+    parse_stored,
 )
 from connector.notify import Notifier
 from connector.process import worker_id
@@ -210,10 +209,7 @@ class DeliveryEngine:
             team_id = session.get_one(Workspace, claim.workspace_id).slack_team_id
             kind = ObjectKind(event.object_kind)
             raw = self._cipher.decrypt_json(event.object_enc) if event.object_enc else None
-            try:
-                obj = parse_object(kind, raw) if raw is not None else None
-            except ObjectParseError:
-                obj = None
+            obj = parse_stored(kind, raw)
             target = thread_object(kind, obj, event.object_id)
             card_ts = (
                 outbox.find_thread(

@@ -538,3 +538,14 @@ PARSERS: dict[ObjectKind, Callable[[Mapping[str, object]], FreshBooksObject]] = 
 def parse_object(kind: ObjectKind, raw: Mapping[str, object]) -> FreshBooksObject:
     """The `result.<kind>` object of a GET (FreshBooksClient.get_object) as a typed object."""
     return PARSERS[kind](raw)
+
+
+def parse_stored(kind: str, raw: object) -> FreshBooksObject | None:
+    """An object we stored earlier (event payload, snapshot), or None when absent or no longer
+    parseable: readers of stored objects treat those as unknown facts rather than failing."""
+    if not isinstance(raw, Mapping):
+        return None
+    try:
+        return parse_object(ObjectKind(kind), raw)
+    except (ObjectParseError, ValueError):
+        return None
