@@ -215,7 +215,11 @@ class Event(Base):
     """A FreshBooks change worth reporting, unique per (connection, name, object, object's `updated`)."""
 
     __tablename__ = "events"
-    __table_args__ = (UniqueConstraint("connection_id", "name", "object_id", "object_updated"),)
+    __table_args__ = (
+        UniqueConstraint("connection_id", "name", "object_id", "object_updated"),
+        # Newest-first audit search within a connection (storage.search).
+        Index("ix_events_connection_created", "connection_id", "created_at", "id"),
+    )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     connection_id: Mapped[int] = mapped_column(ForeignKey("freshbooks_connections.id"))

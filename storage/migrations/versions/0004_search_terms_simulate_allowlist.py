@@ -78,9 +78,11 @@ def upgrade() -> None:
     op.create_index("ix_deliveries_workspace_created", "deliveries", ["workspace_id", "created_at"])
     op.create_index("ix_audit_log_at", "audit_log", ["at"])
     op.create_index("ix_audit_log_subject", "audit_log", ["subject_id"])
+    op.create_index("ix_events_connection_created", "events", ["connection_id", "created_at", "id"])
 
 
 def downgrade() -> None:
+    op.drop_index("ix_events_connection_created", table_name="events")
     op.drop_index("ix_audit_log_subject", table_name="audit_log")
     op.drop_index("ix_audit_log_at", table_name="audit_log")
     op.drop_index("ix_deliveries_workspace_created", table_name="deliveries")
