@@ -249,11 +249,12 @@ class Settings(BaseModel):
 
     @property
     def resolved_web_threads(self) -> int:
-        """On SQLite the threads of the web process queue for one writer anyway: two keep the queue
-        (and the GIL hand-offs) short; PostgreSQL takes four."""
+        """Eight: webhooks that arrive while a commit is in flight are stored together in the next
+        one (connector.ingest.batcher), so more concurrent requests mean fewer commits per webhook;
+        on SQLite the one writer is no longer the queue it was."""
         if self.web_threads is not None:
             return self.web_threads
-        return 2 if self.resolved_database_url.startswith("sqlite") else 4
+        return 8
 
     @property
     def slack_mode(self) -> str | None:

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import cast
 
-from sqlalchemy import ColumnElement, Table, and_, bindparam, func, insert, select, update
+from sqlalchemy import ColumnElement, Connection, Table, and_, bindparam, func, insert, select, update
 from sqlalchemy.orm import Session
 
 from storage.crypto import Cipher
@@ -47,6 +48,49 @@ _ADD_WEBHOOK = (
 )
 
 
+@dataclass(frozen=True, slots=True)
+class NewWebhook:
+    """One authentic webhook, encrypted and ready to insert (built outside any transaction)."""
+
+    params: dict[str, object]
+
+
+def prepare_webhook(
+    cipher: Cipher,
+    *,
+    connection_id: int,
+    event_name: str,
+    object_id: str,
+    raw_body: bytes,
+    state: InboxState,
+    now: dt.datetime,
+) -> NewWebhook:
+    """Encrypt the body and bind the row's values: the CPU work, done before any lock is taken."""
+    return NewWebhook(
+        {
+            "connection_id": connection_id,
+            "event_name": event_name,
+            "object_id": object_id,
+            "body_enc": cipher.encrypt(raw_body),
+            "received_at": now,
+            "available_at": now,
+            "state": str(state),
+            "attempts": 0,
+            "processed_at": None if state is InboxState.PENDING else now,
+        }
+    )
+
+
+def insert_webhooks(connection: Connection, rows: Sequence[NewWebhook]) -> list[int | None]:
+    """Insert each row in the caller's transaction: its inbox id, or None where the connection
+    was disconnected meanwhile. One statement per row (RETURNING pairs each id with its row)."""
+    ids: list[int | None] = []
+    for row in rows:
+        inserted = connection.execute(_ADD_WEBHOOK, row.params).scalar_one_or_none()
+        ids.append(int(inserted) if inserted is not None else None)
+    return ids
+
+
 def add_webhook(
     session: Session,
     cipher: Cipher,
@@ -58,21 +102,18 @@ def add_webhook(
     state: InboxState,
     now: dt.datetime,
 ) -> int | None:
-    """Store one authentic webhook; None if the connection was disconnected meanwhile."""
-    inserted = session.execute(
-        _ADD_WEBHOOK,
-        {
-            "connection_id": connection_id,
-            "event_name": event_name,
-            "object_id": object_id,
-            "body_enc": cipher.encrypt(raw_body),
-            "received_at": now,
-            "available_at": now,
-            "state": str(state),
-            "attempts": 0,
-            "processed_at": None if state is InboxState.PENDING else now,
-        },
-    ).scalar_one_or_none()
+    """Store one authentic webhook in the session's unit of work; None if the connection was
+    disconnected meanwhile. (The intake batches through `insert_webhooks` instead.)"""
+    row = prepare_webhook(
+        cipher,
+        connection_id=connection_id,
+        event_name=event_name,
+        object_id=object_id,
+        raw_body=raw_body,
+        state=state,
+        now=now,
+    )
+    inserted = session.execute(_ADD_WEBHOOK, row.params).scalar_one_or_none()
     return int(inserted) if inserted is not None else None
 
 

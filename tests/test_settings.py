@@ -120,8 +120,8 @@ def test_empty_values_count_as_unset() -> None:
 
 def test_server_sizes_follow_the_database() -> None:
     sqlite = load_settings({})
-    assert (sqlite.resolved_web_workers, sqlite.resolved_web_threads) == (1, 2)
+    assert (sqlite.resolved_web_workers, sqlite.resolved_web_threads) == (1, 8)
     postgres = load_settings({"DATABASE_URL": "postgresql://u@h/db"})
-    assert (postgres.resolved_web_workers, postgres.resolved_web_threads) == (2, 4)
+    assert (postgres.resolved_web_workers, postgres.resolved_web_threads) == (2, 8)
     chosen = load_settings({"WEB_WORKERS": "3", "WEB_THREADS": "6"})
     assert (chosen.resolved_web_workers, chosen.resolved_web_threads) == (3, 6)

@@ -5,14 +5,13 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-
-from sqlalchemy.orm import Session
 
 from connector import metrics
 from connector.clock import Clock
 from connector.events import SUPPORTED_EVENTS
+from connector.ingest.batcher import CommitFailed, GroupCommit
 from connector.ingest.form import (
     MalformedWebhook,
     is_verify,
@@ -58,6 +57,15 @@ class _Target:
     expires: float
 
 
+def _describe(exc: BaseException) -> str:
+    """The error's kind and the driver's first line, for the log: SQLAlchemy's own message would
+    also list the statement's parameters (ciphertext, object IDs). Pure."""
+    orig = getattr(exc, "orig", None)
+    cause = orig if isinstance(orig, BaseException) else exc
+    first_line = (str(cause).strip().splitlines() or [""])[0][:200]
+    return f"{type(exc).__name__} ({type(cause).__name__}: {first_line})"
+
+
 # How long a connection's verifiers are reused without asking the database. A verifier that is
 # newer than the cache is still found: a signature that fails against cached verifiers is checked
 # once more against fresh ones before it is refused.
@@ -83,8 +91,19 @@ class Intake:
         self._on_verify = on_verify
         self._targets: dict[str, _Target] = {}
         self._targets_lock = threading.Lock()
+        # Concurrent requests of this process share one transaction and one commit.
+        self._inserts: GroupCommit[inbox.NewWebhook, int | None] = GroupCommit(self._insert_batch)
 
-    def _target(self, session: Session, token: str, *, fresh: bool) -> _Target | None:
+    def _insert_batch(self, rows: Sequence[inbox.NewWebhook]) -> list[int | None]:
+        try:
+            with self._db.write() as connection:
+                return inbox.insert_webhooks(connection, rows)
+        except Exception as exc:
+            # Once per batch; each request of it then answers 503 and logs its own rejection.
+            log.error("%d webhook(s) not stored, rolled back: %s", len(rows), _describe(exc))
+            raise
+
+    def _target(self, token: str, *, fresh: bool) -> _Target | None:
         key = connections.webhook_token_hash(token)
         now = time.monotonic()
         if not fresh:
@@ -92,7 +111,9 @@ class Intake:
                 cached = self._targets.get(key)
             if cached is not None and cached.expires > now:
                 return cached
-        found = connections.find_webhook_target(session, token)
+        # A read-only unit of work: no write lock, so a lookup never queues behind a commit.
+        with self._db.read() as session:
+            found = connections.find_webhook_target(session, token)
         if found is None:
             with self._targets_lock:
                 self._targets.pop(key, None)
@@ -113,8 +134,7 @@ class Intake:
         self, *, token: str, raw_body: bytes, content_type: str | None, signature: str | None
     ) -> IntakeResult:
         """Handle one request to /freshbooks/webhooks/<token>; the answer is only sent after commit."""
-        with self._db.session() as session:
-            outcome = self._store(session, token, raw_body, content_type, signature)
+        outcome = self._store(token, raw_body, content_type, signature)
         # The unit of work has committed: side effects (logs, counters, wake-ups) come after.
         context = {"connection_id": outcome.connection_id}
         if outcome.reject_reason:
@@ -153,13 +173,14 @@ class Intake:
 
     def _store(
         self,
-        session: Session,
         token: str,
         raw_body: bytes,
         content_type: str | None,
         signature: str | None,
     ) -> _Outcome:
-        target = self._target(session, token, fresh=False)
+        # Lookup, parse, signature check and encryption all happen outside any transaction: only
+        # the insert and its commit hold the database (and, on SQLite, the write lock).
+        target = self._target(token, fresh=False)
         if target is None:
             return _rejected(404, "unknown_token", "unknown webhook URL")
         conn_id = target.connection_id
@@ -172,14 +193,15 @@ class Intake:
                     raise MalformedWebhook("account_id does not match this connection")
                 # Stored as a candidate only: the verifier becomes our HMAC key once FreshBooks
                 # accepts it for a callback we registered (see connector.freshbooks.verification).
-                inbox.add_verification(
-                    session,
-                    self._cipher,
-                    connection_id=conn_id,
-                    callback_id=verify.callback_id,
-                    verifier=verify.verifier,
-                    now=now,
-                )
+                with self._db.session() as session:
+                    inbox.add_verification(
+                        session,
+                        self._cipher,
+                        connection_id=conn_id,
+                        callback_id=verify.callback_id,
+                        verifier=verify.verifier,
+                        now=now,
+                    )
                 return _Outcome(
                     IntakeResult(200, "verification received"),
                     connection_id=conn_id,
@@ -187,7 +209,7 @@ class Intake:
                 )
             authentic = signature_matches(fields, signature, target.verifiers)
             if not authentic and signature:
-                target = self._target(session, token, fresh=True)  # a callback verified just now?
+                target = self._target(token, fresh=True)  # a callback verified just now?
                 if target is None:
                     return _rejected(404, "unknown_token", "unknown webhook URL")
                 authentic = signature_matches(fields, signature, target.verifiers)
@@ -201,8 +223,7 @@ class Intake:
             return _rejected(400, "malformed", exc.reason, conn_id)
 
         supported = notification.name in SUPPORTED_EVENTS
-        inbox_id = inbox.add_webhook(
-            session,
+        row = inbox.prepare_webhook(
             self._cipher,
             connection_id=conn_id,
             event_name=notification.name,
@@ -211,6 +232,11 @@ class Intake:
             state=InboxState.PENDING if supported else InboxState.IGNORED,
             now=now,
         )
+        try:
+            inbox_id = self._inserts.submit(row)
+        except CommitFailed:
+            # Not stored, so not acknowledged: FreshBooks retries a webhook that gets no 2xx.
+            return _rejected(503, "unavailable", "could not store the webhook; try again", conn_id)
         if inbox_id is None:  # disconnected since our cached lookup
             return _rejected(404, "unknown_token", "unknown webhook URL", conn_id)
         return _Outcome(

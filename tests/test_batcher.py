@@ -1,0 +1,300 @@
+"""Group commit of webhook rows: a lone request commits at once, requests that pile up during a
+commit share the next one and each get their own outcome, and a failed batch stores nothing and
+answers every request in it with an error (503 over HTTP), never a 2xx."""
+
+from __future__ import annotations
+
+import datetime as dt
+import threading
+import time
+from collections.abc import Callable, Sequence
+from typing import Generic, TypeVar
+
+import pytest
+from sqlalchemy import func, select, text
+
+from connector.ingest.batcher import CommitFailed, GroupCommit
+from storage import connections, inbox
+from storage.crypto import Cipher
+from storage.db import Database
+from storage.models import InboxState, WebhookInbox
+from tests.conftest import FakeClock, Live
+from tests.test_webhook_intake import inbox_rows, rejected, signed
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+DEADLINE = 10.0
+
+
+def wait_until(predicate: Callable[[], bool], what: str) -> None:
+    deadline = time.monotonic() + DEADLINE
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.001)
+
+
+class GatedWrite(Generic[T, R]):
+    """Wraps a batch write; its first call blocks (a commit in flight) until `release()`."""
+
+    def __init__(self, write: Callable[[Sequence[T]], Sequence[R]]) -> None:
+        self._write = write
+        self.calls: list[list[T]] = []
+        self.first_started = threading.Event()
+        self._release = threading.Event()
+
+    def __call__(self, items: Sequence[T]) -> Sequence[R]:
+        self.calls.append(list(items))
+        if len(self.calls) == 1:
+            self.first_started.set()
+            assert self._release.wait(DEADLINE), "the test never released the first commit"
+        return self._write(items)
+
+    def release(self) -> None:
+        self._release.set()
+
+
+def pile_up(
+    batcher: GroupCommit[T, R], gate: GatedWrite[T, R], first: T, rest: Sequence[T]
+) -> list[R | Exception]:
+    """Submit `first`, hold its commit until all of `rest` have queued behind it, then let go.
+    Returns each item's outcome (its result or the exception its thread got), in input order."""
+    items = [first, *rest]
+    outcomes: list[R | Exception | None] = [None] * len(items)
+
+    def submit(i: int) -> None:
+        try:
+            outcomes[i] = batcher.submit(items[i])
+        except Exception as exc:
+            outcomes[i] = exc
+
+    threads = [threading.Thread(target=submit, args=(i,)) for i in range(len(items))]
+    threads[0].start()
+    assert gate.first_started.wait(DEADLINE)
+    for thread in threads[1:]:
+        thread.start()
+    wait_until(lambda: batcher.queued() == len(rest), "the other items to queue")
+    gate.release()
+    for thread in threads:
+        thread.join(DEADLINE)
+        assert not thread.is_alive(), "a submitter was never released"
+    return outcomes  # type: ignore[return-value]  # every slot was filled by its thread
+
+
+def times_ten(items: Sequence[int]) -> list[int | None]:
+    # None stands for "the connection was disconnected": an outcome, not an error.
+    return [None if i % 3 == 0 else i * 10 for i in items]
+
+
+# -- the batcher on its own -------------------------------------------------------------------------
+
+
+def test_a_lone_item_is_written_at_once_in_the_submitting_thread() -> None:
+    calls: list[tuple[int, list[int]]] = []
+
+    def write(items: Sequence[int]) -> list[int | None]:
+        calls.append((threading.get_ident(), list(items)))
+        return times_ten(items)
+
+    batcher: GroupCommit[int, int | None] = GroupCommit(write)
+    assert batcher.submit(4) == 40
+    # No writer thread, no timer: the write ran before submit returned, in this very thread.
+    assert calls == [(threading.get_ident(), [4])]
+    assert batcher.submit(3) is None  # the lead was given back: the next lone item commits too
+    assert calls[1] == (threading.get_ident(), [3])
+    assert batcher.queued() == 0
+
+
+def test_items_piling_up_during_a_commit_share_the_next_one_each_with_its_own_result() -> None:
+    gate = GatedWrite(times_ten)
+    batcher: GroupCommit[int, int | None] = GroupCommit(gate)
+    outcomes = pile_up(batcher, gate, 1, list(range(2, 18)))
+    assert outcomes == times_ten(list(range(1, 18)))
+    assert gate.calls[0] == [1]
+    assert len(gate.calls) == 2, "everything that piled up went into one commit"
+    assert sorted(gate.calls[1]) == list(range(2, 18))
+
+
+def test_a_burst_larger_than_max_batch_is_split_and_every_item_answered() -> None:
+    gate = GatedWrite(times_ten)
+    batcher: GroupCommit[int, int | None] = GroupCommit(gate, max_batch=4)
+    outcomes = pile_up(batcher, gate, 1, list(range(2, 12)))
+    assert outcomes == times_ten(list(range(1, 12)))
+    assert [len(c) for c in gate.calls] == [1, 4, 4, 2]
+    assert batcher.queued() == 0
+    assert batcher.submit(5) == 50  # nobody is left holding the lead
+
+
+def test_a_failed_write_fails_every_item_of_its_batch_and_the_next_batch_still_commits() -> None:
+    broken = RuntimeError("database is locked")
+
+    def write(items: Sequence[int]) -> list[int | None]:
+        if 2 in items:
+            raise broken
+        return times_ten(items)
+
+    gate = GatedWrite(write)
+    batcher: GroupCommit[int, int | None] = GroupCommit(gate)
+    outcomes = pile_up(batcher, gate, 1, [2, 4, 5, 7])
+    assert outcomes[0] == 10  # the first commit was fine
+    failures = outcomes[1:]
+    assert all(isinstance(f, CommitFailed) and f.__cause__ is broken for f in failures)
+    assert len({id(f) for f in failures}) == len(failures), "each thread raises its own exception"
+    assert batcher.submit(8) == 80
+
+
+def test_a_write_returning_the_wrong_number_of_results_is_a_failure_not_a_guess() -> None:
+    batcher: GroupCommit[int, int] = GroupCommit(lambda items: [1])
+    assert batcher.submit(1) == 1
+    gate: GatedWrite[int, int] = GatedWrite(lambda items: [1])
+    batcher = GroupCommit(gate)
+    outcomes = pile_up(batcher, gate, 1, [2, 3])
+    assert outcomes[0] == 1
+    assert all(isinstance(o, CommitFailed) for o in outcomes[1:])
+    failure = outcomes[1]
+    assert isinstance(failure, CommitFailed) and str(failure) == "batch not committed: RuntimeError"
+    assert "2 items" in str(failure.__cause__)
+
+
+def test_max_batch_must_be_positive() -> None:
+    with pytest.raises(ValueError, match="max_batch must be at least 1, not 0"):
+        GroupCommit(times_ten, max_batch=0)
+
+
+# -- with the real inbox insert, on both databases --------------------------------------------------
+
+
+def _connection(db: Database, cipher: Cipher, account_id: str, *, disconnected: bool = False) -> int:
+    with db.session() as session:
+        workspace = connections.ensure_workspace(session, team_id="T1")
+        connection = connections.create_connection(
+            session,
+            cipher,
+            workspace_id=workspace.id,
+            account_id=account_id,
+            business_id=1,
+            business_name="Acme",
+            access_token="a",
+            refresh_token="r",
+            token_expires_at=None,
+        ).connection
+        if disconnected:
+            connections.mark_disconnected(session, connection_id=connection.id, now=dt.datetime.now(dt.UTC))
+        return connection.id
+
+
+def _row(cipher: Cipher, connection_id: int, object_id: str, now: dt.datetime) -> inbox.NewWebhook:
+    return inbox.prepare_webhook(
+        cipher,
+        connection_id=connection_id,
+        event_name="invoice.create",
+        object_id=object_id,
+        raw_body=f"name=invoice.create&object_id={object_id}".encode(),
+        state=InboxState.PENDING,
+        now=now,
+    )
+
+
+def _inbox_batcher(
+    db: Database,
+) -> tuple[GatedWrite[inbox.NewWebhook, int | None], GroupCommit[inbox.NewWebhook, int | None]]:
+    def write(rows: Sequence[inbox.NewWebhook]) -> list[int | None]:
+        with db.write() as connection:
+            return inbox.insert_webhooks(connection, rows)
+
+    gate = GatedWrite(write)
+    return gate, GroupCommit(gate)
+
+
+def _stored(db: Database) -> dict[int, str]:
+    with db.read() as session:
+        return {
+            row.id: row.object_id for row in session.execute(select(WebhookInbox.id, WebhookInbox.object_id))
+        }
+
+
+def test_one_commit_stores_a_pile_and_answers_each_row_with_its_own_id(
+    db: Database, cipher: Cipher, clock: FakeClock
+) -> None:
+    live_id = _connection(db, cipher, "LIVE1")
+    gone_id = _connection(db, cipher, "GONE1", disconnected=True)
+    gate, batcher = _inbox_batcher(db)
+    rows = [_row(cipher, gone_id if n % 4 == 0 else live_id, str(n), clock()) for n in range(1, 13)]
+    outcomes = pile_up(batcher, gate, rows[0], rows[1:])
+    assert [len(c) for c in gate.calls] == [1, 11]
+    stored = _stored(db)
+    for n, outcome in enumerate(outcomes, start=1):
+        if n % 4 == 0:
+            assert outcome is None, "a disconnected connection's webhook is refused, not stored"
+        else:
+            assert isinstance(outcome, int) and stored[outcome] == str(n)
+    assert sorted(stored.values(), key=int) == [str(n) for n in range(1, 13) if n % 4]
+
+
+def test_a_database_error_mid_batch_fails_every_waiter_and_stores_none_of_the_batch(
+    db: Database, cipher: Cipher, clock: FakeClock
+) -> None:
+    live_id = _connection(db, cipher, "LIVE1")
+    gate, batcher = _inbox_batcher(db)
+    good = [_row(cipher, live_id, str(n), clock()) for n in range(1, 6)]
+    # NOT NULL violation on both databases, after two rows of the batch were already inserted.
+    poison = inbox.NewWebhook({**good[0].params, "body_enc": None, "object_id": "poison"})
+    outcomes = pile_up(batcher, gate, good[0], [good[1], good[2], poison, good[3]])
+    assert isinstance(outcomes[0], int)
+    assert all(isinstance(o, CommitFailed) for o in outcomes[1:])
+    assert list(_stored(db).values()) == ["1"], "the failed batch was rolled back whole"
+    assert isinstance(batcher.submit(good[4]), int)  # and the next webhook is stored again
+    assert sorted(_stored(db).values()) == ["1", "5"]
+
+
+# -- over HTTP: a webhook that could not be stored is never acknowledged ----------------------------
+
+
+def test_a_webhook_that_cannot_be_committed_gets_503_and_its_retry_is_stored(
+    live: Live, caplog: pytest.LogCaptureFixture
+) -> None:
+    new = live.connect_and_register("invoice.create")
+    body, signature = signed(live, "invoice.create", "41")
+    assert live.post_webhook(new.webhook_token, body, signature=signature).status_code == 200
+
+    before = rejected("unavailable")
+    with live.services.db.engine.begin() as conn:  # the insert now fails inside the database
+        conn.execute(text("ALTER TABLE webhook_inbox RENAME TO webhook_inbox_away"))
+    try:
+        body, signature = signed(live, "invoice.create", "42")
+        response = live.post_webhook(new.webhook_token, body, signature=signature)
+    finally:
+        with live.services.db.engine.begin() as conn:
+            conn.execute(text("ALTER TABLE webhook_inbox_away RENAME TO webhook_inbox"))
+    assert response.status_code == 503
+    assert response.text == "could not store the webhook; try again\n"
+    assert rejected("unavailable") == before + 1
+    assert [r.object_id for r in inbox_rows(live)] == ["41"]
+    (failure,) = [r.getMessage() for r in caplog.records if "not stored, rolled back" in r.getMessage()]
+    assert "webhook_inbox" in failure  # the driver's reason, for the operator ...
+    assert "INSERT" not in failure and "parameters" not in failure  # ... but not the statement's values
+
+    # FreshBooks retries a webhook it got no 2xx for; the retry is stored.
+    assert live.post_webhook(new.webhook_token, body, signature=signature).status_code == 200
+    assert [r.object_id for r in inbox_rows(live)] == ["41", "42"]
+
+
+def test_concurrent_webhooks_over_http_each_get_their_own_row(live: Live) -> None:
+    new = live.connect_and_register("invoice.create")
+    signed_bodies = [signed(live, "invoice.create", str(n)) for n in range(1, 25)]
+    statuses: list[int] = []
+
+    def post(body: str, signature: str) -> None:
+        statuses.append(live.post_webhook(new.webhook_token, body, signature=signature).status_code)
+
+    threads = [threading.Thread(target=post, args=pair) for pair in signed_bodies]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(DEADLINE)
+        assert not thread.is_alive()
+    assert statuses == [200] * 24
+    with live.services.db.read() as session:
+        assert session.scalar(select(func.count()).select_from(WebhookInbox)) == 24
+    assert sorted(int(r.object_id) for r in inbox_rows(live)) == list(range(1, 25))
