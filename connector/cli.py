@@ -78,6 +78,16 @@ def cmd_worker(args: argparse.Namespace) -> int:
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
+    if args.parent_pid is not None:
+        # Started by `serve`: if its master dies without stopping us (SIGKILL, the OOM killer), we
+        # are re-parented and would run on unseen, next to the background process of the next serve.
+        def watch_parent() -> None:
+            while not stop.wait(1.0):
+                if os.getppid() != args.parent_pid:
+                    log.warning("the fbslack serve master is gone: stopping the background process")
+                    stop.set()
+
+        threading.Thread(target=watch_parent, name="parent-watch", daemon=True).start()
     run_background(settings, args.wake_path, stop)
     return 0
 
@@ -279,6 +289,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     worker = sub.add_parser("worker", help="run only the background process (serve starts one itself)")
     worker.add_argument("--wake-path", required=True, help="Unix socket the web workers wake it through")
+    worker.add_argument("--parent-pid", type=int, help="stop when this process (serve's master) is gone")
     worker.set_defaults(func=cmd_worker)
 
     db = sub.add_parser("db", help="database schema").add_subparsers(dest="db_command", required=True)

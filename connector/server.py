@@ -78,7 +78,12 @@ class Server(BaseApplication):  # type: ignore[misc]
         # A separate program (`fbslack worker`), not a forked child: the web workers fork from this
         # master and must not inherit a child process they would try to join on exit.
         self._background = subprocess.Popen(  # noqa: S603 - our own interpreter and module
-            [sys.executable, "-m", "connector.cli", "worker", "--wake-path", self._wake_path]
+            [
+                sys.executable,
+                *("-m", "connector.cli", "worker"),
+                *("--wake-path", self._wake_path),
+                *("--parent-pid", str(os.getpid())),  # it stops if this master dies without telling it
+            ]
         )
 
     def _child_exit(self, _arbiter: Any, worker: Any) -> None:

@@ -7,13 +7,19 @@ answers are HTTP 200 JSON `{"ok": true, ...}` / `{"ok": false, "error": ...}` un
 Beyond the happy path it can, like Slack: enforce 1 chat.postMessage per second per channel
 (`enforce_channel_rate`, judged by the injectable `clock`), answer `invalid_auth` or `token_revoked`
 for tokens taken away, and (scripted) close the connection without answering, before or after
-handling the call (`DROP`, `STORE_THEN_DROP`).
+handling the call (`DROP`, `STORE_THEN_DROP`). For crash and chaos tests it can also fail calls
+at random from a seeded generator (`inject_faults`) and hold a call's answer after it took effect
+(`hold_answer`), so the caller can be killed while it waits.
 """
 
 from __future__ import annotations
 
+import base64
 import enum
+import itertools
 import json
+import random
+import secrets
 import threading
 import time
 from collections import Counter, defaultdict, deque
@@ -23,7 +29,7 @@ from decimal import Decimal
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
 from typing import Any
-from urllib.parse import parse_qsl, urlsplit
+from urllib.parse import parse_qsl, urlencode, urlsplit
 
 Params = dict[str, Any]
 Headers = dict[str, str]
@@ -48,6 +54,9 @@ Scripted = str | Answer | Disconnect
 TEAM_ID, BOT_USER_ID, BOT_ID, APP_ID = "T0001", "UBOT", "B0001", "A0001"
 RATE_LIMITED: Answer = (429, {"Retry-After": "1"}, {"ok": False, "error": "ratelimited"})
 PERMALINK_BASE = "https://fake.slack.test/archives"
+# The app's credentials in multi-workspace mode (Basic Information > App Credentials).
+CLIENT_ID, CLIENT_SECRET = "1111.2222", "fake-client-secret"
+TOKEN_LIFETIME = 43200  # seconds: Slack's rotating tokens live 12 hours
 
 
 class _Error(Exception):
@@ -78,11 +87,89 @@ class Channel:
     is_member: bool = True
     is_archived: bool = False
     messages: list[dict[str, Any]] = field(default_factory=list)
+    # Set for a channel of one installed workspace: other workspaces' tokens get channel_not_found.
+    team_id: str | None = None
 
     def info(self) -> dict[str, Any]:
         return {"id": self.id, "name": self.name, "is_channel": not self.is_private,
                 "is_group": self.is_private, "is_private": self.is_private,
                 "is_archived": self.is_archived, "is_member": self.is_member}  # fmt: skip
+
+
+@dataclass
+class Workspace:
+    """A workspace that can install the app through the fake's OAuth pages (multi-workspace mode)."""
+
+    team_id: str
+    name: str = "Fake Team"
+    installer: str = "UINSTALLER"
+    bot_user_id: str = ""
+    bot_id: str = ""
+
+    def __post_init__(self) -> None:
+        self.bot_user_id = self.bot_user_id or f"UB{self.team_id}"
+        self.bot_id = self.bot_id or f"BB{self.team_id}"
+
+
+@dataclass
+class Hold:
+    """A call held back until the test lets it go (to make two callers overlap for sure)."""
+
+    arrived: threading.Event = field(default_factory=threading.Event)
+    released: threading.Event = field(default_factory=threading.Event)
+
+    def release(self) -> None:
+        self.released.set()
+
+
+@dataclass
+class Faults:
+    """Random failures for chaos tests, drawn from a seeded generator: one draw per call to one of
+    `methods`, so a run with the same seed and the same order of calls fails the same calls.
+
+    Fractions of calls: `server_error` gets HTTP 500/502/503/504 with a proxy's HTML page (nothing
+    happens), `rate_limited` gets HTTP 429 with Retry-After: 1 (nothing happens), `store_then_drop`
+    takes effect (a post is stored) and then the connection closes without an answer.
+    `max_per_message` caps the faults one message (channel plus metadata, else text) can meet, which
+    bounds how long retries take in a short test; None draws for every call.
+    """
+
+    seed: int
+    server_error: float = 0.0
+    rate_limited: float = 0.0
+    store_then_drop: float = 0.0
+    methods: frozenset[str] = frozenset({"chat.postMessage"})
+    max_per_message: int | None = None
+    injected: Counter[str] = field(default_factory=Counter)  # what was injected: "http_503", "429", ...
+    _per_message: Counter[str] = field(default_factory=Counter)
+    _random: random.Random = field(init=False)
+
+    def __post_init__(self) -> None:
+        if self.server_error + self.rate_limited + self.store_then_drop > 1:
+            raise ValueError("Faults: server_error + rate_limited + store_then_drop must not exceed 1")
+        self._random = random.Random(self.seed)  # reproducible faults, not secrets
+
+    def draw(self, method: str, params: Params) -> Scripted | None:
+        """The fault for this call, or None to handle it normally (called with the fake's lock held)."""
+        if method not in self.methods:
+            return None
+        roll, status = self._random.random(), self._random.choice((500, 502, 503, 504))
+        key = f"{params.get('channel')}|{params.get('metadata') or params.get('text')}"
+        if self.max_per_message is not None and self._per_message[key] >= self.max_per_message:
+            return None
+        fault: Scripted | None = None
+        if roll < self.server_error:
+            fault = (status, {}, f"<html><body><h1>{status}</h1>upstream unavailable</body></html>")
+            self.injected[f"http_{status}"] += 1
+        elif roll < self.server_error + self.rate_limited:
+            fault = RATE_LIMITED
+            self.injected["429"] += 1
+        elif roll < self.server_error + self.rate_limited + self.store_then_drop:
+            fault = STORE_THEN_DROP
+            self.injected["store_then_drop"] += 1
+        if fault is not None:
+            self._per_message[key] += 1
+        return fault
 
 
 class FakeSlack:
@@ -103,8 +190,27 @@ class FakeSlack:
         self.channels: dict[str, Channel] = {}
         self.users: dict[str, dict[str, Any]] = {}
         self.home_views: dict[str, dict[str, Any]] = {}  # the App Home published for each user
+        self.modals: dict[str, dict[str, Any]] = {}  # view id -> the modal as last opened or updated
+        self.opened_modals: list[str] = []  # view ids in the order views.open created them
+        self._view_hashes: dict[str, str] = {}
         self.ephemerals: list[Params] = []
         self.responses: list[Params] = []  # what was POSTed to response_url (see response_url())
+        # Multi-workspace install (OAuth): workspaces that can install, tokens issued per workspace.
+        self.client_id, self.client_secret = CLIENT_ID, CLIENT_SECRET
+        self.workspaces: dict[str, Workspace] = {}
+        self.installing_team = TEAM_ID  # who is signed in to the authorize page (unless ?team=)
+        self.deny_install = False  # the person presses Cancel on the authorize page
+        self.token_lifetime = TOKEN_LIFETIME  # expires_in of issued tokens (token rotation is on)
+        self.holds: dict[str, Hold] = {}
+        self.faults: Faults | None = None  # random failures (inject_faults)
+        self._answer_holds: dict[str, Hold] = {}  # method -> the next successful call's answer is held
+        self.answers_held: list[Call] = []  # the calls hold_answer held, in order
+        self._codes: dict[str, tuple[str, str | None]] = {}  # code -> (team, redirect_uri)
+        self._token_team: dict[str, str] = {}  # access token -> team
+        self._token_expiry: dict[str, float] = {}  # access token -> clock() when Slack stops taking it
+        self._refresh_team: dict[str, str] = {}  # refresh tokens not used yet -> team
+        self._serial = itertools.count(1)
+        self._caller: Workspace | None = None  # the workspace of the token of the call being answered
         self._scripts: dict[str, deque[Scripted]] = defaultdict(deque)
         self._last_ts_us = 0  # ts values are unique and increasing, like Slack's
         self._last_post_at: dict[str, float] = {}  # channel -> clock() of its last stored post
@@ -122,6 +228,8 @@ class FakeSlack:
             "conversations.replies": self._conversations_replies,
             "users.info": self._users_info,
             "views.publish": self._views_publish,
+            "views.open": self._views_open,
+            "views.update": self._views_update,
             "chat.postEphemeral": self._chat_post_ephemeral,
         }
 
@@ -138,10 +246,12 @@ class FakeSlack:
             self.channels[channel.id] = channel
             return channel
 
-    def add_user(self, user_id: str, *, admin: bool = False, owner: bool = False) -> None:
+    def add_user(
+        self, user_id: str, *, admin: bool = False, owner: bool = False, team_id: str = TEAM_ID
+    ) -> None:
         """A workspace member; `chat.postMessage` to their ID lands in the app's DM with them."""
         with self._cond:
-            self.users[user_id] = {"id": user_id, "team_id": TEAM_ID, "name": user_id.lower(),
+            self.users[user_id] = {"id": user_id, "team_id": team_id, "name": user_id.lower(),
                                    "is_admin": admin, "is_owner": owner, "is_primary_owner": owner,
                                    "is_bot": False, "deleted": False}  # fmt: skip
 
@@ -154,6 +264,76 @@ class FakeSlack:
         """Queue answers for `method`, used in order before normal behaviour resumes."""
         with self._cond:
             self._scripts[method].extend(responses)
+
+    # Multi-workspace install -------------------------------------------------------------------
+
+    @property
+    def authorize_url(self) -> str:
+        """Slack's OAuth authorize page (SLACK_AUTHORIZE_URL): redirects back with a code and state."""
+        return self.base_url.replace("/api/", "/oauth/v2/authorize")
+
+    def add_workspace(self, workspace: Workspace) -> Workspace:
+        with self._cond:
+            self.workspaces[workspace.team_id] = workspace
+            return workspace
+
+    def tokens_of(self, team_id: str) -> list[str]:
+        """The access tokens issued to a workspace, oldest first."""
+        with self._cond:
+            return [token for token, team in self._token_team.items() if team == team_id]
+
+    def uninstall(self, team_id: str) -> None:
+        """The app was removed from the workspace: its tokens are revoked, refresh tokens too."""
+        with self._cond:
+            for token in [t for t, team in self._token_team.items() if team == team_id]:
+                self.valid_tokens.discard(token)
+                self.revoked_tokens.add(token)
+            for refresh in [r for r, team in self._refresh_team.items() if team == team_id]:
+                del self._refresh_team[refresh]
+
+    def refreshes(self) -> list[Call]:
+        """oauth.v2.access calls that asked for a refresh (grant_type=refresh_token)."""
+        return [c for c in self.calls_to("oauth.v2.access") if c[1].get("grant_type") == "refresh_token"]
+
+    def hold(self, method: str) -> Hold:
+        """Hold calls to `method` (before anything is decided) until `release()`."""
+        hold = self.holds[method] = Hold()
+        return hold
+
+    def hold_answer(self, method: str) -> Hold:
+        """The next successful call to `method` takes effect (a post is stored), then its answer is held
+        until `release()`, and the connection closes unanswered: kill the caller meanwhile and it has
+        crashed mid-call; let it live and it saw a dropped connection. Only that one call is held."""
+        hold = Hold()
+        with self._cond:
+            self._answer_holds[method] = hold
+        return hold
+
+    def cancel_hold_answer(self, method: str) -> None:
+        """Disarm a `hold_answer` that no call has met yet."""
+        with self._cond:
+            self._answer_holds.pop(method, None)
+
+    def inject_faults(self, faults: Faults) -> Faults:
+        """Fail calls at random from now on (see `Faults`); scripted answers still come first."""
+        with self._cond:
+            self.faults = faults
+        return faults
+
+    def _held_then_dropped(
+        self, method: str, params: Params, status: int, body: dict[str, Any] | str
+    ) -> bool:
+        """Hold this answer if `hold_answer` asked for it (outside the lock: other calls go on)."""
+        if status != 200 or not isinstance(body, dict) or not body.get("ok"):
+            return False
+        with self._cond:
+            hold = self._answer_holds.pop(method, None)
+            if hold is None:
+                return False
+            self.answers_held.append((method, params, {}))
+        hold.arrived.set()
+        hold.released.wait(60)
+        return True
 
     def revoke_token(self, token: str) -> None:
         """The token was revoked (e.g. the app was uninstalled): Slack answers `token_revoked`."""
@@ -214,6 +394,14 @@ class FakeSlack:
 
     def _handle(self, method: str, params: Params, headers: Headers) -> Answer:
         """Answer one call; raises _Dropped when the connection must close without an answer."""
+        hold = self.holds.get(method)
+        if hold is not None:  # outside the lock: other calls go on meanwhile
+            hold.arrived.set()
+            hold.released.wait(10)
+        if method == "/oauth/v2/authorize":
+            with self._cond:
+                self.calls.append((method, params, headers))
+                return self._authorize_page(params)
         if method.startswith("/respond/"):
             with self._cond:
                 self.responses.append(params)
@@ -223,6 +411,8 @@ class FakeSlack:
             self.calls.append((method, params, headers))
             self._cond.notify_all()
             scripted = self._scripts[method].popleft() if self._scripts.get(method) else None
+            if scripted is None and self.faults is not None:
+                scripted = self.faults.draw(method, params)
             if scripted is Disconnect.BEFORE_HANDLING:
                 raise _Dropped
             if isinstance(scripted, str):
@@ -236,12 +426,17 @@ class FakeSlack:
 
     def _answer(self, method: str, params: Params, headers: Headers) -> Answer:
         """Slack's own behaviour: authentication, the per-channel rate, then the method."""
+        if method == "oauth.v2.access":  # authenticated by the app's client ID and secret, not a token
+            return self._oauth_v2_access(params, headers)
         auth = headers.get("authorization", "")
         token = auth.removeprefix("Bearer ") if auth.startswith("Bearer ") else params.get("token")
         if not token:
             return 200, {}, {"ok": False, "error": "not_authed"}
         if token in self.revoked_tokens:
             return 200, {}, {"ok": False, "error": "token_revoked"}
+        if token in self._token_expiry and self.clock() >= self._token_expiry[token]:
+            return 200, {}, {"ok": False, "error": "token_expired"}
+        self._caller = self.workspaces.get(self._token_team.get(token, ""))
         if token not in self.valid_tokens:
             return 200, {}, {"ok": False, "error": "invalid_auth"}
         if method == "chat.postMessage" and self._over_channel_rate(str(params.get("channel", ""))):
@@ -277,6 +472,9 @@ class FakeSlack:
                     # No status line at all: the client sees RemoteDisconnected, not an HTTP error.
                     self.close_connection = True
                     return
+                if fake._held_then_dropped(parts.path.removeprefix("/api/"), params, status, body):
+                    self.close_connection = True
+                    return
                 html = isinstance(body, str)
                 payload = body.encode() if html else json.dumps(body).encode()
                 self.send_response(status)
@@ -299,6 +497,11 @@ class FakeSlack:
     # Methods (called with the lock held); a lookup that fails raises _Error -----------------
 
     def _auth_test(self, params: Params) -> dict[str, Any]:
+        ws = self._caller
+        if ws is not None:  # a token issued by the OAuth install: its own workspace and bot
+            return {"url": f"https://{ws.team_id.lower()}.fake.slack.test/", "team": ws.name,
+                    "user": "freshbooks", "team_id": ws.team_id, "user_id": ws.bot_user_id,
+                    "bot_id": ws.bot_id}  # fmt: skip
         return {"url": "https://fake.slack.test/", "team": "Fake Team", "user": "freshbooks",
                 "team_id": TEAM_ID, "user_id": BOT_USER_ID, "bot_id": BOT_ID}  # fmt: skip
 
@@ -308,7 +511,7 @@ class FakeSlack:
             dm = self.channels.setdefault("D" + target, Channel("D" + target, name=target, is_private=True))
             return dm
         channel = self.channels.get(target)
-        if channel is None:
+        if channel is None or (channel.team_id and self._caller and channel.team_id != self._caller.team_id):
             raise _Error("channel_not_found")
         if write and channel.is_archived:
             raise _Error("is_archived")
@@ -377,6 +580,48 @@ class FakeSlack:
         self.home_views[user] = view
         return {"view": {"id": f"V{user}", **view}}
 
+    def _modal(self, params: Params) -> dict[str, Any]:
+        """The `view` argument of views.open/update, checked like Slack does (the limits that bite)."""
+        view = _json_field(params.get("view"))
+        if not isinstance(view, dict) or view.get("type") != "modal":
+            raise _Error("invalid_arguments")
+        blocks = view.get("blocks", [])
+        if not 1 <= len(blocks) <= 100 or len(view.get("title", {}).get("text", "")) > 24:
+            raise _Error("invalid_arguments")
+        if any(b.get("type") == "input" for b in blocks) and "submit" not in view:
+            raise _Error("invalid_arguments")  # "must define submit to use input block"
+        if len(json.dumps(view)) > 250_000:
+            raise _Error("view_too_large")
+        return view
+
+    def _stored_view(self, view_id: str, view: dict[str, Any]) -> dict[str, Any]:
+        self.modals[view_id] = view
+        self._view_hashes[view_id] = (
+            f"{view_id}-{len(self._view_hashes) + len(self.modals)}-{time.monotonic_ns()}"
+        )
+        return {"view": {**view, "id": view_id, "hash": self._view_hashes[view_id]}}
+
+    def _views_open(self, params: Params) -> dict[str, Any]:
+        if not params.get("trigger_id"):
+            raise _Error("invalid_trigger_id")
+        view = self._modal(params)
+        view_id = f"VM{len(self.opened_modals) + 1:04d}"
+        self.opened_modals.append(view_id)
+        return self._stored_view(view_id, view)
+
+    def _views_update(self, params: Params) -> dict[str, Any]:
+        view_id = str(params.get("view_id", ""))
+        if view_id not in self.modals:
+            raise _Error("not_found")
+        if params.get("hash") and params["hash"] != self._view_hashes[view_id]:
+            raise _Error("hash_conflict")
+        return self._stored_view(view_id, self._modal(params))
+
+    def view_hash(self, view_id: str) -> str:
+        """The current hash of a modal, as Slack sends it in the next interaction payload."""
+        with self._cond:
+            return self._view_hashes[view_id]
+
     def _chat_post_ephemeral(self, params: Params) -> dict[str, Any]:
         self.ephemerals.append(dict(params))
         return {"message_ts": "1700000000.000001"}
@@ -406,6 +651,74 @@ class FakeSlack:
             raise _Error("thread_not_found")
         thread = [m for m in channel.messages if parent_ts in (m["ts"], m.get("thread_ts"))]
         return _page(thread, params)  # the parent, then its replies oldest first
+
+    # Multi-workspace install: the authorize page and oauth.v2.access ---------------------------
+
+    def _authorize_page(self, params: Params) -> Answer:
+        """GET /oauth/v2/authorize: the signed-in person approves (or cancels); back to redirect_uri."""
+        if params.get("client_id") != self.client_id:
+            return 400, {}, "<html><body>Invalid client_id parameter</body></html>"
+        redirect_uri, state = params.get("redirect_uri"), params.get("state", "")
+        team_id = params.get("team") or self.installing_team
+        if not redirect_uri or team_id not in self.workspaces:
+            return 400, {}, "<html><body>Something went wrong when authorizing this app.</body></html>"
+        if self.deny_install:
+            return (
+                302,
+                {"Location": f"{redirect_uri}?{urlencode({'error': 'access_denied', 'state': state})}"},
+                "",
+            )
+        code = f"{next(self._serial)}.{secrets.token_hex(8)}"
+        self._codes[code] = (team_id, redirect_uri)
+        return 302, {"Location": f"{redirect_uri}?{urlencode({'code': code, 'state': state})}"}, ""
+
+    def _oauth_v2_access(self, params: Params, headers: Headers) -> Answer:
+        """oauth.v2.access: a code from the authorize page, or a refresh token (used once), for tokens."""
+        client_id, client_secret = _credentials(params, headers)
+        if client_id != self.client_id:
+            return 200, {}, {"ok": False, "error": "invalid_client_id"}
+        if client_secret != self.client_secret:
+            return 200, {}, {"ok": False, "error": "bad_client_secret"}
+        grant = params.get("grant_type") or "authorization_code"
+        if grant == "refresh_token":
+            team_id = self._refresh_team.pop(str(params.get("refresh_token")), None)  # revoked once used
+            if team_id is None:
+                return 200, {}, {"ok": False, "error": "invalid_refresh_token"}
+            return 200, {}, {"ok": True, **self._issue(team_id)}
+        if grant != "authorization_code":
+            return 200, {}, {"ok": False, "error": "invalid_grant_type"}
+        entry = self._codes.pop(str(params.get("code")), None)  # a code works once
+        if entry is None:
+            return 200, {}, {"ok": False, "error": "invalid_code"}
+        team_id, redirect_uri = entry
+        if params.get("redirect_uri") != redirect_uri:
+            return 200, {}, {"ok": False, "error": "bad_redirect_uri"}
+        installer = self.workspaces[team_id].installer
+        return 200, {}, {"ok": True, **self._issue(team_id), "authed_user": {"id": installer}}
+
+    def _issue(self, team_id: str) -> dict[str, Any]:
+        """A new expiring bot token and refresh token for the workspace, as oauth.v2.access answers."""
+        ws = self.workspaces[team_id]
+        serial = next(self._serial)
+        token = f"xoxe.xoxb-1-{team_id}-{serial}-{secrets.token_hex(12)}"
+        refresh = f"xoxe-1-{team_id}-{serial}-{secrets.token_hex(12)}"
+        self.valid_tokens.add(token)
+        self._token_team[token] = team_id
+        self._token_expiry[token] = self.clock() + self.token_lifetime
+        self._refresh_team[refresh] = team_id
+        return {"app_id": APP_ID, "token_type": "bot", "access_token": token, "refresh_token": refresh,
+                "expires_in": self.token_lifetime, "scope": "commands,chat:write",
+                "bot_user_id": ws.bot_user_id, "team": {"id": team_id, "name": ws.name},
+                "enterprise": None, "is_enterprise_install": False}  # fmt: skip
+
+
+def _credentials(params: Params, headers: Headers) -> tuple[str | None, str | None]:
+    """client_id and client_secret from HTTP Basic auth (what slack_sdk sends) or the form."""
+    auth = headers.get("authorization", "")
+    if auth.startswith("Basic "):
+        user, _, password = base64.b64decode(auth.removeprefix("Basic ")).decode().partition(":")
+        return user, password
+    return params.get("client_id"), params.get("client_secret")
 
 
 def _shown_in_channel(message: dict[str, Any]) -> bool:
