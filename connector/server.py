@@ -68,6 +68,9 @@ class Server(BaseApplication):  # type: ignore[misc]
             "errorlog": "-",
             "loglevel": settings.log_level.lower(),
             "proc_name": "fbslack",
+            # gunicorn 27's control socket lives at one path per user: a second server on the host
+            # would take it over. We do not use it (signals and `fbslack` cover operations).
+            "control_socket_disable": True,
             "when_ready": self._start_background,
             "child_exit": self._child_exit,
             "on_exit": self._on_exit,
