@@ -194,6 +194,7 @@ class FakeSlack:
         self.opened_modals: list[str] = []  # view ids in the order views.open created them
         self._view_hashes: dict[str, str] = {}
         self.ephemerals: list[Params] = []
+        self.latency = 0.0  # seconds added to every Web API answer (set by load tests)
         self.responses: list[Params] = []  # what was POSTed to response_url (see response_url())
         # Multi-workspace install (OAuth): workspaces that can install, tokens issued per workspace.
         self.client_id, self.client_secret = CLIENT_ID, CLIENT_SECRET
@@ -466,6 +467,8 @@ class FakeSlack:
                 else:
                     params.update(parse_qsl(raw, keep_blank_values=True))
                 headers = {k.lower(): v for k, v in self.headers.items()}
+                if fake.latency:  # a network round trip as slow as a busy real Slack's
+                    threading.Event().wait(fake.latency)
                 try:
                     status, extra, body = fake._handle(parts.path.removeprefix("/api/"), params, headers)
                 except _Dropped:
