@@ -38,22 +38,25 @@ class TextFormatter(logging.Formatter):
         return line
 
 
+# Third-party loggers that would print URLs with tokens or bodies at DEBUG stay at WARNING.
+# werkzeug and gunicorn.access would log request lines, and webhook URLs carry their token.
+NOISY_LOGGERS = (
+    "httpx",
+    "httpcore",
+    "slack_sdk",
+    "slack_bolt",
+    "urllib3",
+    "apscheduler",
+    "werkzeug",
+    "gunicorn.access",
+)
+
+
 def configure_logging(*, level: str, json_lines: bool, stream: TextIO | None = None) -> None:
     handler = logging.StreamHandler(stream or sys.stderr)
     handler.setFormatter(JsonFormatter() if json_lines else TextFormatter())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
-    # Third-party loggers that would print URLs with tokens or bodies at DEBUG stay at WARNING.
-    # werkzeug and gunicorn.access would log request lines, and webhook URLs carry their token.
-    for noisy in (
-        "httpx",
-        "httpcore",
-        "slack_sdk",
-        "slack_bolt",
-        "urllib3",
-        "apscheduler",
-        "werkzeug",
-        "gunicorn.access",
-    ):
+    for noisy in NOISY_LOGGERS:
         logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLevelName(level)))

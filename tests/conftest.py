@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import os
 import threading
 import time
@@ -22,6 +23,7 @@ from werkzeug.serving import make_server
 
 from app import Services
 from connector.ingest.signature import SIGNATURE_HEADER
+from connector.logs import NOISY_LOGGERS, JsonFormatter
 from connector.settings import Settings, load_settings
 from storage import connections, migrate
 from storage.connections import NewConnection
@@ -211,6 +213,73 @@ class Live:
         if signature is not None:
             headers[SIGNATURE_HEADER] = signature
         return httpx.post(f"{self.url}/freshbooks/webhooks/{token}", content=body, headers=headers)
+
+
+# What no log line of the app may ever contain, whatever the test does (issue #7): the fixtures'
+# tokens and secrets, and customer data from the sample objects. Per-test values (verifiers,
+# webhook URL tokens, grants) are added from the `live` fixture when a test uses it.
+NEVER_LOGGED = {
+    "FreshBooks access token": FB_TOKEN,
+    "FreshBooks refresh token": FB_REFRESH,
+    "FreshBooks client secret": "fb-secret",
+    "Slack bot token": SLACK_BOT_TOKEN,
+    "Slack signing secret": SLACK_SIGNING_SECRET,
+    "client name": "Gordon Shumway",
+    "business name": "Acme Bookkeeping",
+}
+# The test harness's own servers (werkzeug request lines carry URL tokens; production runs
+# gunicorn without an access log) and the fakes are not the app.
+_NOT_THE_APP = ("werkzeug", "tests")
+
+
+class _Collect(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(level=logging.DEBUG)
+        self.setFormatter(JsonFormatter())
+        self.lines: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if record.name.split(".")[0] in _NOT_THE_APP:
+            return
+        try:
+            self.lines.append(self.format(record))
+        except Exception:
+            return
+
+
+@pytest.fixture(autouse=True)
+def no_secret_in_any_log(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Every test in the suite doubles as a log scan: its scenario ran with known secrets."""
+    # Taken now, so that it is torn down after this scan (it holds the per-test secrets).
+    live: Live | None = request.getfixturevalue("live") if "live" in request.fixturenames else None
+    collect = _Collect()
+    root = logging.getLogger()
+    # Production's levels (connector.logs.configure_logging at LOG_LEVEL=INFO), restored afterwards.
+    saved = {name: logging.getLogger(name).level for name in NOISY_LOGGERS}
+    saved_root = root.level
+    root.setLevel(min(saved_root or logging.WARNING, logging.INFO))
+    for name in NOISY_LOGGERS:
+        logging.getLogger(name).setLevel(logging.WARNING)
+    root.addHandler(collect)
+    try:
+        yield
+    finally:
+        root.removeHandler(collect)
+        root.setLevel(saved_root)
+        for name, level in saved.items():
+            logging.getLogger(name).setLevel(level)
+    secrets = dict(NEVER_LOGGED)
+    if live is not None:
+        for callback in list(live.fake.callbacks.values()):
+            secrets[f"verifier of callback {callback.callback_id}"] = callback.verifier
+            secrets[f"webhook URL of callback {callback.callback_id}"] = callback.uri.rsplit("/", 1)[1]
+        for grant in list(live.fake.grants.values()):
+            secrets["a FreshBooks access token"] = grant.access_token
+            secrets["a FreshBooks refresh token"] = grant.refresh_token
+    text = "\n".join(collect.lines)
+    # (A test's deliberately tiny stand-in, like a verifier "v", would match any text: skip those.)
+    leaked = sorted(name for name, value in secrets.items() if len(value or "") >= 8 and value in text)
+    assert leaked == [], f"logged: {leaked}"
 
 
 @pytest.fixture
