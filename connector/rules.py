@@ -122,6 +122,16 @@ class RuleService:
                 return False
             return rules.delete_rule(session, workspace_id=workspace, rule_id=rule_id)
 
+    def channel_archived(self, *, team_id: str, channel_id: str) -> int:
+        """Park what waits for an archived channel; its unarchive (channel_fixed) replays it."""
+        with self._db.session() as session:
+            workspace = connections.workspace_of_team(session, team_id)
+            if workspace is None:
+                return 0
+            return outbox.park_channel(
+                session, workspace_id=workspace, channel_id=channel_id, reason="is_archived"
+            )
+
     def workspace_lost(self, *, team_id: str, reason: str) -> int:
         """app_uninstalled / tokens_revoked: nothing is posted until a reinstall (see
         DeliveryEngine.resume_workspaces); waiting deliveries are parked, never dropped."""

@@ -610,3 +610,19 @@ def delivered_event_ids(
             )
         )
     return found
+
+
+def park_channel(session: Session, *, workspace_id: int, channel_id: str, reason: str) -> int:
+    """Slack told us the channel was archived: what waits for it (and is not being posted right
+    now) is parked until it is unarchived, instead of failing one attempt at a time."""
+    result = session.execute(
+        update(Delivery)
+        .where(
+            Delivery.workspace_id == workspace_id,
+            Delivery.channel_id == channel_id,
+            Delivery.state.in_((DeliveryState.PENDING, DeliveryState.IN_DOUBT)),
+            Delivery.lease_owner.is_(None),
+        )
+        .values(state=DeliveryState.PARKED, parked_reason=reason[:64])
+    )
+    return int(result.rowcount)  # type: ignore[attr-defined]

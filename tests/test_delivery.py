@@ -949,3 +949,25 @@ def test_uninstall_parks_waiting_deliveries_and_a_reinstall_resumes_them(desk: D
     assert desk.live.services.engine.resume_workspaces() == 1  # the token works: reinstalled
     desk.drain()
     assert desk.states(waiting) == [DeliveryState.DELIVERED] * 2
+
+
+@pytest.mark.parametrize("kind", ["channel", "group"])
+def test_an_archived_channel_parks_what_waits_and_its_unarchive_replays_it(desk: Desk, kind: str) -> None:
+    waiting = desk.queue(ACCOUNTING, 2)
+    elsewhere = desk.queue(SALES)
+    response = slack_event(desk.live, {"type": f"{kind}_archive", "channel": ACCOUNTING, "user": ADMIN})
+    eventually(lambda: desk.states(waiting) == [DeliveryState.PARKED] * 2, "waiting deliveries parked")
+    desk.slack.channels[ACCOUNTING].is_archived = True
+    desk.drain()
+    assert response.status_code == 200
+    assert desk.states(elsewhere) == [DeliveryState.DELIVERED]  # other channels go on
+    assert desk.slack.calls_to("chat.postMessage") and all(
+        params.get("channel") != ACCOUNTING for _m, params, _h in desk.slack.calls_to("chat.postMessage")
+    )  # no attempt was wasted on the archived channel
+    assert {desk.get(i).parked_reason for i in waiting} == {"is_archived"}
+
+    desk.slack.channels[ACCOUNTING].is_archived = False
+    slack_event(desk.live, {"type": f"{kind}_unarchive", "channel": ACCOUNTING, "user": ADMIN})
+    eventually(lambda: desk.states(waiting) == [DeliveryState.PENDING] * 2, "parked deliveries re-queued")
+    desk.drain()
+    assert desk.states(waiting) == [DeliveryState.DELIVERED] * 2
