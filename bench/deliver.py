@@ -37,7 +37,6 @@ import contextlib
 import datetime as dt
 import hashlib
 import itertools
-import json
 import math
 import multiprocessing
 import shutil
@@ -976,33 +975,10 @@ def main(argv: list[str] | None = None) -> int:
         "code": code_versions(),
         "legs": [],
     }
-    status = 0
-    for kind in kinds:
-        if kind == "postgresql" and (reason := common.pg_unreachable()):
-            print(f"SKIPPING the PostgreSQL leg: {reason}", file=sys.stderr)
-            results["legs"].append({"db": kind, "skipped": reason})
-            continue
-        print(f"== {kind} ==", file=sys.stderr, flush=True)
-        try:
-            leg = run_leg(kind, args)
-        except KeyboardInterrupt:
-            print(f"interrupted during the {kind} leg", file=sys.stderr)
-            results["legs"].append({"db": kind, "failed": "interrupted"})
-            status = 130
-            break
-        except Exception as exc:
-            print(f"the {kind} leg failed: {exc}", file=sys.stderr)
-            results["legs"].append({"db": kind, "failed": f"{type(exc).__name__}: {str(exc)[:2000]}"})
-            status = 1
-            continue
-        results["legs"].append(leg)
-        if not targets(leg)["once"]:
-            status = 1
-    print(markdown(results), flush=True)
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(results, indent=2) + "\n")
-        print(f"\nresults written to {args.json}", file=sys.stderr)
+    status = common.run_legs(
+        kinds, lambda kind: run_leg(kind, args), results, lambda leg: bool(not targets(leg)["once"])
+    )
+    common.write_results(results, markdown(results), args.json)
     return status
 
 

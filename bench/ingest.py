@@ -51,7 +51,7 @@ import time
 import urllib.parse
 import uuid
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -959,6 +959,48 @@ def markdown(results: dict[str, Any]) -> str:
     return "\n".join([*lines, "", *notes])
 
 
+def run_legs(
+    kinds: list[str],
+    run: Callable[[str], dict[str, Any]],
+    results: dict[str, Any],
+    failed: Callable[[dict[str, Any]], bool],
+) -> int:
+    """Run one leg per database into results["legs"] (a skipped or crashed leg is recorded, not
+    fatal); return the exit status: 130 interrupted, 1 if a leg crashed or `failed(leg)`, else 0."""
+    status = 0
+    for kind in kinds:
+        if kind == "postgresql" and (reason := pg_unreachable()):
+            print(f"SKIPPING the PostgreSQL leg: {reason}", file=sys.stderr)
+            results["legs"].append({"db": kind, "skipped": reason})
+            continue
+        print(f"== {kind} ==", file=sys.stderr, flush=True)
+        try:
+            leg = run(kind)
+        except KeyboardInterrupt:
+            # The leg's cleanup (server stop, schema drop, temp dir) has run on the way out.
+            print(f"interrupted during the {kind} leg", file=sys.stderr)
+            results["legs"].append({"db": kind, "failed": "interrupted"})
+            return 130
+        except Exception as exc:
+            print(f"the {kind} leg failed: {exc}", file=sys.stderr)
+            results["legs"].append({"db": kind, "failed": f"{type(exc).__name__}: {str(exc)[:2000]}"})
+            status = 1
+            continue
+        results["legs"].append(leg)
+        if failed(leg):
+            status = 1
+    return status
+
+
+def write_results(results: dict[str, Any], report: str, json_path: Path | None) -> None:
+    """The Markdown report on stdout and, when asked, the full results as JSON."""
+    print(report, flush=True)
+    if json_path:
+        json_path.parent.mkdir(parents=True, exist_ok=True)
+        json_path.write_text(json.dumps(results, indent=2) + "\n")
+        print(f"\nresults written to {json_path}", file=sys.stderr)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Webhook intake benchmark through `fbslack serve`.")
     parser.add_argument("--db", choices=("sqlite", "postgresql", "both"), default="both")
@@ -996,35 +1038,14 @@ def main(argv: list[str] | None = None) -> int:
         },
         "legs": [],
     }
-    status = 0
     with FreshBooksStub() as stub:
-        for kind in kinds:
-            if kind == "postgresql" and (reason := pg_unreachable()):
-                print(f"SKIPPING the PostgreSQL leg: {reason}", file=sys.stderr)
-                results["legs"].append({"db": kind, "skipped": reason})
-                continue
-            print(f"== {kind} ==", file=sys.stderr, flush=True)
-            try:
-                leg = run_leg(kind, args, stub)
-            except KeyboardInterrupt:
-                # run_leg's cleanup (server stop, schema drop, temp dir) has run on the way out.
-                print(f"interrupted during the {kind} leg", file=sys.stderr)
-                results["legs"].append({"db": kind, "failed": "interrupted"})
-                status = 130
-                break
-            except Exception as exc:
-                print(f"the {kind} leg failed: {exc}", file=sys.stderr)
-                results["legs"].append({"db": kind, "failed": f"{type(exc).__name__}: {str(exc)[:2000]}"})
-                status = 1
-                continue
-            results["legs"].append(leg)
-            if leg["lost"] or any(p["lost"] for p in leg["phases"].values()):
-                status = 1
-    print(markdown(results), flush=True)
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(results, indent=2) + "\n")
-        print(f"\nresults written to {args.json}", file=sys.stderr)
+        status = run_legs(
+            kinds,
+            lambda kind: run_leg(kind, args, stub),
+            results,
+            lambda leg: bool(leg["lost"] or any(p["lost"] for p in leg["phases"].values())),
+        )
+    write_results(results, markdown(results), args.json)
     return status
 
 

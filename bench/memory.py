@@ -592,35 +592,12 @@ def main(argv: list[str] | None = None) -> int:
         "target": {"rss_mb": TARGET_RSS_MB, "growth_tolerance_mb": GROWTH_TOLERANCE_MB},
         "legs": [],
     }
-    status = 0
-    for kind in kinds:
-        if kind == "postgresql" and (reason := common.pg_unreachable()):
-            print(f"SKIPPING the PostgreSQL leg: {reason}", file=sys.stderr)
-            results["legs"].append({"db": kind, "skipped": reason})
-            continue
-        print(f"== {kind} ==", file=sys.stderr, flush=True)
-        try:
-            leg = run_leg(kind, args)
-        except KeyboardInterrupt:
-            print(f"interrupted during the {kind} leg", file=sys.stderr)
-            results["legs"].append({"db": kind, "failed": "interrupted"})
-            status = 130
-            break
-        except Exception as exc:
-            print(f"the {kind} leg failed: {exc}", file=sys.stderr)
-            results["legs"].append({"db": kind, "failed": f"{type(exc).__name__}: {str(exc)[:2000]}"})
-            status = 1
-            continue
-        results["legs"].append(leg)
-        if not all(r["complete"] for r in leg["rounds"]) or len(leg["rounds"]) < args.rounds:
-            status = 1
-    print(markdown(results), flush=True)
-    if args.json:
-        import json
 
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(results, indent=2) + "\n")
-        print(f"\nresults written to {args.json}", file=sys.stderr)
+    def incomplete(leg: dict[str, Any]) -> bool:
+        return not all(r["complete"] for r in leg["rounds"]) or len(leg["rounds"]) < args.rounds
+
+    status = common.run_legs(kinds, lambda kind: run_leg(kind, args), results, incomplete)
+    common.write_results(results, markdown(results), args.json)
     return status
 
 
