@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import logging
 import os
@@ -296,16 +297,19 @@ def fake_slack() -> Iterator[FakeSlack]:
         yield fake
 
 
-@pytest.fixture
-def live(
-    db: Database,
+@contextlib.contextmanager
+def serve_live(
+    *,
     database_url: str,
+    encryption_key: str,
     fake_freshbooks: FakeFreshBooks,
-    fake_slack: FakeSlack,
+    slack: FakeSlack,
     clock: FakeClock,
     tmp_path: Path,
-    encryption_key: str,
+    **slack_env: str,
 ) -> Iterator[Live]:
+    """The real app (background loops off: tests drive them) on a real HTTP server, wired to the
+    fakes. `slack_env` picks the Slack mode (SLACK_BOT_TOKEN, or SLACK_CLIENT_ID/SECRET...)."""
     from app import create_app
 
     fake_freshbooks.now = lambda: clock().timestamp()
@@ -322,8 +326,8 @@ def live(
         FRESHBOOKS_CLIENT_ID="fb-client",
         FRESHBOOKS_CLIENT_SECRET="fb-secret",
         SLACK_SIGNING_SECRET=SLACK_SIGNING_SECRET,
-        SLACK_BOT_TOKEN=SLACK_BOT_TOKEN,
-        SLACK_API_URL=fake_slack.base_url,
+        SLACK_API_URL=slack.base_url,
+        **slack_env,
     )
     flask_app = create_app(settings, clock=clock, start_background=False)
     delegate.app = flask_app
@@ -332,9 +336,31 @@ def live(
     services: Services = flask_app.extensions["fbslack"]
     try:
         yield Live(
-            url=url, settings=settings, services=services, fake=fake_freshbooks, slack=fake_slack, clock=clock
+            url=url, settings=settings, services=services, fake=fake_freshbooks, slack=slack, clock=clock
         )
     finally:
         server.shutdown()
         server.server_close()
         services.stop()
+
+
+@pytest.fixture
+def live(
+    db: Database,
+    database_url: str,
+    fake_freshbooks: FakeFreshBooks,
+    fake_slack: FakeSlack,
+    clock: FakeClock,
+    tmp_path: Path,
+    encryption_key: str,
+) -> Iterator[Live]:
+    with serve_live(
+        database_url=database_url,
+        encryption_key=encryption_key,
+        fake_freshbooks=fake_freshbooks,
+        slack=fake_slack,
+        clock=clock,
+        tmp_path=tmp_path,
+        SLACK_BOT_TOKEN=SLACK_BOT_TOKEN,
+    ) as running:
+        yield running

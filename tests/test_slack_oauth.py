@@ -25,9 +25,7 @@ from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 from slack_sdk.oauth.installation_store import Installation
 from sqlalchemy import func, select
-from werkzeug.serving import make_server
 
-from app import Services
 from connector.settings import ConfigError
 from connector.slack_tokens import SlackTokens, needs_refresh
 from slack_ui.oauth import BOT_SCOPES, failure_reason, installation_from_oauth
@@ -42,8 +40,8 @@ from tests.conftest import (
     SLACK_SIGNING_SECRET,
     FakeClock,
     Live,
-    _Delegate,
     make_settings,
+    serve_live,
     signed_slack_post,
 )
 from tests.fakes.freshbooks import FakeFreshBooks
@@ -69,45 +67,23 @@ def multi(
     tmp_path: Path,
     encryption_key: str,
 ) -> Iterator[Live]:
-    from app import create_app
-
-    fake_freshbooks.now = lambda: clock().timestamp()
     with FakeSlack(clock=lambda: clock().timestamp()) as slack:
         for team, name, admin, channel in ((T1, "Acme", ADMIN1, C1), (T2, "Globex", ADMIN2, C2)):
             slack.add_workspace(Workspace(team, name, installer=admin))
             slack.add_user(admin, admin=True, team_id=team)
             slack.add_channel(Channel(channel, name="accounting", team_id=team))
-        delegate = _Delegate()
-        server = make_server("127.0.0.1", 0, delegate, threaded=True)
-        url = f"http://127.0.0.1:{server.server_port}"
-        settings = make_settings(
-            tmp_path,
-            DATABASE_URL=database_url,
-            ENCRYPTION_KEYS=encryption_key,
-            PUBLIC_URL=url,
-            FRESHBOOKS_API_URL=fake_freshbooks.base_url,
-            FRESHBOOKS_AUTH_URL=fake_freshbooks.base_url,
-            FRESHBOOKS_CLIENT_ID="fb-client",
-            FRESHBOOKS_CLIENT_SECRET="fb-secret",
-            SLACK_SIGNING_SECRET=SLACK_SIGNING_SECRET,
+        with serve_live(
+            database_url=database_url,
+            encryption_key=encryption_key,
+            fake_freshbooks=fake_freshbooks,
+            slack=slack,
+            clock=clock,
+            tmp_path=tmp_path,
             SLACK_CLIENT_ID=CLIENT_ID,
             SLACK_CLIENT_SECRET=CLIENT_SECRET,
-            SLACK_API_URL=slack.base_url,
             SLACK_AUTHORIZE_URL=slack.authorize_url,
-        )
-        flask_app = create_app(settings, clock=clock, start_background=False)
-        delegate.app = flask_app
-        thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)
-        thread.start()
-        services: Services = flask_app.extensions["fbslack"]
-        try:
-            yield Live(
-                url=url, settings=settings, services=services, fake=fake_freshbooks, slack=slack, clock=clock
-            )
-        finally:
-            server.shutdown()
-            server.server_close()
-            services.stop()
+        ) as running:
+            yield running
 
 
 @dataclass
