@@ -10,7 +10,7 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 
-from sqlalchemy import delete, exists, select
+from sqlalchemy import ColumnElement, delete, exists, select
 from sqlalchemy.orm import Session
 
 from storage.models import (
@@ -50,60 +50,47 @@ class Purged:
         self.other += other.other
 
 
-def _delete_ids(
-    session: Session, model: type[AuditEntry | WebhookInbox | Delivery | Event], ids: list[int]
-) -> int:
-    if not ids:
-        return 0
-    session.execute(delete(model).where(model.id.in_(ids)))
-    return len(ids)
+Purgeable = type[AuditEntry | WebhookInbox | Delivery | Event]
+
+
+def _purge_batch(
+    session: Session, model: Purgeable, *conditions: ColumnElement[bool], batch: int
+) -> list[int]:
+    """Delete up to `batch` rows of `model` matching `conditions`; return their ids."""
+    ids = list(session.scalars(select(model.id).where(*conditions).limit(batch)))
+    if ids:
+        session.execute(delete(model).where(model.id.in_(ids)))
+    return ids
 
 
 def purge_audit(session: Session, *, cutoff: dt.datetime, batch: int) -> int:
-    ids = list(session.scalars(select(AuditEntry.id).where(AuditEntry.at < cutoff).limit(batch)))
-    return _delete_ids(session, AuditEntry, ids)
+    return len(_purge_batch(session, AuditEntry, AuditEntry.at < cutoff, batch=batch))
 
 
 def purge_inbox(session: Session, *, cutoff: dt.datetime, batch: int) -> int:
-    ids = list(
-        session.scalars(
-            select(WebhookInbox.id)
-            .where(WebhookInbox.received_at < cutoff, WebhookInbox.state.in_(FINISHED_INBOX))
-            .limit(batch)
-        )
-    )
-    return _delete_ids(session, WebhookInbox, ids)
+    finished = (WebhookInbox.received_at < cutoff, WebhookInbox.state.in_(FINISHED_INBOX))
+    return len(_purge_batch(session, WebhookInbox, *finished, batch=batch))
 
 
 def purge_deliveries(session: Session, *, cutoff: dt.datetime, batch: int) -> int:
-    ids = list(
-        session.scalars(
-            select(Delivery.id)
-            .where(Delivery.created_at < cutoff, Delivery.state.in_(FINISHED_DELIVERIES))
-            .limit(batch)
-        )
-    )
-    return _delete_ids(session, Delivery, ids)
+    finished = (Delivery.created_at < cutoff, Delivery.state.in_(FINISHED_DELIVERIES))
+    return len(_purge_batch(session, Delivery, *finished, batch=batch))
 
 
 def purge_events(session: Session, *, cutoff: dt.datetime, batch: int) -> int:
     """Old events nothing refers to any more (no delivery left, no inbox row pointing at them)."""
-    ids = list(
-        session.scalars(
-            select(Event.id)
-            .where(
-                Event.created_at < cutoff,
-                Event.routed_at.is_not(None),
-                ~exists().where(Delivery.event_id == Event.id),
-                ~exists().where(WebhookInbox.event_id == Event.id),
-            )
-            .limit(batch)
-        )
+    # Their search terms first: SQLite enforces ON DELETE CASCADE only with foreign keys on.
+    unreferenced = (
+        Event.created_at < cutoff,
+        Event.routed_at.is_not(None),
+        ~exists().where(Delivery.event_id == Event.id),
+        ~exists().where(WebhookInbox.event_id == Event.id),
     )
+    ids = list(session.scalars(select(Event.id).where(*unreferenced).limit(batch)))
     if ids:
-        # SQLite does not enforce the ON DELETE CASCADE unless foreign keys are on: say it explicitly.
         session.execute(delete(SearchTerm).where(SearchTerm.event_id.in_(ids)))
-    return _delete_ids(session, Event, ids)
+        session.execute(delete(Event).where(Event.id.in_(ids)))
+    return len(ids)
 
 
 def purge_leftovers(session: Session, *, now: dt.datetime, cutoff: dt.datetime) -> int:
