@@ -316,7 +316,7 @@ def build_services(
             disconnect=disconnect,
             status=lambda team_id: workspace_status(db, cipher, team_id),
             rules=RuleService(db=db, cipher=cipher, clock=clock),
-            home=HomeService(db=db, cipher=cipher, clock=clock, on_requeued=delivery_loop.wake),
+            home=HomeService(db=db, cipher=cipher, clock=clock),
             clock=clock,
             permissions=Permissions(db=db),
             preview=PreviewService(db=db, cipher=cipher, clock=clock),

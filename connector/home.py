@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from typing import Any, Generic, TypeVar
 
@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 from connector.clock import Clock
 from connector.route import Rule
 from connector.status import ConnectionReport, workspace_status
-from storage import alerts, allowlist, connections, outbox, rules
+from storage import alerts, allowlist, connections, rules
 from storage.crypto import Cipher
 from storage.db import Database
 from storage.models import Delivery, DeliveryState, Event
@@ -172,13 +172,10 @@ def gather(db: Database, cipher: Cipher, team_id: str, pages: Pages | None = Non
 class HomeService:
     """What the App Home buttons do. Every method is scoped to the workspace that asked."""
 
-    def __init__(
-        self, *, db: Database, cipher: Cipher, clock: Clock, on_requeued: Callable[[], None]
-    ) -> None:
+    def __init__(self, *, db: Database, cipher: Cipher, clock: Clock) -> None:
         self._db = db
         self._cipher = cipher
         self._clock = clock
-        self._on_requeued = on_requeued
 
     def gather(self, team_id: str, pages: Pages | None = None) -> HomeData:
         return gather(self._db, self._cipher, team_id, pages)
@@ -211,13 +208,3 @@ class HomeService:
             return workspace is not None and rules.delete_rule(
                 session, workspace_id=workspace, rule_id=rule_id
             )
-
-    def replay(self, *, team_id: str, delivery_id: int) -> bool:
-        with self._db.session() as session:
-            workspace = connections.workspace_of_team(session, team_id)
-            done = workspace is not None and outbox.requeue_delivery(
-                session, workspace_id=workspace, delivery_id=delivery_id, now=self._clock()
-            )
-        if done:
-            self._on_requeued()
-        return done

@@ -41,7 +41,7 @@ class CommandServices:
     clock: Clock
     permissions: Permissions  # who may run ADMIN_ONLY subcommands (connector.permissions)
     preview: PreviewService  # the rule modal's preview (connector.preview)
-    audit: AuditCommands | None = None  # audit search and replay (connector.audit, connector.replay)
+    audit: AuditCommands  # audit search and replay (connector.audit, connector.replay)
 
 
 class FreshbooksCommand:
@@ -179,15 +179,9 @@ class FreshbooksCommand:
         ack(response_type="ephemeral", text=text)
 
     def _audit(self, command: dict[str, Any], ack: Ack, _respond: Respond, _client: WebClient) -> None:
-        if self._services.audit is None:
-            ack(response_type="ephemeral", text="The audit trail is not available on this server.")
-            return
         self._services.audit.run_audit(command, ack)
 
     def _replay(self, command: dict[str, Any], ack: Ack, _respond: Respond, client: WebClient) -> None:
-        if self._services.audit is None:
-            ack(response_type="ephemeral", text="Replay is not available on this server.")
-            return
         self._services.audit.run_replay(command, ack, client)
 
     def _test(self, command: dict[str, Any], ack: Ack, _respond: Respond, client: WebClient) -> None:
@@ -227,8 +221,7 @@ CHANNEL_REF = re.compile(r"<#([CG][A-Z0-9]+)(?:\|[^>]*)?>")
 
 def register(app: App, services: CommandServices) -> None:
     app.command("/freshbooks")(FreshbooksCommand(services))
-    if services.audit is not None:
-        services.audit.register(app)
+    services.audit.register(app)
     # The connect button only opens a URL; Slack still sends the click, which must be acknowledged.
     app.action("freshbooks_connect_link")(lambda ack: ack())
     app.action(OPEN_IN_FRESHBOOKS_ACTION_ID)(lambda ack: ack())

@@ -72,8 +72,8 @@ class HomeListeners:
         except SlackApiError as exc:
             log.warning("views.open failed: %s", exc.response.get("error"))
 
-    def managed(self, what: str, do: Callable[[str, int], object]) -> Callable[..., None]:
-        """A Home button that changes something (pause, resume, delete, replay): `do(team_id, id)`."""
+    def managed(self, what: str, do: Callable[[str, str, int], object]) -> Callable[..., None]:
+        """A Home button that changes something (pause, resume, delete, replay): `do(team, user, id)`."""
 
         def handle(ack: Ack, body: dict[str, Any], context: BoltContext, client: WebClient) -> None:
             ack()
@@ -83,7 +83,7 @@ class HomeListeners:
                 return
             value = _value(body)
             if value.isdigit():
-                do(team_id, int(value))
+                do(team_id, user_id, int(value))
             self.publish(client, team_id, user_id, _pages_of(body))
 
         return handle
@@ -204,21 +204,32 @@ class HomeListeners:
 
 
 def register(app: App, services: CommandServices) -> None:
-    home, rules = services.home, services.rules
+    home, rules, replay = services.home, services.rules, services.audit.replay
     ui = HomeListeners(services)
     app.event("app_home_opened")(ui.opened)
     app.action(re.compile(f"^{PAGE_ACTION_PREFIX}"))(ui.turn_page)
     app.action("home_rule_pause")(
-        ui.managed("change rules", lambda team, rid: home.set_paused(team_id=team, rule_id=rid, paused=True))
+        ui.managed(
+            "change rules", lambda team, _user, rid: home.set_paused(team_id=team, rule_id=rid, paused=True)
+        )
     )
     app.action("home_rule_resume")(
-        ui.managed("change rules", lambda team, rid: home.set_paused(team_id=team, rule_id=rid, paused=False))
+        ui.managed(
+            "change rules", lambda team, _user, rid: home.set_paused(team_id=team, rule_id=rid, paused=False)
+        )
     )
     app.action("home_rule_delete")(
-        ui.managed("delete rules", lambda team, rid: rules.remove(team_id=team, rule_id=rid))
+        ui.managed("delete rules", lambda team, _user, rid: rules.remove(team_id=team, rule_id=rid))
     )
+    # The same replay as /freshbooks replay, audited with who pressed it. The button is only shown
+    # for parked and failed deliveries, so it never re-posts something Slack already has.
     app.action("home_replay")(
-        ui.managed("replay deliveries", lambda team, did: home.replay(team_id=team, delivery_id=did))
+        ui.managed(
+            "replay deliveries",
+            lambda team, user, did: replay.replay_one(
+                team_id=team, delivery_id=did, to_channel=None, confirmed=False, actor=user
+            ),
+        )
     )
     app.action("home_rule_new")(ui.new_rule)
     app.action("home_rule_edit")(ui.edit_rule)

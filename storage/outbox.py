@@ -401,20 +401,6 @@ def has_due(session: Session, *, now: dt.datetime) -> bool:
     )
 
 
-def requeue_delivery(session: Session, *, workspace_id: int, delivery_id: int, now: dt.datetime) -> bool:
-    """A person asked to send a parked or failed delivery again."""
-    result = session.execute(
-        update(Delivery)
-        .where(
-            Delivery.id == delivery_id,
-            Delivery.workspace_id == workspace_id,
-            Delivery.state.in_((DeliveryState.PARKED, DeliveryState.FAILED)),
-        )
-        .values(state=_replay_state(), next_attempt_at=now, parked_reason=None, attempts=0)
-    )
-    return bool(result.rowcount)  # type: ignore[attr-defined]
-
-
 def suspended_workspaces(session: Session) -> list[tuple[int, str]]:
     rows = session.execute(
         select(Workspace.id, Workspace.slack_team_id).where(Workspace.suspended_reason.is_not(None))
@@ -460,7 +446,7 @@ class DeliveryRef:
     permalink: str | None
 
 
-def delivery_ref(session: Session, *, workspace_id: int, delivery_id: int) -> DeliveryRef | None:
+def _find_ref(session: Session, workspace_id: int, *conditions: ColumnElement[bool]) -> DeliveryRef | None:
     row = session.execute(
         select(
             Delivery.id,
@@ -469,29 +455,19 @@ def delivery_ref(session: Session, *, workspace_id: int, delivery_id: int) -> De
             Delivery.state,
             Delivery.slack_ts,
             Delivery.permalink,
-        ).where(Delivery.id == delivery_id, Delivery.workspace_id == workspace_id)
+        ).where(Delivery.workspace_id == workspace_id, *conditions)
     ).first()
     return None if row is None else DeliveryRef(*row)
+
+
+def delivery_ref(session: Session, *, workspace_id: int, delivery_id: int) -> DeliveryRef | None:
+    return _find_ref(session, workspace_id, Delivery.id == delivery_id)
 
 
 def delivery_for_event(
     session: Session, *, workspace_id: int, event_id: int, channel_id: str
 ) -> DeliveryRef | None:
-    row = session.execute(
-        select(
-            Delivery.id,
-            Delivery.event_id,
-            Delivery.channel_id,
-            Delivery.state,
-            Delivery.slack_ts,
-            Delivery.permalink,
-        ).where(
-            Delivery.event_id == event_id,
-            Delivery.channel_id == channel_id,
-            Delivery.workspace_id == workspace_id,
-        )
-    ).first()
-    return None if row is None else DeliveryRef(*row)
+    return _find_ref(session, workspace_id, Delivery.event_id == event_id, Delivery.channel_id == channel_id)
 
 
 def requeue_for_replay(

@@ -64,6 +64,11 @@ def test_home_is_published_when_opened_and_buttons_work(desk: Desk) -> None:  # 
     eventually(lambda: desk.states([parked]) == [DeliveryState.PENDING], "replayed")
     desk.drain()
     assert desk.states([parked]) == [DeliveryState.DELIVERED]
+    history = live.services.audit.history(team_id="T0001", delivery_id=parked)
+    assert history is not None
+    assert [(h.kind, h.outcome, h.actor) for h in history.lines if h.kind == "replay"] == [
+        ("replay", "requeued", ADMIN)
+    ]  # who pressed Replay is in the audit trail
 
     home_action(live, "home_rule_delete", "1", user=MEMBER)
     eventually(
