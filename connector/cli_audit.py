@@ -18,6 +18,7 @@ from connector.replay import (
     ReplayOne,
     ReplayService,
     ReplaySyntaxError,
+    describe,
     parse_replay_command,
 )
 from connector.settings import Settings
@@ -114,15 +115,8 @@ def cmd_audit(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _answer_line(answer: ReplayAnswer, asked: int) -> str:
-    match answer.outcome:
-        case Outcome.REQUEUED:
-            return f"D{answer.delivery_id} queued again for {answer.channel_id}. {SWEEP_NOTE}"
-        case Outcome.CREATED:
-            return f"D{asked}'s event queued for {answer.channel_id} as D{answer.delivery_id}. {SWEEP_NOTE}"
-        case Outcome.ALREADY_QUEUED:
-            return f"D{answer.delivery_id} is already waiting to go out; nothing to do."
-        case _:
-            return f"no delivery D{asked} in this workspace"
+    text = describe(answer, asked, lambda channel_id: channel_id) + "."
+    return f"{text} {SWEEP_NOTE}" if answer.outcome in (Outcome.REQUEUED, Outcome.CREATED) else text
 
 
 def cmd_replay(

@@ -297,3 +297,20 @@ class ReplayService:
                 progress(requeued + skipped, plan.count)
             self._on_requeued()
         return BulkResult(requeued, skipped)
+
+
+def describe(answer: ReplayAnswer, asked_id: int, channel: Callable[[str], str]) -> str:
+    """What happened, in one sentence without its full stop; `channel` formats a channel id
+    (`<#C123>` in Slack, the bare id in a terminal). Shared by the slash command and the CLI."""
+    where = channel(answer.channel_id) if answer.channel_id else "its channel"
+    match answer.outcome:
+        case Outcome.REQUEUED:
+            return f"D{answer.delivery_id} is queued again for {where}"
+        case Outcome.CREATED:
+            return f"Queued the event of D{asked_id} for {where} (as D{answer.delivery_id})"
+        case Outcome.ALREADY_QUEUED:
+            return f"D{answer.delivery_id} is already waiting to go out to {where}; nothing to do"
+        case Outcome.NEEDS_CONFIRMATION:
+            return f"D{answer.delivery_id} was already delivered to {where}"
+        case _:
+            return f"There is no delivery D{asked_id} in this workspace"

@@ -8,7 +8,7 @@ from typing import Any
 from connector.audit import AUDIT_USAGE, AuditHit, AuditQuery, AuditResult, DeliveryHistory, describe_state
 from connector.permissions import refusal
 from connector.render import escape, format_money, one_line
-from connector.replay import BulkPlan, BulkResult, Outcome, ReplayAnswer
+from connector.replay import BulkPlan, BulkResult, Outcome, ReplayAnswer, describe
 
 REFUSED = refusal("replay deliveries")
 CONFIRM_ACTION = "freshbooks_replay_confirm"
@@ -68,18 +68,14 @@ def history_text(history: DeliveryHistory) -> str:
 
 
 def replay_answer_text(answer: ReplayAnswer, asked_id: int) -> str:
-    where = f"<#{answer.channel_id}>" if answer.channel_id else "its channel"
+    text = describe(answer, asked_id, lambda channel_id: f"<#{channel_id}>")
     match answer.outcome:
         case Outcome.REQUEUED:
-            return f"D{answer.delivery_id} is queued again for {where}; it goes out in a moment."
-        case Outcome.CREATED:
-            return f"Queued the event of D{asked_id} for {where} (as D{answer.delivery_id})."
-        case Outcome.ALREADY_QUEUED:
-            return f"D{answer.delivery_id} is already waiting to go out to {where}; nothing to do."
-        case Outcome.NEEDS_CONFIRMATION:
-            return f"D{answer.delivery_id} was already delivered to {where}."
+            return f"{text}; it goes out in a moment."
+        case Outcome.NOT_FOUND:
+            return f"{text}. `/freshbooks audit` finds ids."
         case _:
-            return f"There is no delivery D{asked_id} in this workspace. `/freshbooks audit` finds ids."
+            return f"{text}."
 
 
 def _buttons(confirm_text: str, value: str, *, danger: bool) -> dict[str, Any]:
