@@ -31,9 +31,10 @@ from connector.home import HomeService
 from connector.ingest.intake import Intake
 from connector.notify import LogNotifier, Notifier, SlackNotifier
 from connector.permissions import Permissions
+from connector.pipeline import wake as wakeup
 from connector.pipeline.inbox_worker import InboxWorker
 from connector.pipeline.loop import BackgroundLoop
-from connector.pipeline.wake import WakeListener
+from connector.pipeline.wake import WakeListener, WakeSender
 from connector.preview import PreviewService
 from connector.reconcile import POLL_INTERVAL, Reconciler
 from connector.replay import ReplayService
@@ -181,7 +182,7 @@ def _build_scheduler(
 
 
 def build_services(
-    settings: Settings, *, clock: Clock = system_clock, wake: Callable[[], None] | None = None
+    settings: Settings, *, clock: Clock = system_clock, wake: WakeSender | None = None
 ) -> Services:
     """Everything one process needs. `wake`, when given, is how the intake reaches the background
     process (production); without it the intake wakes this process's own loops (tests, one process)."""
@@ -246,8 +247,8 @@ def build_services(
         db=db,
         cipher=cipher,
         clock=clock,
-        on_stored=wake or inbox_loop.wake,
-        on_verify=wake or verification_loop.wake,
+        on_stored=wake.inbox if wake else inbox_loop.wake,
+        on_verify=wake.verification if wake else verification_loop.wake,
     )
     registrar = (
         CallbackRegistrar(
@@ -382,7 +383,7 @@ def create_app(
     *,
     clock: Clock = system_clock,
     start_background: bool = True,
-    wake: Callable[[], None] | None = None,
+    wake: WakeSender | None = None,
 ) -> Flask:
     """The WSGI app. With `start_background=False` this process only serves requests: the loops
     run elsewhere (`run_background`, or the test driving them), reached through `wake`."""
@@ -428,11 +429,10 @@ def run_background(settings: Settings, wake_path: str, stop: threading.Event) ->
     """
     services = build_services(settings)
 
-    def wake_all() -> None:
-        services.inbox_loop.wake()
-        services.verification_loop.wake()
-
-    listener = WakeListener(wake_path, wake_all)
+    listener = WakeListener(
+        wake_path,
+        {wakeup.INBOX: services.inbox_loop.wake, wakeup.VERIFICATION: services.verification_loop.wake},
+    )
     listener.start()
     services.start()
     log.info("background worker running")

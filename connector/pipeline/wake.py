@@ -4,6 +4,10 @@ A stored webhook should be processed at once, not at the next poll. The web work
 background worker are separate processes (so pipeline work never competes with acknowledging
 webhooks for the GIL); a datagram is the cheapest reliable nudge between them. If it is lost, the
 background loop's own short poll picks the row up anyway.
+
+The datagram names what arrived (`INBOX` or `VERIFICATION`), so a burst of webhooks wakes only the
+inbox loop: waking every loop would make the callback-verification loop query its table once per
+webhook for nothing.
 """
 
 from __future__ import annotations
@@ -13,9 +17,12 @@ import logging
 import os
 import socket
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 log = logging.getLogger(__name__)
+
+INBOX = b"i"  # a webhook was stored
+VERIFICATION = b"v"  # a callback verification was received
 
 
 class WakeSender:
@@ -23,7 +30,13 @@ class WakeSender:
         self._path = path
         self._local = threading.local()
 
-    def __call__(self) -> None:
+    def inbox(self) -> None:
+        self._send(INBOX)
+
+    def verification(self) -> None:
+        self._send(VERIFICATION)
+
+    def _send(self, kind: bytes) -> None:
         sock = getattr(self._local, "sock", None)
         if sock is None:
             sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
@@ -31,15 +44,16 @@ class WakeSender:
             self._local.sock = sock
         # A full queue or a listener that is restarting: the poll covers it.
         with contextlib.suppress(OSError):
-            sock.sendto(b"w", self._path)
+            sock.sendto(kind, self._path)
 
 
 class WakeListener:
-    """Calls `on_wake` for every datagram (coalesced: one call per burst is enough)."""
+    """Calls the handler named by each datagram; one it does not know (a sender of another
+    version during an upgrade) wakes every handler, which is never wrong, only wasteful."""
 
-    def __init__(self, path: str, on_wake: Callable[[], None]) -> None:
+    def __init__(self, path: str, handlers: Mapping[bytes, Callable[[], None]]) -> None:
         self._path = path
-        self._on_wake = on_wake
+        self._handlers = dict(handlers)
         with contextlib.suppress(FileNotFoundError):
             os.unlink(path)
         self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
@@ -61,11 +75,19 @@ class WakeListener:
     def _run(self) -> None:
         while not self._stopping.is_set():
             try:
-                self._sock.recv(64)
+                kind = self._sock.recv(64)
             except TimeoutError:
                 continue
             except OSError:
                 if not self._stopping.is_set():
                     log.exception("wake socket failed")
                 return
-            self._on_wake()
+            self.dispatch(kind)
+
+    def dispatch(self, kind: bytes) -> None:
+        handler = self._handlers.get(kind)
+        if handler is not None:
+            handler()
+            return
+        for each in self._handlers.values():
+            each()
