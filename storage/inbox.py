@@ -20,31 +20,17 @@ from storage.models import (
     WebhookInbox,
 )
 
-_INBOX_COLUMNS = (
-    "connection_id",
-    "event_name",
-    "object_id",
-    "body_enc",
-    "received_at",
-    "available_at",
-    "state",
-    "attempts",
-    "processed_at",
-)
-# Built once: the statement of every webhook compiles once and is then served from the cache.
-# Selecting from the connection row re-checks, in the same statement, that the connection is
-# still live (the caller may be working from a cached lookup).
 _INBOX = cast(Table, WebhookInbox.__table__)
-_ADD_WEBHOOK = (
-    insert(_INBOX)
-    .from_select(
-        list(_INBOX_COLUMNS),
-        select(*(bindparam(name, type_=_INBOX.c[name].type).label(name) for name in _INBOX_COLUMNS)).where(
-            FreshBooksConnection.id == bindparam("connection_id"),
-            FreshBooksConnection.status != ConnectionStatus.DISCONNECTED,
-        ),
-    )
-    .returning(_INBOX.c.id)
+_CONNECTIONS = cast(Table, FreshBooksConnection.__table__)
+# One statement for a whole batch: on PostgreSQL SQLAlchemy sends it as a single multi-row INSERT
+# whose RETURNING ids it sorts back into the order of the parameter sets (its "insertmanyvalues"
+# with sort_by_parameter_order); on SQLite, which has no such form, it runs one INSERT per row,
+# which costs no round trip there.
+_ADD_WEBHOOKS = insert(_INBOX).returning(_INBOX.c.id, sort_by_parameter_order=True)
+# Built once too (an expanding IN): building a statement costs more than running this one.
+_LIVE_CONNECTIONS = select(_CONNECTIONS.c.id).where(
+    _CONNECTIONS.c.id.in_(bindparam("ids", expanding=True)),
+    _CONNECTIONS.c.status != str(ConnectionStatus.DISCONNECTED),
 )
 
 
@@ -82,13 +68,16 @@ def prepare_webhook(
 
 
 def insert_webhooks(connection: Connection, rows: Sequence[NewWebhook]) -> list[int | None]:
-    """Insert each row in the caller's transaction: its inbox id, or None where the connection
-    was disconnected meanwhile. One statement per row (RETURNING pairs each id with its row)."""
-    ids: list[int | None] = []
-    for row in rows:
-        inserted = connection.execute(_ADD_WEBHOOK, row.params).scalar_one_or_none()
-        ids.append(int(inserted) if inserted is not None else None)
-    return ids
+    """Insert the rows in the caller's transaction: each one's inbox id, or None where its
+    connection was disconnected meanwhile (the caller may be working from a cached lookup, so
+    liveness is checked again here, in the transaction that inserts)."""
+    if not rows:
+        return []
+    wanted = sorted({cast(int, row.params["connection_id"]) for row in rows})
+    live = set(connection.execute(_LIVE_CONNECTIONS, {"ids": wanted}).scalars())
+    kept = [row.params for row in rows if row.params["connection_id"] in live]
+    ids = iter(connection.execute(_ADD_WEBHOOKS, kept).scalars().all() if kept else ())
+    return [int(next(ids)) if row.params["connection_id"] in live else None for row in rows]
 
 
 def add_webhook(
@@ -113,8 +102,7 @@ def add_webhook(
         state=state,
         now=now,
     )
-    inserted = session.execute(_ADD_WEBHOOK, row.params).scalar_one_or_none()
-    return int(inserted) if inserted is not None else None
+    return insert_webhooks(session.connection(), [row])[0]
 
 
 def last_received_at(session: Session, connection_id: int) -> dt.datetime | None:
