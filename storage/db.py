@@ -68,6 +68,7 @@ class Database:
         self.engine = create_engine(url, **kwargs)
         if self.dialect == "sqlite":
             _configure_sqlite(self.engine)
+        self._autocommit_engine = self.engine.execution_options(isolation_level="AUTOCOMMIT")
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
         self._read_sessions = sessionmaker(
             self.engine.execution_options(**{READ_ONLY: True}), expire_on_commit=False
@@ -99,6 +100,16 @@ class Database:
                 yield connection
             return
         with self._write_lock, self.engine.begin() as connection:
+            yield connection
+
+    @contextmanager
+    def autocommit(self) -> Iterator[Connection]:
+        """A Core connection in autocommit mode, for a caller that runs ONE statement, which the
+        database makes atomic by itself: no BEGIN and COMMIT round trips (PostgreSQL only: on
+        SQLite writes must queue on the write lock, see `write`)."""
+        if self._write_lock is not None:
+            raise RuntimeError("autocommit() is for PostgreSQL; SQLite writes go through write()")
+        with self._autocommit_engine.connect() as connection:
             yield connection
 
     @contextmanager

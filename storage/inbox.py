@@ -7,10 +7,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import cast
 
-from sqlalchemy import ColumnElement, Connection, Table, and_, bindparam, func, insert, select, update
+from sqlalchemy import ColumnElement, Connection, Table, and_, bindparam, func, insert, select, text, update
 from sqlalchemy.orm import Session
 
 from storage.crypto import Cipher
+from storage.db import Database
 from storage.models import (
     CallbackVerification,
     ConnectionStatus,
@@ -67,10 +68,79 @@ def prepare_webhook(
     )
 
 
+# PostgreSQL: the whole batch in ONE statement, run in autocommit mode, where a single statement
+# is atomic on its own. That is one round trip instead of five (BEGIN, the liveness SELECT, the
+# INSERT, COMMIT), and the statement text is the same for any batch size (arrays, not a VALUES
+# list), so it is parsed and planned once per connection. The join re-checks that each row's
+# connection is still live, as of this statement.
+#
+# Which id belongs to which row: the SELECT feeds the INSERT in `ord` (parameter) order, so the
+# serial ids are drawn in that order (the same guarantee SQLAlchemy's insertmanyvalues relies on
+# for `sort_by_parameter_order`). Sorted ids therefore pair up with the rows whose connection is
+# live, in order; a live connection is one that appears in RETURNING (each row of a live
+# connection is inserted, so every live connection of the batch appears at least once).
+_PG_ADD_WEBHOOKS = text(
+    """
+    INSERT INTO webhook_inbox (connection_id, event_name, object_id, body_enc, received_at,
+                               available_at, state, attempts, processed_at)
+    SELECT v.connection_id, v.event_name, v.object_id, v.body_enc, v.received_at,
+           v.available_at, v.state, v.attempts, v.processed_at
+    FROM unnest(CAST(:connection_id AS integer[]), CAST(:event_name AS text[]),
+                CAST(:object_id AS text[]), CAST(:body_enc AS text[]),
+                CAST(:received_at AS timestamptz[]), CAST(:available_at AS timestamptz[]),
+                CAST(:state AS text[]), CAST(:attempts AS integer[]),
+                CAST(:processed_at AS timestamptz[]))
+         WITH ORDINALITY AS v(connection_id, event_name, object_id, body_enc, received_at,
+                              available_at, state, attempts, processed_at, ord)
+    JOIN freshbooks_connections AS c ON c.id = v.connection_id AND c.status <> :disconnected
+    ORDER BY v.ord
+    RETURNING webhook_inbox.id, webhook_inbox.connection_id
+    """
+)
+_NEW_WEBHOOK_COLUMNS = (
+    "connection_id",
+    "event_name",
+    "object_id",
+    "body_enc",
+    "received_at",
+    "available_at",
+    "state",
+    "attempts",
+    "processed_at",
+)
+
+
+def store_webhooks(db: Database, rows: Sequence[NewWebhook]) -> list[int | None]:
+    """Commit the rows as one unit (all or none): each one's inbox id, or None where its
+    connection was disconnected meanwhile (the intake works from a cached lookup, so liveness is
+    checked again in the statement or transaction that inserts). Raises, having stored nothing,
+    if the database refuses the batch."""
+    if not rows:
+        return []
+    if db.dialect == "postgresql":
+        with db.autocommit() as connection:
+            return _insert_webhooks_postgresql(connection, rows)
+    with db.write() as connection:
+        return insert_webhooks(connection, rows)
+
+
+def _insert_webhooks_postgresql(connection: Connection, rows: Sequence[NewWebhook]) -> list[int | None]:
+    params: dict[str, object] = {
+        column: [row.params[column] for row in rows] for column in _NEW_WEBHOOK_COLUMNS
+    }
+    params["disconnected"] = str(ConnectionStatus.DISCONNECTED)
+    inserted = connection.execute(_PG_ADD_WEBHOOKS, params).all()
+    live = {row_connection for _, row_connection in inserted}
+    ids = iter(sorted(int(row_id) for row_id, _ in inserted))
+    result = [next(ids) if row.params["connection_id"] in live else None for row in rows]
+    if next(ids, None) is not None:
+        raise RuntimeError("the inbox returned more ids than rows of live connections")
+    return result
+
+
 def insert_webhooks(connection: Connection, rows: Sequence[NewWebhook]) -> list[int | None]:
-    """Insert the rows in the caller's transaction: each one's inbox id, or None where its
-    connection was disconnected meanwhile (the caller may be working from a cached lookup, so
-    liveness is checked again here, in the transaction that inserts)."""
+    """Insert the rows in the caller's transaction (any database): each one's inbox id, or None
+    where its connection was disconnected meanwhile."""
     if not rows:
         return []
     wanted = sorted({cast(int, row.params["connection_id"]) for row in rows})
@@ -92,7 +162,7 @@ def add_webhook(
     now: dt.datetime,
 ) -> int | None:
     """Store one authentic webhook in the session's unit of work; None if the connection was
-    disconnected meanwhile. (The intake batches through `insert_webhooks` instead.)"""
+    disconnected meanwhile. (The intake batches through `store_webhooks` instead.)"""
     row = prepare_webhook(
         cipher,
         connection_id=connection_id,

@@ -200,8 +200,7 @@ def _inbox_batcher(
     db: Database,
 ) -> tuple[GatedWrite[inbox.NewWebhook, int | None], GroupCommit[inbox.NewWebhook, int | None]]:
     def write(rows: Sequence[inbox.NewWebhook]) -> list[int | None]:
-        with db.write() as connection:
-            return inbox.insert_webhooks(connection, rows)
+        return inbox.store_webhooks(db, rows)
 
     gate = GatedWrite(write)
     return gate, GroupCommit(gate)
@@ -218,9 +217,14 @@ def test_one_commit_stores_a_pile_and_answers_each_row_with_its_own_id(
     db: Database, cipher: Cipher, clock: FakeClock
 ) -> None:
     live_id = _connection(db, cipher, "LIVE1")
+    other_id = _connection(db, cipher, "LIVE2")
     gone_id = _connection(db, cipher, "GONE1", disconnected=True)
     gate, batcher = _inbox_batcher(db)
-    rows = [_row(cipher, gone_id if n % 4 == 0 else live_id, str(n), clock()) for n in range(1, 13)]
+
+    def connection_of(n: int) -> int:
+        return gone_id if n % 4 == 0 else other_id if n % 3 == 0 else live_id
+
+    rows = [_row(cipher, connection_of(n), str(n), clock()) for n in range(1, 13)]
     outcomes = pile_up(batcher, gate, rows[0], rows[1:])
     assert [len(c) for c in gate.calls] == [1, 11]
     stored = _stored(db)
@@ -228,7 +232,7 @@ def test_one_commit_stores_a_pile_and_answers_each_row_with_its_own_id(
         if n % 4 == 0:
             assert outcome is None, "a disconnected connection's webhook is refused, not stored"
         else:
-            assert isinstance(outcome, int) and stored[outcome] == str(n)
+            assert isinstance(outcome, int) and stored[outcome] == str(n), "each row gets its own id"
     assert sorted(stored.values(), key=int) == [str(n) for n in range(1, 13) if n % 4]
 
 

@@ -96,8 +96,7 @@ class Intake:
 
     def _insert_batch(self, rows: Sequence[inbox.NewWebhook]) -> list[int | None]:
         try:
-            with self._db.write() as connection:
-                return inbox.insert_webhooks(connection, rows)
+            return inbox.store_webhooks(self._db, rows)
         except Exception as exc:
             # Once per batch; each request of it then answers 503 and logs its own rejection.
             log.error("%d webhook(s) not stored, rolled back: %s", len(rows), _describe(exc))
