@@ -241,11 +241,11 @@ class Settings(BaseModel):
 
     @property
     def resolved_web_workers(self) -> int:
-        """SQLite has one writer: one web process queues its threads fairly on an in-process lock,
-        while several processes would poll for the file lock. PostgreSQL takes two by default."""
+        """Two on either database: one Python process cannot use both cores (the GIL). SQLite's
+        one writer is shared through storage.db.WriterLock, a queue across processes."""
         if self.web_workers is not None:
             return self.web_workers
-        return 1 if self.resolved_database_url.startswith("sqlite") else 2
+        return 2
 
     @property
     def resolved_web_threads(self) -> int:

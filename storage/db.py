@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import fcntl
+import os
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -44,6 +46,52 @@ def _configure_sqlite(engine: Engine) -> None:
         connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
+class WriterLock:
+    """SQLite's one writer, queued fairly: in-process threads on an RLock, processes on an
+    exclusive flock() of a file beside the database.
+
+    Without it, a writer that finds the database locked polls in SQLite's busy handler, whose
+    sleeps grow to 100 ms: under load, a webhook's commit could wait hundreds of milliseconds
+    behind another process's. flock() blocks in the kernel (the GIL released) and wakes the next
+    waiter as soon as the holder lets go. Re-entrant within a thread; the flock is taken by the
+    outermost acquisition only (a nested one must not release it early).
+    """
+
+    def __init__(self, path: str | None) -> None:
+        self._path = path  # None: an in-memory database, one process only
+        self._lock = threading.RLock()
+        self._depth = 0
+        self._fd: int | None = None
+        self._pid = 0
+
+    def __enter__(self) -> None:
+        self._lock.acquire()
+        try:
+            if self._depth == 0 and self._path is not None:
+                fcntl.flock(self._file(), fcntl.LOCK_EX)
+        except BaseException:
+            self._lock.release()
+            raise
+        self._depth += 1
+
+    def __exit__(self, *_exc: object) -> None:
+        self._depth -= 1
+        try:
+            if self._depth == 0 and self._fd is not None:
+                fcntl.flock(self._fd, fcntl.LOCK_UN)
+        finally:
+            self._lock.release()
+
+    def _file(self) -> int:
+        # Opened per process: a descriptor inherited through fork() would share the lock with the
+        # parent (flock belongs to the open file description).
+        if self._fd is None or self._pid != os.getpid():
+            assert self._path is not None
+            self._fd = os.open(self._path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+            self._pid = os.getpid()
+        return self._fd
+
+
 def upsert_insert(session: Session, model: Any) -> Any:
     """`INSERT` with `on_conflict_do_nothing()` for the session's dialect (SQLite or PostgreSQL)."""
     if session.get_bind().dialect.name == "postgresql":
@@ -73,9 +121,12 @@ class Database:
         self._read_sessions = sessionmaker(
             self.engine.execution_options(**{READ_ONLY: True}), expire_on_commit=False
         )
-        # SQLite allows one writer. Threads of one process queue on this lock in order, instead of
+        # SQLite allows one writer: threads and processes queue for it here, in order, instead of
         # polling in SQLite's busy handler (whose sleeps grow to 100 ms and starve unlucky waiters).
-        self._write_lock: threading.RLock | None = threading.RLock() if self.dialect == "sqlite" else None
+        self._write_lock: WriterLock | None = None
+        if self.dialect == "sqlite":
+            on_disk = bool(parsed.database) and parsed.database != ":memory:"
+            self._write_lock = WriterLock(f"{parsed.database}.writer-lock" if on_disk else None)
 
     @property
     def supports_skip_locked(self) -> bool:

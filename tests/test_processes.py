@@ -94,8 +94,10 @@ class Deployment:
                     encryption_key=key,
                     freshbooks=freshbooks,
                     slack=slack,
-                    # One web process each: the background processes are what must coordinate.
-                    WEB_WORKERS="1",
+                    # Two servers: one web process each, the background processes are what must
+                    # coordinate. One server: the default (two web processes sharing the database,
+                    # on SQLite through the cross-process writer lock, killed while holding it).
+                    **({"WEB_WORKERS": "1"} if servers > 1 else {}),
                 ),
                 tmp_path / f"server-{name}.log",
             )

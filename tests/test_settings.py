@@ -118,9 +118,9 @@ def test_empty_values_count_as_unset() -> None:
     assert settings.database_url is None
 
 
-def test_server_sizes_follow_the_database() -> None:
+def test_server_sizes_default_to_two_workers_of_eight_threads() -> None:
     sqlite = load_settings({})
-    assert (sqlite.resolved_web_workers, sqlite.resolved_web_threads) == (1, 8)
+    assert (sqlite.resolved_web_workers, sqlite.resolved_web_threads) == (2, 8)
     postgres = load_settings({"DATABASE_URL": "postgresql://u@h/db"})
     assert (postgres.resolved_web_workers, postgres.resolved_web_threads) == (2, 8)
     chosen = load_settings({"WEB_WORKERS": "3", "WEB_THREADS": "6"})
