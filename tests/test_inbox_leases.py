@@ -88,9 +88,11 @@ def test_a_retry_releases_the_lease_until_the_row_is_due(
     assert _claim(db, cipher, clock, "worker-a") == [inbox_id]
     later = clock() + dt.timedelta(minutes=2)
     with db.session() as session:
-        retry = {"session": session, "item_id": inbox_id, "available_at": later}
-        assert not inbox.retry_later(**retry, owner="worker-b", error="x")  # type: ignore[arg-type]
-        assert inbox.retry_later(**retry, owner="worker-a", error="e" * 600)  # type: ignore[arg-type]
+        for owner, error, moved in (("worker-b", "x", False), ("worker-a", "e" * 600, True)):
+            assert (
+                inbox.retry_later(session, item_id=inbox_id, owner=owner, available_at=later, error=error)
+                is moved
+            )
     row = _row(db, inbox_id)
     assert (row.state, row.available_at, row.lease_owner) == (InboxState.PENDING, later, None)
     assert row.last_error == "e" * 500, "the error is cut to the column's size"
