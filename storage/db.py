@@ -5,18 +5,20 @@ from __future__ import annotations
 import fcntl
 import os
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 
 READ_ONLY = "fbslack_read_only"
+T = TypeVar("T")
 
 
 def _configure_sqlite(engine: Engine) -> None:
@@ -116,7 +118,15 @@ class Database:
         self.engine = create_engine(url, **kwargs)
         if self.dialect == "sqlite":
             _configure_sqlite(self.engine)
-        self._autocommit_engine = self.engine.execution_options(isolation_level="AUTOCOMMIT")
+        # For `autocommit()`: its own small pool, in autocommit mode and without the pre-ping
+        # (a round trip per checkout, as dear as the one statement it guards); `autocommit()`
+        # retries on a fresh connection instead when a pooled one turns out to be dead.
+        self._autocommit_engine: Engine | None = None
+        if self.dialect != "sqlite":
+            # Small: its one caller (the intake's group commit) runs one statement at a time.
+            self._autocommit_engine = create_engine(
+                url, future=True, pool_size=1, max_overflow=3, isolation_level="AUTOCOMMIT"
+            )
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
         self._read_sessions = sessionmaker(
             self.engine.execution_options(**{READ_ONLY: True}), expire_on_commit=False
@@ -153,15 +163,26 @@ class Database:
         with self._write_lock, self.engine.begin() as connection:
             yield connection
 
-    @contextmanager
-    def autocommit(self) -> Iterator[Connection]:
-        """A Core connection in autocommit mode, for a caller that runs ONE statement, which the
-        database makes atomic by itself: no BEGIN and COMMIT round trips (PostgreSQL only: on
-        SQLite writes must queue on the write lock, see `write`)."""
-        if self._write_lock is not None:
+    def autocommit(self, statement: Callable[[Connection], T]) -> T:
+        """Run `statement` (ONE SQL statement, which the database makes atomic by itself) on a
+        connection in autocommit mode: no BEGIN and COMMIT round trips, and no pre-ping.
+
+        A pooled connection found dead (the server restarted, a proxy dropped it) is discarded
+        and the statement runs once more on a fresh one, so a database restart stays invisible.
+        The statement must tolerate that second run: the first may have committed just before
+        the connection died. PostgreSQL only (on SQLite writes queue on the write lock, `write`).
+        """
+        if self._autocommit_engine is None:
             raise RuntimeError("autocommit() is for PostgreSQL; SQLite writes go through write()")
+        try:
+            with self._autocommit_engine.connect() as connection:
+                return statement(connection)
+        except DBAPIError as exc:
+            if not exc.connection_invalidated:
+                raise
+        # SQLAlchemy has invalidated the pool's older connections too: this one is new.
         with self._autocommit_engine.connect() as connection:
-            yield connection
+            return statement(connection)
 
     @contextmanager
     def read(self) -> Iterator[Session]:
@@ -188,3 +209,5 @@ class Database:
 
     def dispose(self) -> None:
         self.engine.dispose()
+        if self._autocommit_engine is not None:
+            self._autocommit_engine.dispose()

@@ -118,8 +118,10 @@ def store_webhooks(db: Database, rows: Sequence[NewWebhook]) -> list[int | None]
     if not rows:
         return []
     if db.dialect == "postgresql":
-        with db.autocommit() as connection:
-            return _insert_webhooks_postgresql(connection, rows)
+        # Run a second time if the first connection died (see Database.autocommit): should the
+        # first run have committed after all, the webhooks are stored twice, and a repeat is
+        # what the pipeline already expects from FreshBooks (it is recorded as a duplicate).
+        return db.autocommit(lambda connection: _insert_webhooks_postgresql(connection, rows))
     with db.write() as connection:
         return insert_webhooks(connection, rows)
 

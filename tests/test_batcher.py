@@ -10,15 +10,17 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Generic, TypeVar
 
+import psycopg
 import pytest
-from sqlalchemy import func, select, text
+from sqlalchemy import Connection, func, select, text
+from sqlalchemy.exc import DBAPIError
 
 from connector.ingest.batcher import CommitFailed, GroupCommit
 from storage import connections, inbox
 from storage.crypto import Cipher
 from storage.db import Database
 from storage.models import InboxState, WebhookInbox
-from tests.conftest import FakeClock, Live
+from tests.conftest import PG_DSN, FakeClock, Live
 from tests.test_webhook_intake import inbox_rows, rejected, signed
 
 T = TypeVar("T")
@@ -302,3 +304,45 @@ def test_concurrent_webhooks_over_http_each_get_their_own_row(live: Live) -> Non
     with live.services.db.read() as session:
         assert session.scalar(select(func.count()).select_from(WebhookInbox)) == 24
     assert sorted(int(r.object_id) for r in inbox_rows(live)) == list(range(1, 25))
+
+
+def _backend_pid(connection: Connection) -> int:
+    return int(connection.exec_driver_sql("SELECT pg_backend_pid()").scalar_one())
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+def test_a_dead_pooled_connection_is_replaced_and_the_batch_stored_once(
+    db: Database, cipher: Cipher, clock: FakeClock
+) -> None:
+    live_id = _connection(db, cipher, "LIVE1")
+    assert inbox.store_webhooks(db, [_row(cipher, live_id, "1", clock())])[0] is not None
+    # The server ends the pooled connection (a restart, a proxy timeout): no pre-ping will notice.
+    pid = db.autocommit(_backend_pid)
+    with psycopg.connect(PG_DSN, autocommit=True) as admin:
+        assert admin.execute("SELECT pg_terminate_backend(%s)", (pid,)).fetchone() == (True,)
+    stored = inbox.store_webhooks(db, [_row(cipher, live_id, "2", clock())])
+    assert isinstance(stored[0], int)
+    assert sorted(_stored(db).values()) == ["1", "2"]
+    assert (
+        db.autocommit(lambda connection: connection.exec_driver_sql("SELECT pg_backend_pid()").scalar_one())
+        != pid
+    )
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+def test_an_error_that_is_not_a_lost_connection_is_not_retried(
+    db: Database, cipher: Cipher, clock: FakeClock
+) -> None:
+    live_id = _connection(db, cipher, "LIVE1")
+    calls: list[int] = []
+
+    def failing(connection: Connection) -> None:
+        calls.append(1)
+        connection.exec_driver_sql("SELECT 1/0")
+
+    with pytest.raises(DBAPIError):
+        db.autocommit(failing)
+    assert len(calls) == 1
+    assert inbox.store_webhooks(db, [_row(cipher, live_id, "3", clock())])[0] is not None
