@@ -493,7 +493,7 @@ def server_environment(
         PORT=str(port),
         HOST="127.0.0.1",
         DATA_DIR=str(data_dir),
-        LOG_LEVEL="WARNING",
+        LOG_LEVEL="INFO",
         FRESHBOOKS_API_URL=stub_url,
         PYTHONUNBUFFERED="1",
     )
