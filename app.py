@@ -231,7 +231,13 @@ def build_services(
     engine = DeliveryEngine(
         db=db, cipher=cipher, client_for_team=slack.client_for_team, notifier=notifier, clock=clock
     )
-    delivery_loop = BackgroundLoop("deliver", engine.step, idle_seconds=5, gather_seconds=0.1)
+    delivery_loop = BackgroundLoop(
+        "deliver",
+        engine.step,
+        idle_seconds=5,
+        gather_seconds=0.1,
+        next_due=engine.seconds_until_a_channel_frees,
+    )
 
     def pipeline_step() -> int:
         """Enrich what arrived, then route what was recorded; wake delivery for what was queued."""

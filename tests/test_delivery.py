@@ -784,6 +784,21 @@ def test_posts_to_a_channel_are_paced_while_another_channel_goes_at_once(desk: D
     assert all(b - a >= 1.05 for a, b in itertools.pairwise(stamps))
 
 
+def test_the_engine_knows_when_the_channels_it_posted_to_may_post_again(desk: Desk) -> None:
+    engine = desk.live.services.engine
+    assert engine.seconds_until_a_channel_frees() is None
+    desk.queue(ACCOUNTING, 2)
+    desk.queue(SALES)
+    assert engine.run_once() == 2
+    # Both posts left at the same (fake) moment: their channels free one gap later.
+    assert engine.seconds_until_a_channel_frees() == pytest.approx(1.05)
+    desk.live.clock.advance(seconds=0.5)
+    assert engine.seconds_until_a_channel_frees() == pytest.approx(0.55)
+    desk.live.clock.advance(seconds=0.55)
+    assert engine.seconds_until_a_channel_frees() is None
+    assert engine.run_once() == 1  # and the waiting post goes then
+
+
 def test_a_long_queue_does_not_starve_a_quiet_channel(desk: Desk) -> None:
     desk.queue(ACCOUNTING, 100)
     (quiet,) = desk.queue(SALES)

@@ -14,9 +14,11 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import heapq
 import http.client
 import logging
 import random
+import threading
 import urllib.error
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -136,6 +138,9 @@ class DeliveryEngine:
         self._owner = worker_id()
         self._pool = ThreadPoolExecutor(max_workers=senders, thread_name_prefix="fbslack-send")
         self._senders = senders
+        # When the channels this process just posted to may take their next post (min-heap).
+        self._frees: list[dt.datetime] = []
+        self._frees_lock = threading.Lock()
 
     def close(self) -> None:
         self._pool.shutdown(wait=True)
@@ -148,6 +153,16 @@ class DeliveryEngine:
             return posted
         with self._db.read() as session:
             return 1 if outbox.has_due(session, now=self._clock()) else 0
+
+    def seconds_until_a_channel_frees(self) -> float | None:
+        """How long until a channel this process posted to may take its next post (the delivery
+        loop wakes then), or None if none is waiting. Another process's posts are not known here:
+        the loop's own polling finds those."""
+        now = self._clock()
+        with self._frees_lock:
+            while self._frees and self._frees[0] <= now:
+                heapq.heappop(self._frees)
+            return (self._frees[0] - now).total_seconds() if self._frees else None
 
     def resume_workspaces(self) -> int:
         """A reinstall or a new token: workspaces suspended for auth errors whose token works again
@@ -201,6 +216,9 @@ class DeliveryEngine:
                     now=self._clock(),
                     posted_at=posted_at,
                 )
+            if posted_at is not None:
+                with self._frees_lock:
+                    heapq.heappush(self._frees, posted_at + outbox.CHANNEL_GAP)
 
     def _prepare(self, claim: Claim) -> Prepared:
         with self._db.read() as session:

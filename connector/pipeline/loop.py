@@ -17,7 +17,13 @@ class BackgroundLoop:
     """
 
     def __init__(
-        self, name: str, step: Callable[[], int], *, idle_seconds: float = 5.0, gather_seconds: float = 0.0
+        self,
+        name: str,
+        step: Callable[[], int],
+        *,
+        idle_seconds: float = 5.0,
+        gather_seconds: float = 0.0,
+        next_due: Callable[[], float | None] | None = None,
     ) -> None:
         self.name = name
         self._step = step
@@ -25,6 +31,10 @@ class BackgroundLoop:
         # After a step that found work, let more arrive before the next one: a burst of webhooks is
         # then handled in a few batches (few write transactions) rather than one by one.
         self._gather = gather_seconds
+        # Seconds until work the step knows of becomes due (None: nothing known). The gather wait
+        # ends then rather than at the next multiple of it: a channel's next post goes when its
+        # pacing allows, not up to a gather later.
+        self._next_due = next_due
         self._wakeup = threading.Event()
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
@@ -61,4 +71,8 @@ class BackgroundLoop:
             if did == 0:
                 self._wakeup.wait(self._idle)
             elif self._gather:
-                self._stopping.wait(self._gather)
+                self._stopping.wait(self._gather_wait())
+
+    def _gather_wait(self) -> float:
+        due = self._next_due() if self._next_due else None
+        return self._gather if due is None else min(self._gather, max(0.0, due))
