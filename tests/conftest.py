@@ -129,6 +129,26 @@ def cipher(encryption_key: str) -> Cipher:
     return Cipher([encryption_key])
 
 
+def add_connection(db: Database, cipher: Cipher, account_id: str, *, disconnected: bool = False) -> int:
+    """A FreshBooks connection of workspace T1 (live, or disconnected), for storage-level tests."""
+    with db.session() as session:
+        workspace = connections.ensure_workspace(session, team_id="T1")
+        connection = connections.create_connection(
+            session,
+            cipher,
+            workspace_id=workspace.id,
+            account_id=account_id,
+            business_id=1,
+            business_name="Acme",
+            access_token="a",
+            refresh_token="r",
+            token_expires_at=None,
+        ).connection
+        if disconnected:
+            connections.mark_disconnected(session, connection_id=connection.id, now=dt.datetime.now(dt.UTC))
+        return connection.id
+
+
 def make_settings(tmp_path: Path, **env: str) -> Settings:
     base = {"DATA_DIR": str(tmp_path / "data")}
     base.update(env)

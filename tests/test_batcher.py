@@ -16,11 +16,11 @@ from sqlalchemy import Connection, func, select, text
 from sqlalchemy.exc import DBAPIError
 
 from connector.ingest.batcher import CommitFailed, GroupCommit
-from storage import connections, inbox
+from storage import inbox
 from storage.crypto import Cipher
 from storage.db import Database
 from storage.models import InboxState, WebhookInbox
-from tests.conftest import PG_DSN, FakeClock, Live
+from tests.conftest import PG_DSN, FakeClock, Live, add_connection
 from tests.test_webhook_intake import inbox_rows, rejected, signed
 
 T = TypeVar("T")
@@ -167,25 +167,6 @@ def test_max_batch_must_be_positive() -> None:
 # -- with the real inbox insert, on both databases --------------------------------------------------
 
 
-def _connection(db: Database, cipher: Cipher, account_id: str, *, disconnected: bool = False) -> int:
-    with db.session() as session:
-        workspace = connections.ensure_workspace(session, team_id="T1")
-        connection = connections.create_connection(
-            session,
-            cipher,
-            workspace_id=workspace.id,
-            account_id=account_id,
-            business_id=1,
-            business_name="Acme",
-            access_token="a",
-            refresh_token="r",
-            token_expires_at=None,
-        ).connection
-        if disconnected:
-            connections.mark_disconnected(session, connection_id=connection.id, now=dt.datetime.now(dt.UTC))
-        return connection.id
-
-
 def _row(cipher: Cipher, connection_id: int, object_id: str, now: dt.datetime) -> inbox.NewWebhook:
     return inbox.prepare_webhook(
         cipher,
@@ -218,9 +199,9 @@ def _stored(db: Database) -> dict[int, str]:
 def test_one_commit_stores_a_pile_and_answers_each_row_with_its_own_id(
     db: Database, cipher: Cipher, clock: FakeClock
 ) -> None:
-    live_id = _connection(db, cipher, "LIVE1")
-    other_id = _connection(db, cipher, "LIVE2")
-    gone_id = _connection(db, cipher, "GONE1", disconnected=True)
+    live_id = add_connection(db, cipher, "LIVE1")
+    other_id = add_connection(db, cipher, "LIVE2")
+    gone_id = add_connection(db, cipher, "GONE1", disconnected=True)
     gate, batcher = _inbox_batcher(db)
 
     def connection_of(n: int) -> int:
@@ -241,7 +222,7 @@ def test_one_commit_stores_a_pile_and_answers_each_row_with_its_own_id(
 def test_a_database_error_mid_batch_fails_every_waiter_and_stores_none_of_the_batch(
     db: Database, cipher: Cipher, clock: FakeClock
 ) -> None:
-    live_id = _connection(db, cipher, "LIVE1")
+    live_id = add_connection(db, cipher, "LIVE1")
     gate, batcher = _inbox_batcher(db)
     good = [_row(cipher, live_id, str(n), clock()) for n in range(1, 6)]
     # NOT NULL violation on both databases, after two rows of the batch were already inserted.
@@ -315,7 +296,7 @@ def _backend_pid(connection: Connection) -> int:
 def test_a_dead_pooled_connection_is_replaced_and_the_batch_stored_once(
     db: Database, cipher: Cipher, clock: FakeClock
 ) -> None:
-    live_id = _connection(db, cipher, "LIVE1")
+    live_id = add_connection(db, cipher, "LIVE1")
     assert inbox.store_webhooks(db, [_row(cipher, live_id, "1", clock())])[0] is not None
     # The server ends the pooled connection (a restart, a proxy timeout): no pre-ping will notice.
     pid = db.autocommit(_backend_pid)
@@ -324,10 +305,7 @@ def test_a_dead_pooled_connection_is_replaced_and_the_batch_stored_once(
     stored = inbox.store_webhooks(db, [_row(cipher, live_id, "2", clock())])
     assert isinstance(stored[0], int)
     assert sorted(_stored(db).values()) == ["1", "2"]
-    assert (
-        db.autocommit(lambda connection: connection.exec_driver_sql("SELECT pg_backend_pid()").scalar_one())
-        != pid
-    )
+    assert db.autocommit(_backend_pid) != pid, "the dead connection was replaced"
 
 
 @pytest.mark.postgres
@@ -335,7 +313,7 @@ def test_a_dead_pooled_connection_is_replaced_and_the_batch_stored_once(
 def test_an_error_that_is_not_a_lost_connection_is_not_retried(
     db: Database, cipher: Cipher, clock: FakeClock
 ) -> None:
-    live_id = _connection(db, cipher, "LIVE1")
+    live_id = add_connection(db, cipher, "LIVE1")
     calls: list[int] = []
 
     def failing(connection: Connection) -> None:

@@ -6,27 +6,15 @@ import datetime as dt
 
 from sqlalchemy import select
 
-from storage import connections, inbox
+from storage import inbox
 from storage.crypto import Cipher
 from storage.db import Database
 from storage.models import InboxState, WebhookInbox
-from tests.conftest import FakeClock
+from tests.conftest import FakeClock, add_connection
 
 
 def _pending_row(db: Database, cipher: Cipher, clock: FakeClock) -> int:
-    with db.session() as session:
-        workspace = connections.ensure_workspace(session, team_id="T1")
-        connection_id = connections.create_connection(
-            session,
-            cipher,
-            workspace_id=workspace.id,
-            account_id="ACC1",
-            business_id=1,
-            business_name="Acme",
-            access_token="a",
-            refresh_token="r",
-            token_expires_at=None,
-        ).connection.id
+    connection_id = add_connection(db, cipher, "ACC1")
     row = inbox.prepare_webhook(
         cipher,
         connection_id=connection_id,
