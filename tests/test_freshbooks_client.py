@@ -187,3 +187,23 @@ def test_register_and_verify_speak_the_events_api(fake: FakeFreshBooks) -> None:
         token="fb-access-token", account_id="A1", callback_id=info.callback_id, verifier=verifier
     )
     assert verified.verified is True
+
+
+def test_cookies_freshbooks_sets_are_never_sent_back(fake: FakeFreshBooks) -> None:
+    # One client serves every customer's calls: a cookie set in an answer to one customer's call
+    # (a load balancer's, a CDN's) must not ride along on the next customer's.
+    fake.add_object("ACM1", "invoices", {"id": 1, "updated": "u"})
+    fake.add_object("ACM2", "invoices", {"id": 2, "updated": "u"})
+    fake.script(
+        "GET",
+        "/accounting",
+        Scripted(
+            429, {"errno": 429, "message": "slow"}, {"Retry-After": "0", "Set-Cookie": "lb=node7; Path=/"}
+        ),
+    )
+    client = client_for(fake, [])
+    client.get_object(token="fb-access-token", account_id="ACM1", kind=ObjectKind.INVOICE, object_id="1")
+    client.get_object(token="fb-access-token", account_id="ACM2", kind=ObjectKind.INVOICE, object_id="2")
+    calls = fake.calls_to("GET", "/accounting")
+    assert len(calls) == 3
+    assert [call.headers.get("cookie") for call in calls] == [None, None, None]  # "lb=n7" without the fix

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import enum
+import http.cookiejar
 import json
 import logging
 import random
@@ -240,6 +241,9 @@ class FreshBooksClient:
             timeout=timeout,
             headers={"User-Agent": USER_AGENT, "Accept": "application/json"},
             transport=transport,
+            # No cookie is ever kept: this one client makes every customer's calls, and a cookie
+            # set in an answer to one (a load balancer's, a CDN's) must not go out with another's.
+            cookies=http.cookiejar.CookieJar(policy=http.cookiejar.DefaultCookiePolicy(allowed_domains=[])),
         )
         self._max_retries = max_retries
         self._max_wait = max_wait
