@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import concurrent.futures
 import logging
 import re
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -44,9 +46,19 @@ class CommandServices:
     audit: AuditCommands  # audit search and replay (connector.audit, connector.replay)
 
 
+# How long a command may work before it must acknowledge: Slack allows 3 s for the HTTP answer,
+# which also has to travel; past this the command acknowledges and answers by response_url.
+ACK_BUDGET_SECONDS = 2.0
+
+
 class FreshbooksCommand:
     def __init__(self, services: CommandServices) -> None:
         self._services = services
+        # Runs the slow part of a command (Slack calls before a rule is saved) so that the
+        # listener thread can acknowledge in time; threads are created only when used.
+        self._slow = concurrent.futures.ThreadPoolExecutor(
+            max_workers=8, thread_name_prefix="fbslack-command"
+        )
         self._handlers: dict[str, Callable[[dict[str, Any], Ack, Respond, WebClient], None]] = {
             "help": self._help,
             "connect": self._connect,
@@ -61,6 +73,7 @@ class FreshbooksCommand:
         }
 
     def __call__(self, ack: Ack, command: dict[str, Any], client: WebClient, respond: Respond) -> None:
+        started = time.monotonic()
         text = (command.get("text") or "").strip()
         sub = text.split(maxsplit=1)[0].lower() if text else "help"
         handler = self._handlers.get(sub)
@@ -73,7 +86,12 @@ class FreshbooksCommand:
         ):
             ack(response_type="ephemeral", text=refusal(f"run `/freshbooks {sub}`"))
             return
-        handler(command, ack, respond, client)
+        if sub == "route":
+            self._route(command, ack, respond, client, started=started)
+        elif sub == "test":
+            self._test(command, ack, respond, client, started=started)
+        else:
+            handler(command, ack, respond, client)
 
     def _help(self, _command: dict[str, Any], ack: Ack, _respond: Respond, _client: WebClient) -> None:
         ack(response_type="ephemeral", text=HELP_TEXT)
@@ -122,7 +140,16 @@ class FreshbooksCommand:
         lines += [f":warning: {escape(p)}" for p in result.problems]
         respond(response_type="ephemeral", text="\n".join(lines))
 
-    def _route(self, command: dict[str, Any], ack: Ack, _respond: Respond, client: WebClient) -> None:
+    def _route(
+        self,
+        command: dict[str, Any],
+        ack: Ack,
+        respond: Respond,
+        client: WebClient,
+        *,
+        started: float | None = None,
+    ) -> None:
+        started = time.monotonic() if started is None else started
         args = (command.get("text") or "").strip()[len("route") :]
         if not args.strip():
             self._open_rule_modal(command, ack, client)
@@ -132,17 +159,49 @@ class FreshbooksCommand:
         except RouteSyntaxError as exc:
             ack(response_type="ephemeral", text=str(exc))
             return
-        check = ensure_postable(client, spec.channel_id)
-        if not check.ok:
-            ack(response_type="ephemeral", text=f"Rule not saved: {check.reason}")
-            return
+
+        def save() -> str:
+            # Up to two Slack calls (conversations.info, conversations.join) and a write.
+            check = ensure_postable(client, spec.channel_id)
+            if not check.ok:
+                return f"Rule not saved: {check.reason}"
+            try:
+                rule = self._services.rules.add(
+                    team_id=command["team_id"], user_id=command["user_id"], spec=spec
+                )
+            except RuleError as exc:
+                return str(exc)
+            joined = " I joined the channel to post there." if check.joined else ""
+            return f"Rule saved: {views.rule_line(rule)}.{joined}"
+
+        self._answer_in_time(
+            save,
+            ack,
+            respond,
+            started=started,
+            meanwhile=f"Checking <#{spec.channel_id}> and saving the rule…",
+        )
+
+    def _answer_in_time(
+        self, work: Callable[[], str], ack: Ack, respond: Respond, *, started: float, meanwhile: str
+    ) -> None:
+        """Answer with `work`'s result if it is ready within ACK_BUDGET_SECONDS of the command's
+        arrival; otherwise acknowledge with `meanwhile` (Slack allows 3 s) and send the result to
+        the command's response_url when it is ready. One answer in the usual case, never a timeout
+        when Slack or the database is slow."""
+        pending = self._slow.submit(work)
         try:
-            rule = self._services.rules.add(team_id=command["team_id"], user_id=command["user_id"], spec=spec)
-        except RuleError as exc:
-            ack(response_type="ephemeral", text=str(exc))
+            text = pending.result(timeout=max(0.0, started + ACK_BUDGET_SECONDS - time.monotonic()))
+        except concurrent.futures.TimeoutError:
+            ack(response_type="ephemeral", text=meanwhile)
+            try:
+                text = pending.result()
+            except Exception:
+                log.exception("slash command work failed after the acknowledgement")
+                text = "Something went wrong on our side; nothing was changed. Try again in a moment."
+            respond(response_type="ephemeral", text=text)
             return
-        joined = " I joined the channel to post there." if check.joined else ""
-        ack(response_type="ephemeral", text=f"Rule saved: {views.rule_line(rule)}.{joined}")
+        ack(response_type="ephemeral", text=text)
 
     def _open_rule_modal(self, command: dict[str, Any], ack: Ack, client: WebClient) -> None:
         """`/freshbooks route` alone: the rule form, defaulting to the channel the command ran in."""
@@ -184,8 +243,17 @@ class FreshbooksCommand:
     def _replay(self, command: dict[str, Any], ack: Ack, _respond: Respond, client: WebClient) -> None:
         self._services.audit.run_replay(command, ack, client)
 
-    def _test(self, command: dict[str, Any], ack: Ack, _respond: Respond, client: WebClient) -> None:
+    def _test(
+        self,
+        command: dict[str, Any],
+        ack: Ack,
+        respond: Respond,
+        client: WebClient,
+        *,
+        started: float | None = None,
+    ) -> None:
         """Post a sample message (made-up data) so people can see what notifications look like."""
+        started = time.monotonic() if started is None else started
         words = (command.get("text") or "").split()
         channel = command.get("channel_id", "")
         if len(words) > 1:
@@ -197,23 +265,26 @@ class FreshbooksCommand:
                 )
                 return
             channel = found.group(1)
-        check = ensure_postable(client, channel)
-        if not check.ok:
-            ack(response_type="ephemeral", text=f"No sample posted: {check.reason}")
-            return
-        message = views.sample_message()
-        try:
-            client.chat_postMessage(
-                channel=channel,
-                text=message.text,
-                blocks=message.blocks,
-                unfurl_links=False,
-                unfurl_media=False,
-            )
-        except SlackApiError as exc:
-            ack(response_type="ephemeral", text=f"Slack refused the sample (`{exc.response.get('error')}`).")
-            return
-        ack(response_type="ephemeral", text=f"Posted a sample message (made-up data) to <#{channel}>.")
+
+        def post_sample() -> str:
+            check = ensure_postable(client, channel)
+            if not check.ok:
+                return f"No sample posted: {check.reason}"
+            message = views.sample_message()
+            try:
+                client.chat_postMessage(
+                    channel=channel,
+                    text=message.text,
+                    blocks=message.blocks,
+                    unfurl_links=False,
+                    unfurl_media=False,
+                )
+            except SlackApiError as exc:
+                return f"Slack refused the sample (`{exc.response.get('error')}`)."
+            return f"Posted a sample message (made-up data) to <#{channel}>."
+
+        meanwhile = f"Posting a sample message to <#{channel}>…"
+        self._answer_in_time(post_sample, ack, respond, started=started, meanwhile=meanwhile)
 
 
 CHANNEL_REF = re.compile(r"<#([CG][A-Z0-9]+)(?:\|[^>]*)?>")

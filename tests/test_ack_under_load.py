@@ -48,3 +48,21 @@ def test_twenty_concurrent_commands_are_all_acknowledged_within_three_seconds(li
     assert slow == []
     assert all(status == 200 for _text, status, _seconds, _body in results)
     assert all(body for _text, _status, _seconds, body in results)  # each got its own answer
+
+
+def test_a_route_slack_is_too_slow_to_check_in_time_is_answered_by_response_url(live: Live) -> None:
+    live.slack.add_channel(Channel("C0ACC", name="accounting"))
+    live.connect()
+    assert live.slash("help").status_code == 200  # Bolt's one-time auth.test, at full speed
+    # users.info (the admin check) and conversations.info alone take 2.4 s: the rule cannot be
+    # checked and saved before Slack's 3 s are up, so the command acknowledges first.
+    live.slack.latency = 1.2
+    began = time.monotonic()
+    ack = live.slash("route invoice <#C0ACC|accounting> min 100", user_id=ADMIN)
+    assert time.monotonic() - began < SLACK_ACK_SECONDS
+    assert ack.status_code == 200
+    assert ack.json()["text"] == "Checking <#C0ACC> and saving the rule…"
+    (follow_up,) = live.slack.wait_for_responses(1, timeout=20)
+    assert follow_up["text"] == "Rule saved: `#1` `invoice` → <#C0ACC> min 100."
+    live.slack.latency = 0.0
+    assert "C0ACC" in live.slash("rules", user_id=MEMBER).json()["text"]
