@@ -198,7 +198,7 @@ class FreshbooksCommand:
                 text = pending.result()
             except Exception:
                 log.exception("slash command work failed after the acknowledgement")
-                text = "Something went wrong on our side; nothing was changed. Try again in a moment."
+                text = "Something went wrong before this finished. Try again in a moment."
             respond(response_type="ephemeral", text=text)
             return
         ack(response_type="ephemeral", text=text)

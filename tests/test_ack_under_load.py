@@ -8,7 +8,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 from tests.conftest import ADMIN, MEMBER, Live
-from tests.fakes.slack import Channel
+from tests.fakes.slack import STORE_THEN_DROP, Channel
 
 SLACK_ACK_SECONDS = 3.0
 
@@ -66,3 +66,17 @@ def test_a_route_slack_is_too_slow_to_check_in_time_is_answered_by_response_url(
     assert follow_up["text"] == "Rule saved: `#1` `invoice` → <#C0ACC> min 100."
     live.slack.latency = 0.0
     assert "C0ACC" in live.slash("rules", user_id=MEMBER).json()["text"]
+
+
+def test_work_that_fails_after_the_acknowledgement_is_reported_by_response_url(live: Live) -> None:
+    live.slack.add_channel(Channel("C0ACC", name="accounting"))
+    live.connect()
+    assert live.slash("help").status_code == 200  # Bolt's one-time auth.test, at full speed
+    live.slack.latency = 1.2  # conversations.info and the post take 2.4 s: past the 2 s budget
+    # The sample post takes effect and then the connection drops, twice (once more than the
+    # client's own retry on a connection error): the command's work ends with an exception.
+    live.slack.script("chat.postMessage", STORE_THEN_DROP, STORE_THEN_DROP)
+    ack = live.slash("test <#C0ACC|accounting>", user_id=MEMBER)
+    assert ack.json()["text"] == "Posting a sample message to <#C0ACC>…"
+    (follow_up,) = live.slack.wait_for_responses(1, timeout=20)
+    assert follow_up["text"] == "Something went wrong before this finished. Try again in a moment."
