@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import socket
 
 import pytest
+from prometheus_client import REGISTRY
 
 from connector.events import ObjectKind
 from connector.freshbooks.client import ErrorKind, FreshBooksClient, FreshBooksError, classify_response
@@ -207,3 +209,23 @@ def test_cookies_freshbooks_sets_are_never_sent_back(fake: FakeFreshBooks) -> No
     calls = fake.calls_to("GET", "/accounting")
     assert len(calls) == 3
     assert [call.headers.get("cookie") for call in calls] == [None, None, None]  # "lb=n7" without the fix
+
+
+def _protocol_errors() -> float:
+    return REGISTRY.get_sample_value("fbslack_freshbooks_api_errors_total", {"kind": "protocol"}) or 0.0
+
+
+def test_an_answer_that_cannot_be_read_is_counted_as_an_api_error(fake: FakeFreshBooks) -> None:
+    client = client_for(fake, [])
+    before = _protocol_errors()
+    # Valid JSON in FreshBooks' envelope, but no invoice in it: found by the parsing, after request().
+    fake.script("GET", "/accounting", Scripted(200, {"response": {"result": {"other": {}}}}))
+    with pytest.raises(FreshBooksError) as info:
+        client.get_object(token="fb-access-token", account_id="A1", kind=ObjectKind.INVOICE, object_id="1")
+    assert info.value.kind is ErrorKind.PROTOCOL
+    fake.script("GET", "/accounting", Scripted(200, {"response": {"result": {"invoices": "x", "pages": 1}}}))
+    with pytest.raises(FreshBooksError):
+        client.list_updated_since(
+            token="fb-access-token", account_id="A1", kind=ObjectKind.INVOICE, since=dt.datetime.now(dt.UTC)
+        )
+    assert _protocol_errors() - before == 2

@@ -7,6 +7,7 @@ surface we need is small, so one client here owns timeouts, retries and error pa
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import enum
 import http.cookiejar
@@ -14,7 +15,7 @@ import json
 import logging
 import random
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -64,6 +65,17 @@ class FreshBooksError(Exception):
     @property
     def transient(self) -> bool:
         return self.kind in TRANSIENT_KINDS
+
+
+@contextlib.contextmanager
+def _reading_answer() -> Iterator[None]:
+    """Around the parsing of an answer FreshBooks gave: one we cannot read failed like any call
+    does, so it is counted in the same metric as the errors `request` sees."""
+    try:
+        yield
+    except FreshBooksError as error:
+        metrics.FRESHBOOKS_API_ERRORS.labels(kind=error.kind).inc()
+        raise
 
 
 def _retry_after(headers: Mapping[str, str]) -> float | None:
@@ -323,7 +335,9 @@ class FreshBooksClient:
     def _token_call(self, form: dict[str, str], now: dt.datetime) -> TokenGrant:
         # Form-encoded, as FreshBooks' own SDK sends it. Never retried after a 5xx: a refresh that
         # reached FreshBooks may already have spent the single-use refresh token.
-        return _parse_grant(self.request("POST", "/auth/oauth/token", token=None, form=form), now)
+        body = self.request("POST", "/auth/oauth/token", token=None, form=form)
+        with _reading_answer():
+            return _parse_grant(body, now)
 
     def exchange_code(
         self, *, code: str, redirect_uri: str, client_id: str, client_secret: str, now: dt.datetime
@@ -355,7 +369,8 @@ class FreshBooksClient:
 
     def identity(self, *, token: str) -> Identity:
         body = self.request("GET", "/auth/api/v1/users/me", token=token)
-        return _parse_identity(body)
+        with _reading_answer():
+            return _parse_identity(body)
 
     # -- events API (reference §3) -------------------------------------------------------------
 
@@ -371,7 +386,8 @@ class FreshBooksClient:
             token=token,
             json_body={"callback": {"event": event, "uri": uri}},
         )
-        return _parse_callback(_result(body, "callback"))
+        with _reading_answer():
+            return _parse_callback(_result(body, "callback"))
 
     def verify_callback(
         self, *, token: str, account_id: str, callback_id: int, verifier: str
@@ -382,7 +398,8 @@ class FreshBooksClient:
             token=token,
             json_body={"callback": {"verifier": verifier}},
         )
-        return _parse_callback(_result(body, "callback"))
+        with _reading_answer():
+            return _parse_callback(_result(body, "callback"))
 
     def list_callbacks(self, *, token: str, account_id: str) -> list[CallbackInfo]:
         """Every callback of the account, all pages."""
@@ -392,10 +409,11 @@ class FreshBooksClient:
             body = self.request(
                 "GET", self._callbacks_path(account_id), token=token, params={"page": page, "per_page": 100}
             )
-            result = _result(body, "callbacks")
-            if not isinstance(result, list):
-                raise FreshBooksError(ErrorKind.PROTOCOL, "result.callbacks is not a list")
-            found.extend(_parse_callback(raw) for raw in result)
+            with _reading_answer():
+                result = _result(body, "callbacks")
+                if not isinstance(result, list):
+                    raise FreshBooksError(ErrorKind.PROTOCOL, "result.callbacks is not a list")
+                found.extend(_parse_callback(raw) for raw in result)
             pages = body["response"]["result"].get("pages") or 1
             if page >= int(pages) or not result:
                 return found
@@ -415,7 +433,8 @@ class FreshBooksClient:
             token=token,
             json_body={"callback": {"resend": True}},
         )
-        return _parse_callback(_result(body, "callback"))
+        with _reading_answer():
+            return _parse_callback(_result(body, "callback"))
 
     # -- accounting objects (reference §6) -----------------------------------------------------
 
@@ -429,9 +448,10 @@ class FreshBooksClient:
             token=token,
             params=params or None,
         )
-        obj = _result(body, key)
-        if not isinstance(obj, dict):
-            raise FreshBooksError(ErrorKind.PROTOCOL, f"result.{key} is not an object")
+        with _reading_answer():
+            obj = _result(body, key)
+            if not isinstance(obj, dict):
+                raise FreshBooksError(ErrorKind.PROTOCOL, f"result.{key} is not an object")
         return obj
 
     def list_updated_since(
@@ -453,9 +473,10 @@ class FreshBooksClient:
             body = self.request(
                 "GET", f"/accounting/account/{account_id}/{resource}", token=token, params=params
             )
-            result = _result(body, plural)
-            if not isinstance(result, list):
-                raise FreshBooksError(ErrorKind.PROTOCOL, f"result.{plural} is not a list")
+            with _reading_answer():
+                result = _result(body, plural)
+                if not isinstance(result, list):
+                    raise FreshBooksError(ErrorKind.PROTOCOL, f"result.{plural} is not a list")
             found.extend(item for item in result if isinstance(item, dict))
             pages = body["response"]["result"].get("pages") or 1
             if page >= int(pages) or not result:
