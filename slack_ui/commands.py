@@ -59,7 +59,9 @@ class FreshbooksCommand:
         self._slow = concurrent.futures.ThreadPoolExecutor(
             max_workers=8, thread_name_prefix="fbslack-command"
         )
-        self._handlers: dict[str, Callable[[dict[str, Any], Ack, Respond, WebClient], None]] = {
+        # Each handler gets when the command arrived: commands that call Slack before they can
+        # answer keep within Slack's 3 s from there (see _answer_in_time).
+        self._handlers: dict[str, Callable[[dict[str, Any], Ack, Respond, WebClient, float], None]] = {
             "help": self._help,
             "connect": self._connect,
             "status": self._status,
@@ -86,17 +88,16 @@ class FreshbooksCommand:
         ):
             ack(response_type="ephemeral", text=refusal(f"run `/freshbooks {sub}`"))
             return
-        if sub == "route":
-            self._route(command, ack, respond, client, started=started)
-        elif sub == "test":
-            self._test(command, ack, respond, client, started=started)
-        else:
-            handler(command, ack, respond, client)
+        handler(command, ack, respond, client, started)
 
-    def _help(self, _command: dict[str, Any], ack: Ack, _respond: Respond, _client: WebClient) -> None:
+    def _help(
+        self, _command: dict[str, Any], ack: Ack, _respond: Respond, _client: WebClient, _started: float
+    ) -> None:
         ack(response_type="ephemeral", text=HELP_TEXT)
 
-    def _connect(self, command: dict[str, Any], ack: Ack, _respond: Respond, _client: WebClient) -> None:
+    def _connect(
+        self, command: dict[str, Any], ack: Ack, _respond: Respond, _client: WebClient, _started: float
+    ) -> None:
         try:
             url = self._services.connect.start(team_id=command["team_id"], user_id=command["user_id"])
         except ConnectError as exc:
@@ -124,11 +125,15 @@ class FreshbooksCommand:
             ],
         )
 
-    def _status(self, command: dict[str, Any], ack: Ack, _respond: Respond, _client: WebClient) -> None:
+    def _status(
+        self, command: dict[str, Any], ack: Ack, _respond: Respond, _client: WebClient, _started: float
+    ) -> None:
         reports = self._services.status(command["team_id"])
         ack(response_type="ephemeral", text=views.status_text(reports, self._services.clock()))
 
-    def _disconnect(self, command: dict[str, Any], ack: Ack, respond: Respond, _client: WebClient) -> None:
+    def _disconnect(
+        self, command: dict[str, Any], ack: Ack, respond: Respond, _client: WebClient, _started: float
+    ) -> None:
         # Deleting the webhooks at FreshBooks takes longer than Slack's 3 s: answer first.
         ack(response_type="ephemeral", text="Disconnecting FreshBooks…")
         result = self._services.disconnect.disconnect(team_id=command["team_id"], user_id=command["user_id"])
@@ -141,15 +146,8 @@ class FreshbooksCommand:
         respond(response_type="ephemeral", text="\n".join(lines))
 
     def _route(
-        self,
-        command: dict[str, Any],
-        ack: Ack,
-        respond: Respond,
-        client: WebClient,
-        *,
-        started: float | None = None,
+        self, command: dict[str, Any], ack: Ack, respond: Respond, client: WebClient, started: float
     ) -> None:
-        started = time.monotonic() if started is None else started
         args = (command.get("text") or "").strip()[len("route") :]
         if not args.strip():
             self._open_rule_modal(command, ack, client)
@@ -220,13 +218,17 @@ class FreshbooksCommand:
             return
         ack()
 
-    def _rules(self, command: dict[str, Any], ack: Ack, _respond: Respond, _client: WebClient) -> None:
+    def _rules(
+        self, command: dict[str, Any], ack: Ack, _respond: Respond, _client: WebClient, _started: float
+    ) -> None:
         ack(
             response_type="ephemeral",
             text=views.rules_text(self._services.rules.list(team_id=command["team_id"])),
         )
 
-    def _unroute(self, command: dict[str, Any], ack: Ack, _respond: Respond, _client: WebClient) -> None:
+    def _unroute(
+        self, command: dict[str, Any], ack: Ack, _respond: Respond, _client: WebClient, _started: float
+    ) -> None:
         words = (command.get("text") or "").split()
         wanted = words[1].lstrip("#") if len(words) == 2 else ""
         if not wanted.isdigit():
@@ -237,23 +239,20 @@ class FreshbooksCommand:
         text = f"Rule #{wanted} removed." if removed else f"There is no rule #{wanted} in this workspace."
         ack(response_type="ephemeral", text=text)
 
-    def _audit(self, command: dict[str, Any], ack: Ack, _respond: Respond, _client: WebClient) -> None:
+    def _audit(
+        self, command: dict[str, Any], ack: Ack, _respond: Respond, _client: WebClient, _started: float
+    ) -> None:
         self._services.audit.run_audit(command, ack)
 
-    def _replay(self, command: dict[str, Any], ack: Ack, _respond: Respond, client: WebClient) -> None:
+    def _replay(
+        self, command: dict[str, Any], ack: Ack, _respond: Respond, client: WebClient, _started: float
+    ) -> None:
         self._services.audit.run_replay(command, ack, client)
 
     def _test(
-        self,
-        command: dict[str, Any],
-        ack: Ack,
-        respond: Respond,
-        client: WebClient,
-        *,
-        started: float | None = None,
+        self, command: dict[str, Any], ack: Ack, respond: Respond, client: WebClient, started: float
     ) -> None:
         """Post a sample message (made-up data) so people can see what notifications look like."""
-        started = time.monotonic() if started is None else started
         words = (command.get("text") or "").split()
         channel = command.get("channel_id", "")
         if len(words) > 1:

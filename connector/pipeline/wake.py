@@ -82,9 +82,9 @@ class WakeListener:
                 if not self._stopping.is_set():
                     log.exception("wake socket failed")
                 return
-            self.dispatch(kind)
+            self._dispatch(kind)
 
-    def dispatch(self, kind: bytes) -> None:
+    def _dispatch(self, kind: bytes) -> None:
         handler = self._handlers.get(kind)
         if handler is not None:
             handler()
