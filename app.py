@@ -226,7 +226,7 @@ def build_services(
     reconciler = Reconciler(
         db=db, cipher=cipher, client=freshbooks, tokens=tokens, enricher=enricher, clock=clock
     )
-    blind_index = BlindIndex(db, cipher)
+    blind_index = BlindIndex(db, cipher, clock=clock)
     router = Router(db=db, cipher=cipher, clock=clock, blind_index=blind_index)
     engine = DeliveryEngine(
         db=db, cipher=cipher, client_for_team=slack.client_for_team, notifier=notifier, clock=clock
@@ -308,7 +308,7 @@ def build_services(
     def on_installed(team_id: str, enterprise_id: str | None) -> None:
         """A (re)install: the workspace exists, and one suspended by an uninstall resumes."""
         with db.session() as session:
-            connections.ensure_workspace(session, team_id=team_id, enterprise_id=enterprise_id)
+            connections.ensure_workspace(session, team_id=team_id, now=clock(), enterprise_id=enterprise_id)
         if engine.resume_workspaces():
             delivery_loop.wake()
 

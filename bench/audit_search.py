@@ -110,7 +110,7 @@ def pairs_of(n: int, party: str, is_bill: bool) -> list[tuple[str, str]]:
 
 def seed(db: Database, cipher: Cipher, index: BlindIndex, team: str, events: int, start_id: int) -> None:
     with db.session() as session:
-        workspace = connections.ensure_workspace(session, team_id=team)
+        workspace = connections.ensure_workspace(session, team_id=team, now=dt.datetime.now(dt.UTC))
         connection = connections.create_connection(
             session,
             cipher,
@@ -121,6 +121,7 @@ def seed(db: Database, cipher: Cipher, index: BlindIndex, team: str, events: int
             access_token="a",
             refresh_token="r",
             token_expires_at=None,
+            now=dt.datetime.now(dt.UTC),
         ).connection
         workspace_id, connection_id = workspace.id, connection.id
     rng = random.Random(team)
@@ -208,7 +209,7 @@ def run_leg(kind: str, events: int, repeat: int) -> dict[str, Any]:
         try:
             migrate.upgrade(db.engine)
             cipher = Cipher([Fernet.generate_key().decode()])
-            index = BlindIndex(db, cipher)
+            index = BlindIndex(db, cipher, clock=lambda: dt.datetime.now(dt.UTC))
             started = time.monotonic()
             seed(db, cipher, index, "TBENCH", events, 1)
             seed(db, cipher, index, "TOTHER", max(1, events // 10), events + 1)

@@ -280,7 +280,7 @@ def migrate_and_seed(url: str, rules_by_channel: dict[str, str]) -> str:
         cipher = Cipher([common.ENCRYPTION_KEY])
         now = dt.datetime.now(dt.UTC)
         with db.session() as session:
-            workspace = connections.ensure_workspace(session, team_id=TEAM_ID)
+            workspace = connections.ensure_workspace(session, team_id=TEAM_ID, now=dt.datetime.now(dt.UTC))
             new = connections.create_connection(
                 session,
                 cipher,
@@ -291,9 +291,14 @@ def migrate_and_seed(url: str, rules_by_channel: dict[str, str]) -> str:
                 access_token=FB_ACCESS_TOKEN,
                 refresh_token=FB_REFRESH_TOKEN,
                 token_expires_at=now + dt.timedelta(days=1),
+                now=dt.datetime.now(dt.UTC),
             )
             callback = connections.record_callback(
-                session, connection_id=new.connection.id, callback_id=common.CALLBACK_ID, event=EVENT
+                session,
+                connection_id=new.connection.id,
+                callback_id=common.CALLBACK_ID,
+                event=EVENT,
+                now=dt.datetime.now(dt.UTC),
             )
             connections.adopt_verifier(
                 session, callback_row_id=callback.id, verifier_enc=cipher.encrypt(common.VERIFIER), now=now

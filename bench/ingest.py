@@ -398,7 +398,9 @@ def migrate_and_seed(url: str) -> str:
         migrate.upgrade(db.engine)
         cipher = Cipher([ENCRYPTION_KEY])
         with db.session() as session:
-            workspace = connections.ensure_workspace(session, team_id="TBENCH0001")
+            workspace = connections.ensure_workspace(
+                session, team_id="TBENCH0001", now=dt.datetime.now(dt.UTC)
+            )
             new = connections.create_connection(
                 session,
                 cipher,
@@ -410,9 +412,14 @@ def migrate_and_seed(url: str) -> str:
                 access_token="bench-access-token",
                 refresh_token="bench-refresh-token",
                 token_expires_at=dt.datetime.now(dt.UTC) + dt.timedelta(days=1),
+                now=dt.datetime.now(dt.UTC),
             )
             callback = connections.record_callback(
-                session, connection_id=new.connection.id, callback_id=CALLBACK_ID, event="invoice.create"
+                session,
+                connection_id=new.connection.id,
+                callback_id=CALLBACK_ID,
+                event="invoice.create",
+                now=dt.datetime.now(dt.UTC),
             )
             connections.adopt_verifier(
                 session,

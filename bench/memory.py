@@ -154,7 +154,9 @@ def migrate_and_seed(url: str, workspaces: int, channels: int) -> list[str]:
         now = dt.datetime.now(dt.UTC)
         with db.session() as session:
             for w in range(workspaces):
-                workspace = connections.ensure_workspace(session, team_id=f"TMEM{w:05d}")
+                workspace = connections.ensure_workspace(
+                    session, team_id=f"TMEM{w:05d}", now=dt.datetime.now(dt.UTC)
+                )
                 new = connections.create_connection(
                     session,
                     cipher,
@@ -165,9 +167,14 @@ def migrate_and_seed(url: str, workspaces: int, channels: int) -> list[str]:
                     access_token=deliver.FB_ACCESS_TOKEN,
                     refresh_token=deliver.FB_REFRESH_TOKEN,
                     token_expires_at=now + dt.timedelta(days=1),
+                    now=dt.datetime.now(dt.UTC),
                 )
                 callback = connections.record_callback(
-                    session, connection_id=new.connection.id, callback_id=common.CALLBACK_ID + w, event=EVENT
+                    session,
+                    connection_id=new.connection.id,
+                    callback_id=common.CALLBACK_ID + w,
+                    event=EVENT,
+                    now=dt.datetime.now(dt.UTC),
                 )
                 connections.adopt_verifier(
                     session,

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import logging
 import os
 import sys
 from collections.abc import Callable, Sequence
 
 from connector import cli_audit
+from connector.clock import system_clock
 from connector.logs import configure_logging
 from connector.settings import ConfigError, Settings, load_settings
 
@@ -178,7 +178,7 @@ def cmd_doctor(_args: argparse.Namespace) -> int:
             findings += doctor.check_connections(
                 services.db, services.cipher, services.tokens, services.freshbooks
             )
-        findings += doctor.check_clock(settings.slack_api_url, lambda: dt.datetime.now(dt.UTC))
+        findings += doctor.check_clock(settings.slack_api_url, system_clock)
     finally:
         services.stop()
     print(doctor.format_report(findings))
@@ -228,7 +228,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
             cipher=build_cipher(settings),
             base_url=url,
             connection_id=args.connection,
-            now=dt.datetime.now(dt.UTC),
+            now=system_clock(),
         )
     except simulate.SimulateError as exc:
         print(f"fbslack simulate: {exc}", file=sys.stderr)

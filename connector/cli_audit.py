@@ -11,6 +11,7 @@ from collections.abc import Callable
 from typing import Any, TextIO
 
 from connector.audit import AuditHit, AuditService, AuditSyntaxError, describe_state
+from connector.clock import system_clock
 from connector.render import format_money
 from connector.replay import (
     Outcome,
@@ -84,7 +85,9 @@ def _open(settings: Settings) -> tuple[Database, Any]:
 def cmd_audit(args: argparse.Namespace, settings: Settings) -> int:
     db, cipher = _open(settings)
     try:
-        service = AuditService(db=db, cipher=cipher, blind_index=BlindIndex(db, cipher), clock=_now)
+        service = AuditService(
+            db=db, cipher=cipher, blind_index=BlindIndex(db, cipher, clock=system_clock), clock=system_clock
+        )
         try:
             query = service.parse(" ".join(args.query))
         except AuditSyntaxError as exc:
@@ -128,14 +131,14 @@ def cmd_replay(
     if args.since:
         words += ["since", args.since]
     try:
-        request = parse_replay_command(" ".join(words), today=_now().date())
+        request = parse_replay_command(" ".join(words), today=system_clock().date())
     except ReplaySyntaxError as exc:
         print(f"fbslack: {exc}", file=sys.stderr)
         return 2
     db, cipher = _open(settings)
     actor = f"cli:{getpass.getuser()}"
     try:
-        service = ReplayService(db=db, cipher=cipher, clock=_now, on_requeued=lambda: None)
+        service = ReplayService(db=db, cipher=cipher, clock=system_clock, on_requeued=lambda: None)
         team = _team(db, args.team)
         if isinstance(request, ReplayOne):
             answer = service.replay_one(
@@ -182,10 +185,6 @@ def cmd_replay(
         return 0
     finally:
         db.dispose()
-
-
-def _now() -> dt.datetime:
-    return dt.datetime.now(dt.UTC)
 
 
 def add_commands(sub: Any, settings: Callable[[], Settings]) -> None:

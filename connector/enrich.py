@@ -201,6 +201,7 @@ class Enricher:
                 object_id=object_id,
                 object_updated=marker,
                 obj=payload,
+                now=now,
                 source=source,
                 notable=is_notable(event_name, previous, current),
             )
@@ -217,6 +218,7 @@ class Enricher:
                     object_id=str(fact.object.id),
                     object_updated=fact.object.updated_raw or marker,
                     obj=fact_raw,
+                    now=now,
                     source="derived",
                 )
                 if fact_created:

@@ -182,10 +182,11 @@ class HomeService:
 
     def allow(self, *, team_id: str, user_ids: list[str], by: str) -> int:
         """Put people on this workspace's allowlist; returns how many were not on it already."""
+        now = self._clock()
         with self._db.session() as session:
-            workspace = connections.ensure_workspace(session, team_id=team_id)
+            workspace = connections.ensure_workspace(session, team_id=team_id, now=now)
             return allowlist.allow(
-                session, workspace_id=workspace.id, user_ids=user_ids, added_by=by, now=self._clock()
+                session, workspace_id=workspace.id, user_ids=user_ids, added_by=by, now=now
             )
 
     def disallow(self, *, team_id: str, user_id: str) -> bool:

@@ -212,6 +212,7 @@ class Reconciler:
                 object_id=str(invoice.id),
                 object_updated=f"due:{invoice.due_date.isoformat()}",
                 obj=dict(raw),
+                now=self._clock(),
                 source="derived",
             )
         if created:

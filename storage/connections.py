@@ -28,10 +28,12 @@ def new_webhook_token() -> str:
     return secrets.token_urlsafe(32)
 
 
-def ensure_workspace(session: Session, *, team_id: str, enterprise_id: str | None = None) -> Workspace:
+def ensure_workspace(
+    session: Session, *, team_id: str, now: dt.datetime, enterprise_id: str | None = None
+) -> Workspace:
     workspace = session.scalar(select(Workspace).where(Workspace.slack_team_id == team_id))
     if workspace is None:
-        workspace = Workspace(slack_team_id=team_id, slack_enterprise_id=enterprise_id)
+        workspace = Workspace(slack_team_id=team_id, slack_enterprise_id=enterprise_id, installed_at=now)
         session.add(workspace)
         session.flush()
     return workspace
@@ -54,6 +56,7 @@ def create_connection(
     access_token: str | None,
     refresh_token: str | None,
     token_expires_at: dt.datetime | None,
+    now: dt.datetime,
     connected_by_user_id: str | None = None,
 ) -> NewConnection:
     token = new_webhook_token()
@@ -69,6 +72,7 @@ def create_connection(
         refresh_token_enc=cipher.encrypt(refresh_token) if refresh_token else None,
         token_expires_at=token_expires_at,
         connected_by_user_id=connected_by_user_id,
+        created_at=now,
     )
     session.add(connection)
     session.flush()
@@ -109,7 +113,7 @@ def find_webhook_target(session: Session, token: str) -> WebhookTarget | None:
 
 
 def record_callback(
-    session: Session, *, connection_id: int, callback_id: int, event: str
+    session: Session, *, connection_id: int, callback_id: int, event: str, now: dt.datetime
 ) -> FreshBooksCallback:
     """Remember a callback FreshBooks registered for us (idempotent on the callback id)."""
     callback = session.scalar(
@@ -120,7 +124,11 @@ def record_callback(
     )
     if callback is None:
         callback = FreshBooksCallback(
-            connection_id=connection_id, callback_id=callback_id, event=event, verified=False
+            connection_id=connection_id,
+            callback_id=callback_id,
+            event=event,
+            verified=False,
+            registered_at=now,
         )
         session.add(callback)
         session.flush()
@@ -303,6 +311,7 @@ def upsert_connection(
     refresh_token: str,
     token_expires_at: dt.datetime,
     connected_by_user_id: str,
+    now: dt.datetime,
 ) -> tuple[FreshBooksConnection, bool]:
     """Create the connection, or bring an existing one back to life on reconnect (same webhook URL)."""
     existing = session.scalar(
@@ -321,6 +330,7 @@ def upsert_connection(
             access_token=access_token,
             refresh_token=refresh_token,
             token_expires_at=token_expires_at,
+            now=now,
             connected_by_user_id=connected_by_user_id,
         )
         new.connection.identity_id = identity_id

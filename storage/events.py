@@ -25,6 +25,7 @@ def record_event(
     object_id: str,
     object_updated: str,
     obj: dict[str, Any] | None,
+    now: dt.datetime,
     source: str = "webhook",
     notable: bool = True,
 ) -> tuple[int, bool]:
@@ -43,6 +44,7 @@ def record_event(
         "object_updated": object_updated,
         "object_enc": cipher.encrypt_json(obj) if obj is not None else None,
         "notable": notable,
+        "created_at": now,
     }
     statement = upsert_insert(session, Event).values(**values).on_conflict_do_nothing().returning(Event.id)
     new_id = session.scalar(statement)

@@ -42,10 +42,6 @@ NAMING_CONVENTION = {
 BigId = BigInteger().with_variant(Integer(), "sqlite")
 
 
-def utcnow() -> dt.datetime:
-    return dt.datetime.now(dt.UTC)
-
-
 class UTCDateTime(TypeDecorator[dt.datetime]):
     """Aware UTC datetimes on both databases (SQLite drops the offset; we put it back)."""
 
@@ -103,7 +99,7 @@ class Workspace(Base):
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     slack_team_id: Mapped[str] = mapped_column(String(32), unique=True)
     slack_enterprise_id: Mapped[str | None] = mapped_column(String(32))
-    installed_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    installed_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
     uninstalled_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
     # Set when Slack refused the install (revoked token, uninstalled): nothing is posted until a
     # reinstall or new token clears it, and parked deliveries are replayed then.
@@ -138,7 +134,7 @@ class FreshBooksConnection(Base):
     status_reason: Mapped[str | None] = mapped_column(String(200))
     identity_id: Mapped[int | None] = mapped_column(BigInteger)
     connected_by_user_id: Mapped[str | None] = mapped_column(String(32))
-    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
     disconnected_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
     # Reconciliation poll: objects updated at or after this instant are listed on the next poll.
     poll_watermark: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
@@ -163,7 +159,7 @@ class FreshBooksCallback(Base):
     # Set when we ask FreshBooks to resend the verification: only then may a verified callback's
     # verifier be replaced (otherwise a forged verify could swap our HMAC key).
     resend_requested_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
-    registered_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    registered_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
     verified_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
 
 
@@ -180,7 +176,7 @@ class CallbackVerification(Base):
     verifier_enc: Mapped[str] = encrypted_text(nullable=False)
     state: Mapped[str] = mapped_column(String(16), default=VerificationState.PENDING, index=True)
     detail: Mapped[str | None] = mapped_column(String(200))
-    received_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    received_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
     processed_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
 
 
@@ -200,9 +196,9 @@ class WebhookInbox(Base):
     event_name: Mapped[str] = mapped_column(String(64))
     object_id: Mapped[str] = mapped_column(String(32))
     body_enc: Mapped[str] = encrypted_text(nullable=False)
-    received_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    received_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
     state: Mapped[str] = mapped_column(String(16), default=InboxState.PENDING)
-    available_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    available_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     lease_owner: Mapped[str | None] = mapped_column(String(64))
     lease_expires_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
@@ -234,7 +230,7 @@ class Event(Base):
     # False for a change nobody needs to hear about (an invoice.update that changed nothing material).
     notable: Mapped[bool] = mapped_column(Boolean, default=True)
     object_enc: Mapped[str | None] = encrypted_text()
-    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, index=True)
     # Set once the router has turned the event into deliveries (in the same transaction).
     routed_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, index=True)
 
@@ -251,7 +247,7 @@ class ObjectState(Base):
     object_id: Mapped[str] = mapped_column(String(32))
     updated: Mapped[str] = mapped_column(String(40))
     snapshot_enc: Mapped[str] = encrypted_text(nullable=False)
-    seen_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    seen_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
 
 
 class OAuthState(Base):
@@ -263,7 +259,7 @@ class OAuthState(Base):
     state_hash: Mapped[str] = mapped_column(String(64), unique=True)
     workspace_id: Mapped[int] = mapped_column(ForeignKey("workspaces.id", ondelete="CASCADE"))
     slack_user_id: Mapped[str] = mapped_column(String(32))
-    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
     expires_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
     used_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
     # When the identity has several businesses, the exchanged tokens wait here (encrypted) until
@@ -301,7 +297,7 @@ class RoutingRule(Base):
     channel_id: Mapped[str] = mapped_column(String(32))
     paused: Mapped[bool] = mapped_column(Boolean, default=False)
     created_by_user_id: Mapped[str | None] = mapped_column(String(32))
-    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
 
 
 class DeliveryState(enum.StrEnum):
@@ -331,7 +327,7 @@ class Delivery(Base):
     delivery_key: Mapped[str] = mapped_column(String(36), unique=True)
     state: Mapped[str] = mapped_column(String(16))
     attempts: Mapped[int] = mapped_column(Integer, default=0)
-    next_attempt_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    next_attempt_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
     lease_owner: Mapped[str | None] = mapped_column(String(64))
     lease_expires_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
     message_enc: Mapped[str | None] = encrypted_text()
@@ -343,7 +339,7 @@ class Delivery(Base):
     rule_ids: Mapped[list[int]] = mapped_column(JSON, default=list)
     # When the last post attempt started: bounds the history search for an in-doubt post.
     sent_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
-    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
     delivered_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
 
 
@@ -382,7 +378,7 @@ class SlackThread(Base):
     object_id: Mapped[str] = mapped_column(String(32))
     card_ts: Mapped[str] = mapped_column(String(32))
     connection_id: Mapped[int] = mapped_column(ForeignKey("freshbooks_connections.id"))
-    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
 
 
 class Alert(Base):
@@ -394,7 +390,7 @@ class Alert(Base):
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     workspace_id: Mapped[int] = mapped_column(ForeignKey("workspaces.id"))
     cause: Mapped[str] = mapped_column(String(120))  # e.g. "is_archived:C0123" or "token_revoked"
-    opened_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    opened_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
     notified_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
     resolved_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
 
@@ -410,7 +406,7 @@ class AuditEntry(Base):
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
-    at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
     workspace_id: Mapped[int | None] = mapped_column(ForeignKey("workspaces.id"))
     connection_id: Mapped[int | None] = mapped_column(ForeignKey("freshbooks_connections.id"))
     kind: Mapped[str] = mapped_column(String(40))
@@ -447,7 +443,7 @@ class AppSecret(Base):
     id: Mapped[int] = mapped_column(BigId, primary_key=True)  # `fbslack keys rotate` pages by id
     name: Mapped[str] = mapped_column(String(64), unique=True)
     value_enc: Mapped[str] = encrypted_text(nullable=False)
-    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
 
 
 class SimulatedObject(Base):
@@ -461,7 +457,7 @@ class SimulatedObject(Base):
     object_kind: Mapped[str] = mapped_column(String(16))
     object_id: Mapped[str] = mapped_column(String(32))
     payload_enc: Mapped[str] = encrypted_text(nullable=False)
-    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
 
 
 class AllowedUser(Base):
@@ -472,7 +468,7 @@ class AllowedUser(Base):
     workspace_id: Mapped[int] = mapped_column(ForeignKey("workspaces.id"), primary_key=True)
     slack_user_id: Mapped[str] = mapped_column(String(32), primary_key=True)
     added_by_user_id: Mapped[str | None] = mapped_column(String(32))
-    added_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    added_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
 
 
 class SlackInstallation(Base):

@@ -15,7 +15,7 @@ import hashlib
 import hmac
 import os
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -40,9 +40,10 @@ TERM_BYTES = 16  # 128 bits of HMAC: collisions are not a practical concern
 class BlindIndex:
     """Turns (field, normalised value) into a search term. Loads or creates its key lazily, once."""
 
-    def __init__(self, db: Database, cipher: Cipher) -> None:
+    def __init__(self, db: Database, cipher: Cipher, *, clock: Callable[[], dt.datetime]) -> None:
         self._db = db
         self._cipher = cipher
+        self._clock = clock
         self._key: bytes | None = None
         self._lock = threading.Lock()
 
@@ -62,9 +63,7 @@ class BlindIndex:
             # Whoever inserts first wins; everyone then reads the same key.
             session.execute(
                 upsert_insert(session, AppSecret)
-                .values(
-                    name=KEY_NAME, value_enc=self._cipher.encrypt(fresh), created_at=dt.datetime.now(dt.UTC)
-                )
+                .values(name=KEY_NAME, value_enc=self._cipher.encrypt(fresh), created_at=self._clock())
                 .on_conflict_do_nothing()
             )
             stored = session.scalar(select(AppSecret.value_enc).where(AppSecret.name == KEY_NAME))

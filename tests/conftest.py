@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import httpx
 import psycopg
@@ -73,11 +74,32 @@ def signed_slack_post(
     )
 
 
+# Where the injected clock starts. `.ci/run` runs the date-sensitive tests a second time from a
+# leap day just before midnight in FreshBooks' zone (and so a month end), e.g.
+# FBSLACK_TEST_CLOCK_START="2028-02-29T23:59 America/New_York"; a test must pass from any start.
+CLOCK_START_VARIABLE = "FBSLACK_TEST_CLOCK_START"
+DEFAULT_CLOCK_START = dt.datetime(2026, 11, 24, 12, 0, tzinfo=dt.UTC)
+
+
+def clock_start() -> dt.datetime:
+    """The start of every test's clock: ISO date-time, then optionally an IANA zone after a space."""
+    raw = os.environ.get(CLOCK_START_VARIABLE, "").strip()
+    if not raw:
+        return DEFAULT_CLOCK_START
+    moment, _, zone = raw.partition(" ")
+    start = dt.datetime.fromisoformat(moment)
+    if zone:
+        start = start.replace(tzinfo=ZoneInfo(zone))
+    if start.tzinfo is None:
+        raise ValueError(f"{CLOCK_START_VARIABLE} needs an offset or a zone: {raw!r}")
+    return start.astimezone(dt.UTC)
+
+
 class FakeClock:
     """An injected clock: tests move time forward instead of sleeping."""
 
     def __init__(self, start: dt.datetime | None = None) -> None:
-        self.now = start or dt.datetime(2026, 11, 24, 12, 0, tzinfo=dt.UTC)
+        self.now = start or clock_start()
 
     def __call__(self) -> dt.datetime:
         return self.now
@@ -132,7 +154,7 @@ def cipher(encryption_key: str) -> Cipher:
 def add_connection(db: Database, cipher: Cipher, account_id: str, *, disconnected: bool = False) -> int:
     """A FreshBooks connection of workspace T1 (live, or disconnected), for storage-level tests."""
     with db.session() as session:
-        workspace = connections.ensure_workspace(session, team_id="T1")
+        workspace = connections.ensure_workspace(session, team_id="T1", now=clock_start())
         connection = connections.create_connection(
             session,
             cipher,
@@ -145,7 +167,7 @@ def add_connection(db: Database, cipher: Cipher, account_id: str, *, disconnecte
             token_expires_at=None,
         ).connection
         if disconnected:
-            connections.mark_disconnected(session, connection_id=connection.id, now=dt.datetime.now(dt.UTC))
+            connections.mark_disconnected(session, connection_id=connection.id, now=clock_start())
         return connection.id
 
 
@@ -207,7 +229,7 @@ class Live:
     def connect(self, *, team_id: str = "T0001", account_id: str = FB_ACCOUNT) -> NewConnection:
         self.fake.grant(FB_TOKEN, FB_REFRESH)
         with self.services.db.session() as session:
-            workspace = connections.ensure_workspace(session, team_id=team_id)
+            workspace = connections.ensure_workspace(session, team_id=team_id, now=self.clock())
             return connections.create_connection(
                 session,
                 self.services.cipher,

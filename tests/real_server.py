@@ -367,7 +367,7 @@ def connect_and_register(settings: Settings, freshbooks: FakeFreshBooks, *events
     services = build_services(settings)
     try:
         with services.db.session() as session:
-            workspace = connections.ensure_workspace(session, team_id=TEAM_ID)
+            workspace = connections.ensure_workspace(session, team_id=TEAM_ID, now=dt.datetime.now(dt.UTC))
             new = connections.create_connection(
                 session,
                 services.cipher,
@@ -378,6 +378,7 @@ def connect_and_register(settings: Settings, freshbooks: FakeFreshBooks, *events
                 access_token=FB_TOKEN,
                 refresh_token=FB_REFRESH,
                 token_expires_at=dt.datetime.now(dt.UTC) + dt.timedelta(hours=12),
+                now=dt.datetime.now(dt.UTC),
             )
         assert services.registrar is not None, "PUBLIC_URL must be set to register callbacks"
         for event in events:

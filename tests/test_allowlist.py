@@ -20,8 +20,8 @@ OWNER, HELPER = "UOWNER", "UHELPER"
 
 def test_storage_allows_and_removes_per_workspace(db: Database, clock: FakeClock) -> None:
     with db.session() as session:
-        one = connections.ensure_workspace(session, team_id="T0001").id
-        two = connections.ensure_workspace(session, team_id="T0002").id
+        one = connections.ensure_workspace(session, team_id="T0001", now=clock()).id
+        two = connections.ensure_workspace(session, team_id="T0002", now=clock()).id
         assert (
             allowlist.allow(
                 session, workspace_id=one, user_ids=["U1", "U2", "U1"], added_by=ADMIN, now=clock()

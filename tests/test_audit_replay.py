@@ -174,7 +174,7 @@ def test_members_are_refused_and_workspaces_are_isolated(live: Live) -> None:
     assert "admins" in refused and "Acme" not in refused
     # Another workspace (its own admin) sees nothing of T0001's trail and cannot replay its deliveries.
     with live.services.db.session() as session:
-        connections.ensure_workspace(session, team_id="T0002")
+        connections.ensure_workspace(session, team_id="T0002", now=live.clock())
     other = live.slash("audit acme", team_id="T0002").json()["text"]
     assert "Acme" not in other
     assert "There is no delivery D1" in live.slash("replay D1", team_id="T0002").json()["text"]

@@ -77,7 +77,7 @@ def test_every_secret_column_is_registered() -> None:
 
 def _seed(db: Database, cipher: Cipher, clock: FakeClock, n: int) -> int:
     with db.session() as session:
-        workspace = connections.ensure_workspace(session, team_id="T1")
+        workspace = connections.ensure_workspace(session, team_id="T1", now=clock())
         new = connections.create_connection(
             session,
             cipher,
@@ -88,6 +88,7 @@ def _seed(db: Database, cipher: Cipher, clock: FakeClock, n: int) -> int:
             access_token="fb-access",
             refresh_token="fb-refresh",
             token_expires_at=None,
+            now=clock(),
         )
         for i in range(n):
             inbox.add_webhook(

@@ -262,6 +262,7 @@ class Desk:
                 object_id=str(obj["id"]),
                 object_updated=str(obj["updated"]),
                 obj=obj,
+                now=self.live.clock(),
             )
             session.get_one(Event, event_id).routed_at = self.live.clock()
             assert outbox.add_delivery(

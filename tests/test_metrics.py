@@ -274,7 +274,7 @@ def _poll(check: object, deadline: float, what: str, log: Path) -> None:
 def _seed_connection(db: Database, cipher: Cipher, now: dt.datetime) -> str:
     """A connected workspace with one verified invoice.create callback; returns its webhook token."""
     with db.session() as session:
-        workspace = connections.ensure_workspace(session, team_id=TEAM_ID)
+        workspace = connections.ensure_workspace(session, team_id=TEAM_ID, now=now)
         new = connections.create_connection(
             session,
             cipher,
@@ -285,9 +285,10 @@ def _seed_connection(db: Database, cipher: Cipher, now: dt.datetime) -> str:
             access_token=FB_TOKEN,
             refresh_token=FB_REFRESH,
             token_expires_at=now + dt.timedelta(hours=12),
+            now=now,
         )
         callback = connections.record_callback(
-            session, connection_id=new.connection.id, callback_id=CALLBACK_ID, event="invoice.create"
+            session, connection_id=new.connection.id, callback_id=CALLBACK_ID, event="invoice.create", now=now
         )
         connections.adopt_verifier(
             session, callback_row_id=callback.id, verifier_enc=cipher.encrypt(VERIFIER), now=now

@@ -26,7 +26,7 @@ def _seed(db: Database, cipher: Cipher, clock: FakeClock) -> dict[str, int]:
     """Per age (old: 100 days, new: today) an event with a delivery in each final or waiting state."""
     ids: dict[str, int] = {}
     with db.session() as session:
-        workspace = connections.ensure_workspace(session, team_id="T1")
+        workspace = connections.ensure_workspace(session, team_id="T1", now=clock())
         connection = connections.create_connection(
             session,
             cipher,
@@ -37,6 +37,7 @@ def _seed(db: Database, cipher: Cipher, clock: FakeClock) -> dict[str, int]:
             access_token="a",
             refresh_token="r",
             token_expires_at=None,
+            now=clock(),
         ).connection
         for age, days in (("old", 100), ("new", 0)):
             at = clock() - dt.timedelta(days=days)

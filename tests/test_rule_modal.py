@@ -336,6 +336,7 @@ def seed(
             object_updated=str(days_ago),
             obj=obj,
             notable=notable,
+            now=live.clock(),
         )
         event = session.get_one(Event, event_id)
         event.created_at = live.clock() - dt.timedelta(days=days_ago)

@@ -55,15 +55,15 @@ def seed(db: Database, cipher: Cipher, *, account_id: str = "p7rQW5", team_id: s
          name: str = "Acme Bookkeeping", verified: bool | None = True) -> int:  # fmt: skip
     """A connection and, unless `verified` is None, its invoice.create callback."""
     with db.session() as session:
-        workspace = connections.ensure_workspace(session, team_id=team_id)
+        workspace = connections.ensure_workspace(session, team_id=team_id, now=NOW)
         new = connections.create_connection(
             session, cipher, workspace_id=workspace.id, account_id=account_id, business_id=14393743,
             business_name=name, access_token="fb-access-token", refresh_token="fb-refresh-token",
-            token_expires_at=NOW + dt.timedelta(hours=12),
+            token_expires_at=NOW + dt.timedelta(hours=12), now=NOW,
         )  # fmt: skip
         if verified is not None:
             callback = connections.record_callback(
-                session, connection_id=new.connection.id, callback_id=4242, event="invoice.create"
+                session, connection_id=new.connection.id, callback_id=4242, event="invoice.create", now=NOW
             )
             if verified:
                 connections.adopt_verifier(

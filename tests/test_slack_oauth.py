@@ -157,7 +157,7 @@ def tokens_used(slack: FakeSlack, method: str) -> set[str]:
 def desk_for(live: Live, team: str, *, business: str = "Acme Bookkeeping", account: str = "ACC1") -> Desk:
     """A FreshBooks connection for `team` (its admin connected it), and helpers to queue deliveries."""
     with live.services.db.session() as session:
-        workspace = connections.ensure_workspace(session, team_id=team)
+        workspace = connections.ensure_workspace(session, team_id=team, now=live.clock())
         new = connections.create_connection(
             session,
             live.services.cipher,
@@ -169,6 +169,7 @@ def desk_for(live: Live, team: str, *, business: str = "Acme Bookkeeping", accou
             refresh_token=f"fb-refresh-{account}",
             token_expires_at=live.clock() + dt.timedelta(days=30),
             connected_by_user_id=ADMIN1 if team == T1 else ADMIN2,
+            now=live.clock(),
         )
         return Desk(live=live, connection_id=new.connection.id, workspace_id=workspace.id)
 

@@ -117,6 +117,7 @@ class CallbackRegistrar:
                     connection_id=connection_id,
                     callback_id=callback.callback_id,
                     event=callback.event,
+                    now=now,
                 )
             for callback_id in plan.resend:
                 connections.request_resend(
@@ -183,7 +184,11 @@ class CallbackRegistrar:
         )
         with self._db.session() as session:
             connections.record_callback(
-                session, connection_id=connection_id, callback_id=info.callback_id, event=event
+                session,
+                connection_id=connection_id,
+                callback_id=info.callback_id,
+                event=event,
+                now=self._clock(),
             )
         log.info(
             "callback registered",

@@ -122,10 +122,11 @@ class ConnectService:
     def start(self, *, team_id: str, user_id: str) -> str:
         """The FreshBooks authorize URL for this user, with a fresh single-use state."""
         config = self._require_config()
+        now = self._clock()
         with self._db.session() as session:
-            workspace = connections.ensure_workspace(session, team_id=team_id)
+            workspace = connections.ensure_workspace(session, team_id=team_id, now=now)
             state = oauth.create_state(
-                session, workspace_id=workspace.id, slack_user_id=user_id, now=self._clock(), ttl=STATE_TTL
+                session, workspace_id=workspace.id, slack_user_id=user_id, now=now, ttl=STATE_TTL
             )
         return authorize_url(config, state)
 
@@ -208,6 +209,7 @@ class ConnectService:
                 refresh_token=grant.refresh_token,
                 token_expires_at=grant.expires_at,
                 connected_by_user_id=user_id,
+                now=now,
             )
             audit.record(
                 session,
