@@ -165,6 +165,7 @@ def add_connection(db: Database, cipher: Cipher, account_id: str, *, disconnecte
             access_token="a",
             refresh_token="r",
             token_expires_at=None,
+            now=clock_start(),
         ).connection
         if disconnected:
             connections.mark_disconnected(session, connection_id=connection.id, now=clock_start())
@@ -240,6 +241,7 @@ class Live:
                 access_token=FB_TOKEN,
                 refresh_token=FB_REFRESH,
                 token_expires_at=self.clock() + dt.timedelta(hours=12),
+                now=self.clock(),
             )
 
     def connect_and_register(self, *events: str) -> NewConnection:
