@@ -5,6 +5,7 @@ from __future__ import annotations
 import atexit
 import logging
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -13,6 +14,7 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from flask import Flask, Response, request
 from slack_bolt import App as BoltApp
 from slack_bolt.adapter.flask import SlackRequestHandler
+from slack_bolt.adapter.flask.handler import to_bolt_request, to_flask_response
 from slack_sdk import WebClient
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -45,6 +47,7 @@ from connector.settings import Settings, load_settings
 from connector.slack_tokens import SlackTokens
 from connector.status import workspace_status
 from connector.web import Health, create_blueprint
+from slack_ui.answer import ARRIVED
 from slack_ui.audit_commands import AuditCommands
 from slack_ui.bolt_app import build_bolt_app, build_multi_workspace, build_slack_access
 from slack_ui.commands import CommandServices
@@ -366,10 +369,14 @@ def _slack_routes(flask_app: Flask, bolt: BoltApp | None) -> None:
     handler = SlackRequestHandler(bolt) if bolt else None
 
     def slack_events() -> Response | tuple[str, int]:
-        if handler is None:
+        arrived = time.monotonic()
+        if bolt is None:
             return "Slack is not configured on this server yet (see the / page).\n", 503
-        response: Response = handler.handle(request)
-        return response
+        # Bolt's Flask adapter, with the arrival time in the context: a slash command's 3 s (and
+        # our budget within them) count from here, not from when a listener thread picked it up.
+        bolt_request = to_bolt_request(request)
+        bolt_request.context[ARRIVED] = arrived
+        return to_flask_response(bolt.dispatch(bolt_request))
 
     flask_app.add_url_rule("/slack/events", "slack_events", slack_events, methods=["POST"])
 

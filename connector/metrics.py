@@ -67,6 +67,12 @@ WEBHOOK_ACK_SECONDS = Histogram(
     "Time from receiving a webhook request to answering it.",
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
 )
+SLASH_COMMAND_ACK_SECONDS = Histogram(
+    "fbslack_slash_command_ack_seconds",
+    "Time from a /freshbooks command arriving on this server to its acknowledgement (Slack allows 3 s"
+    " for the whole round trip).",
+    buckets=(0.05, 0.1, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0),
+)
 WEBHOOK_TO_POST_SECONDS = Histogram(
     "fbslack_webhook_to_post_seconds",
     "Time from accepting a webhook to Slack accepting the post of its event, per delivery.",

@@ -27,6 +27,7 @@ from connector.replay import (
 )
 from connector.rules import ensure_postable
 from slack_ui import audit_views
+from slack_ui.answer import Answer
 from slack_ui.audit_views import CANCEL_ACTION, CONFIRM_ACTION
 
 log = logging.getLogger(__name__)
@@ -41,7 +42,7 @@ class AuditCommands:
     may_manage: MayManage
     clock: Callable[[], dt.datetime]
 
-    def run_audit(self, command: dict[str, Any], ack: Ack) -> None:
+    def run_audit(self, command: dict[str, Any], ack: Answer) -> None:
         text = (command.get("text") or "").strip()[len("audit") :]
         try:
             query = self.audit.parse(text)
@@ -56,7 +57,7 @@ class AuditCommands:
         result = self.audit.search(team_id=team_id, query=query)
         ack(response_type="ephemeral", text=audit_views.search_text(result, query))
 
-    def run_replay(self, command: dict[str, Any], ack: Ack, client: WebClient) -> None:
+    def run_replay(self, command: dict[str, Any], ack: Answer, client: WebClient) -> None:
         text = (command.get("text") or "").strip()[len("replay") :]
         try:
             request = parse_replay_command(text, today=self.clock().date())

@@ -10,7 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from slack_bolt import Ack, App, Respond
+from slack_bolt import Ack, App, BoltContext, Respond
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
@@ -24,6 +24,7 @@ from connector.route import RouteSyntaxError, parse_route_command
 from connector.rules import RuleError, RuleService, ensure_postable
 from connector.status import ConnectionReport
 from slack_ui import views
+from slack_ui.answer import ACK_BUDGET_SECONDS, ARRIVED, DeferredAck, run_in_time
 from slack_ui.audit_commands import AuditCommands
 from slack_ui.modals import RuleForm, rule_modal
 from slack_ui.views import HELP_TEXT
@@ -46,22 +47,19 @@ class CommandServices:
     audit: AuditCommands  # audit search and replay (connector.audit, connector.replay)
 
 
-# How long a command may work before it must acknowledge: Slack allows 3 s for the HTTP answer,
-# which also has to travel; past this the command acknowledges and answers by response_url.
-ACK_BUDGET_SECONDS = 2.0
+Handler = Callable[[dict[str, Any], DeferredAck, Respond, WebClient], None]
 
 
 class FreshbooksCommand:
     def __init__(self, services: CommandServices) -> None:
         self._services = services
-        # Runs the slow part of a command (Slack calls before a rule is saved) so that the
-        # listener thread can acknowledge in time; threads are created only when used.
-        self._slow = concurrent.futures.ThreadPoolExecutor(
-            max_workers=8, thread_name_prefix="fbslack-command"
+        # Runs every command's work, so that the listener thread can acknowledge in time however
+        # slow Slack is (see slack_ui.answer); threads are created only when used.
+        self._work = concurrent.futures.ThreadPoolExecutor(
+            max_workers=32, thread_name_prefix="fbslack-command"
         )
-        # Each handler gets when the command arrived: commands that call Slack before they can
-        # answer keep within Slack's 3 s from there (see _answer_in_time).
-        self._handlers: dict[str, Callable[[dict[str, Any], Ack, Respond, WebClient, float], None]] = {
+        # One table, no special cases: every handler parses, calls one service, answers.
+        self._handlers: dict[str, Handler] = {
             "help": self._help,
             "connect": self._connect,
             "status": self._status,
@@ -74,29 +72,37 @@ class FreshbooksCommand:
             "replay": self._replay,
         }
 
-    def __call__(self, ack: Ack, command: dict[str, Any], client: WebClient, respond: Respond) -> None:
-        started = time.monotonic()
+    def __call__(
+        self, ack: Ack, command: dict[str, Any], client: WebClient, respond: Respond, context: BoltContext
+    ) -> None:
+        arrived = context.get(ARRIVED) or time.monotonic()
         text = (command.get("text") or "").strip()
         sub = text.split(maxsplit=1)[0].lower() if text else "help"
+        answer = DeferredAck(ack, respond, arrived=arrived, meanwhile=f"Working on `/freshbooks {sub}`…")
         handler = self._handlers.get(sub)
         if handler is None:
             shown = escape(sub[:30])
-            ack(response_type="ephemeral", text=f"`{shown}` is not a /freshbooks command.\n\n{HELP_TEXT}")
+            answer(response_type="ephemeral", text=f"`{shown}` is not a /freshbooks command.\n\n{HELP_TEXT}")
             return
-        if sub in ADMIN_ONLY and not self._services.permissions.may_manage(
-            client, command["team_id"], command["user_id"]
-        ):
-            ack(response_type="ephemeral", text=refusal(f"run `/freshbooks {sub}`"))
-            return
-        handler(command, ack, respond, client, started)
+
+        def work(answer: DeferredAck) -> None:
+            # The admin check may ask Slack (users.info): it counts against the budget too.
+            if sub in ADMIN_ONLY and not self._services.permissions.may_manage(
+                client, command["team_id"], command["user_id"]
+            ):
+                answer(response_type="ephemeral", text=refusal(f"run `/freshbooks {sub}`"))
+                return
+            handler(command, answer, respond, client)
+
+        run_in_time(self._work.submit, work, answer, deadline=arrived + ACK_BUDGET_SECONDS)
 
     def _help(
-        self, _command: dict[str, Any], ack: Ack, _respond: Respond, _client: WebClient, _started: float
+        self, _command: dict[str, Any], ack: DeferredAck, _respond: Respond, _client: WebClient
     ) -> None:
         ack(response_type="ephemeral", text=HELP_TEXT)
 
     def _connect(
-        self, command: dict[str, Any], ack: Ack, _respond: Respond, _client: WebClient, _started: float
+        self, command: dict[str, Any], ack: DeferredAck, _respond: Respond, _client: WebClient
     ) -> None:
         try:
             url = self._services.connect.start(team_id=command["team_id"], user_id=command["user_id"])
@@ -126,13 +132,13 @@ class FreshbooksCommand:
         )
 
     def _status(
-        self, command: dict[str, Any], ack: Ack, _respond: Respond, _client: WebClient, _started: float
+        self, command: dict[str, Any], ack: DeferredAck, _respond: Respond, _client: WebClient
     ) -> None:
         reports = self._services.status(command["team_id"])
         ack(response_type="ephemeral", text=views.status_text(reports, self._services.clock()))
 
     def _disconnect(
-        self, command: dict[str, Any], ack: Ack, respond: Respond, _client: WebClient, _started: float
+        self, command: dict[str, Any], ack: DeferredAck, respond: Respond, _client: WebClient
     ) -> None:
         # Deleting the webhooks at FreshBooks takes longer than Slack's 3 s: answer first.
         ack(response_type="ephemeral", text="Disconnecting FreshBooks…")
@@ -145,9 +151,7 @@ class FreshbooksCommand:
         lines += [f":warning: {escape(p)}" for p in result.problems]
         respond(response_type="ephemeral", text="\n".join(lines))
 
-    def _route(
-        self, command: dict[str, Any], ack: Ack, respond: Respond, client: WebClient, started: float
-    ) -> None:
+    def _route(self, command: dict[str, Any], ack: DeferredAck, respond: Respond, client: WebClient) -> None:
         args = (command.get("text") or "").strip()[len("route") :]
         if not args.strip():
             self._open_rule_modal(command, ack, client)
@@ -158,50 +162,21 @@ class FreshbooksCommand:
             ack(response_type="ephemeral", text=str(exc))
             return
 
-        def save() -> str:
-            # Up to two Slack calls (conversations.info, conversations.join) and a write.
-            check = ensure_postable(client, spec.channel_id)
-            if not check.ok:
-                return f"Rule not saved: {check.reason}"
-            try:
-                rule = self._services.rules.add(
-                    team_id=command["team_id"], user_id=command["user_id"], spec=spec
-                )
-            except RuleError as exc:
-                return str(exc)
-            joined = " I joined the channel to post there." if check.joined else ""
-            return f"Rule saved: {views.rule_line(rule)}.{joined}"
-
-        self._answer_in_time(
-            save,
-            ack,
-            respond,
-            started=started,
-            meanwhile=f"Checking <#{spec.channel_id}> and saving the rule…",
-        )
-
-    def _answer_in_time(
-        self, work: Callable[[], str], ack: Ack, respond: Respond, *, started: float, meanwhile: str
-    ) -> None:
-        """Answer with `work`'s result if it is ready within ACK_BUDGET_SECONDS of the command's
-        arrival; otherwise acknowledge with `meanwhile` (Slack allows 3 s) and send the result to
-        the command's response_url when it is ready. One answer in the usual case, never a timeout
-        when Slack or the database is slow."""
-        pending = self._slow.submit(work)
-        try:
-            text = pending.result(timeout=max(0.0, started + ACK_BUDGET_SECONDS - time.monotonic()))
-        except concurrent.futures.TimeoutError:
-            ack(response_type="ephemeral", text=meanwhile)
-            try:
-                text = pending.result()
-            except Exception:
-                log.exception("slash command work failed after the acknowledgement")
-                text = "Something went wrong before this finished. Try again in a moment."
-            respond(response_type="ephemeral", text=text)
+        ack.meanwhile = f"Checking <#{spec.channel_id}> and saving the rule…"
+        # Up to two Slack calls (conversations.info, conversations.join) and a write.
+        check = ensure_postable(client, spec.channel_id)
+        if not check.ok:
+            ack(response_type="ephemeral", text=f"Rule not saved: {check.reason}")
             return
-        ack(response_type="ephemeral", text=text)
+        try:
+            rule = self._services.rules.add(team_id=command["team_id"], user_id=command["user_id"], spec=spec)
+        except RuleError as exc:
+            ack(response_type="ephemeral", text=str(exc))
+            return
+        joined = " I joined the channel to post there." if check.joined else ""
+        ack(response_type="ephemeral", text=f"Rule saved: {views.rule_line(rule)}.{joined}")
 
-    def _open_rule_modal(self, command: dict[str, Any], ack: Ack, client: WebClient) -> None:
+    def _open_rule_modal(self, command: dict[str, Any], ack: DeferredAck, client: WebClient) -> None:
         """`/freshbooks route` alone: the rule form, defaulting to the channel the command ran in."""
         problem = self._services.rules.not_ready(team_id=command["team_id"])
         if problem is not None:
@@ -219,7 +194,7 @@ class FreshbooksCommand:
         ack()
 
     def _rules(
-        self, command: dict[str, Any], ack: Ack, _respond: Respond, _client: WebClient, _started: float
+        self, command: dict[str, Any], ack: DeferredAck, _respond: Respond, _client: WebClient
     ) -> None:
         ack(
             response_type="ephemeral",
@@ -227,7 +202,7 @@ class FreshbooksCommand:
         )
 
     def _unroute(
-        self, command: dict[str, Any], ack: Ack, _respond: Respond, _client: WebClient, _started: float
+        self, command: dict[str, Any], ack: DeferredAck, _respond: Respond, _client: WebClient
     ) -> None:
         words = (command.get("text") or "").split()
         wanted = words[1].lstrip("#") if len(words) == 2 else ""
@@ -240,18 +215,16 @@ class FreshbooksCommand:
         ack(response_type="ephemeral", text=text)
 
     def _audit(
-        self, command: dict[str, Any], ack: Ack, _respond: Respond, _client: WebClient, _started: float
+        self, command: dict[str, Any], ack: DeferredAck, _respond: Respond, _client: WebClient
     ) -> None:
         self._services.audit.run_audit(command, ack)
 
     def _replay(
-        self, command: dict[str, Any], ack: Ack, _respond: Respond, client: WebClient, _started: float
+        self, command: dict[str, Any], ack: DeferredAck, _respond: Respond, client: WebClient
     ) -> None:
         self._services.audit.run_replay(command, ack, client)
 
-    def _test(
-        self, command: dict[str, Any], ack: Ack, respond: Respond, client: WebClient, started: float
-    ) -> None:
+    def _test(self, command: dict[str, Any], ack: DeferredAck, respond: Respond, client: WebClient) -> None:
         """Post a sample message (made-up data) so people can see what notifications look like."""
         words = (command.get("text") or "").split()
         channel = command.get("channel_id", "")
@@ -265,25 +238,26 @@ class FreshbooksCommand:
                 return
             channel = found.group(1)
 
-        def post_sample() -> str:
-            check = ensure_postable(client, channel)
-            if not check.ok:
-                return f"No sample posted: {check.reason}"
-            message = views.sample_message()
-            try:
-                client.chat_postMessage(
-                    channel=channel,
-                    text=message.text,
-                    blocks=message.blocks,
-                    unfurl_links=False,
-                    unfurl_media=False,
-                )
-            except SlackApiError as exc:
-                return f"Slack refused the sample (`{exc.response.get('error')}`)."
-            return f"Posted a sample message (made-up data) to <#{channel}>."
+        ack.meanwhile = f"Posting a sample message to <#{channel}>…"
+        ack(response_type="ephemeral", text=self._post_sample(client, channel))
 
-        meanwhile = f"Posting a sample message to <#{channel}>…"
-        self._answer_in_time(post_sample, ack, respond, started=started, meanwhile=meanwhile)
+    @staticmethod
+    def _post_sample(client: WebClient, channel: str) -> str:
+        check = ensure_postable(client, channel)
+        if not check.ok:
+            return f"No sample posted: {check.reason}"
+        message = views.sample_message()
+        try:
+            client.chat_postMessage(
+                channel=channel,
+                text=message.text,
+                blocks=message.blocks,
+                unfurl_links=False,
+                unfurl_media=False,
+            )
+        except SlackApiError as exc:
+            return f"Slack refused the sample (`{exc.response.get('error')}`)."
+        return f"Posted a sample message (made-up data) to <#{channel}>."
 
 
 CHANNEL_REF = re.compile(r"<#([CG][A-Z0-9]+)(?:\|[^>]*)?>")
