@@ -785,6 +785,31 @@ def test_posts_to_a_channel_are_paced_while_another_channel_goes_at_once(desk: D
     assert all(b - a >= 1.05 for a, b in itertools.pairwise(stamps))
 
 
+def test_pacing_counts_from_slacks_answer_so_a_slow_trip_cannot_bring_two_posts_closer(desk: Desk) -> None:
+    """What let two servers on a busy machine draw a 429: the gap counted from the moment a post
+    was sent, but Slack judges from when it arrives, and a post delayed on its way (a descheduled
+    thread, a slow network) arrives closer to the next one. Only Slack's answer proves arrival."""
+    desk.slack.enforce_channel_rate = True
+    trips = iter([0.4])  # the first post takes 0.4 s to reach Slack; the next one no time at all
+
+    def arrive(method: str) -> None:
+        if method == "chat.postMessage":
+            desk.live.clock.advance(seconds=next(trips, 0.0))
+
+    desk.slack.on_arrival = arrive
+    desk.queue(ACCOUNTING, 2)
+    engine = desk.live.services.engine
+    assert engine.run_once() == 1
+    for _ in range(300):  # the second post goes as soon as the engine lets it, 10 ms steps
+        if engine.run_once():
+            break
+        desk.live.clock.advance(seconds=0.01)
+
+    assert desk.slack.rate_limited == []
+    first, second = (float(m["ts"]) for m in desk.slack.channels[ACCOUNTING].messages)
+    assert second - first >= 1.0
+
+
 def test_the_engine_knows_when_the_channels_it_posted_to_may_post_again(desk: Desk) -> None:
     engine = desk.live.services.engine
     assert engine.seconds_until_a_channel_frees() is None
@@ -836,7 +861,9 @@ def test_a_burst_meets_slacks_channel_limit_without_a_single_429(desk: Desk) -> 
 
 
 def test_two_processes_draining_together_never_post_twice(desk: Desk, database_url: str) -> None:
-    channels = [f"C0MULTI{n:02d}" for n in range(10)]
+    # More channels than one claimer looks at (a claim locks up to 4 x its limit of channel heads,
+    # SKIP LOCKED for the other): whichever claims first, the other still finds work that round.
+    channels = [f"C0MULTI{n:02d}" for n in range(20)]
     for channel in channels:
         desk.slack.add_channel(Channel(channel))
     ids = [i for _ in range(3) for channel in channels for i in desk.queue(channel)]
@@ -862,8 +889,8 @@ def test_two_processes_draining_together_never_post_twice(desk: Desk, database_u
             end.abort()
 
     try:
-        # Two senders each (claims of 8 channels at most): both processes get channels every round.
-        with extra_engine(desk, senders=2) as one, extra_engine(desk, senders=2, db=second_db) as two:
+        # One sender each: claims of 4 channels at most, heads looked at 16.
+        with extra_engine(desk, senders=1) as one, extra_engine(desk, senders=1, db=second_db) as two:
             threads = [threading.Thread(target=process, args=args) for args in (("a", one), ("b", two))]
             for thread in threads:
                 thread.start()

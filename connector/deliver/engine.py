@@ -254,7 +254,12 @@ class DeliveryEngine:
             )
 
     def _attempt(self, claim: Claim) -> dt.datetime | None:
-        """One try; returns when the post left, if it did (channel pacing counts from then)."""
+        """One try; if a post was sent, returns when Slack's answer (or the failure) came back.
+
+        Channel pacing counts from then, not from when the post was sent: Slack judges the gap by
+        when posts arrive, and a post can spend any time on its way (a thread descheduled on a
+        busy machine, a slow network), arriving closer to the next one than they were sent. It
+        arrived before its answer came back, so a gap counted from the answer holds at Slack."""
         prepared = self._prepare(claim)
         client = self._client_for_team(prepared.team_id)
         if client is None:
@@ -280,7 +285,6 @@ class DeliveryEngine:
         if not marked:
             log.warning("lease lost before posting", extra={"context": {"delivery_id": claim.delivery_id}})
             return None  # another process owns it now (and reconciles it if it must)
-        posted_at = self._clock()
         try:
             response = client.chat_postMessage(
                 channel=claim.channel_id,
@@ -293,14 +297,17 @@ class DeliveryEngine:
                 reply_broadcast=bool(prepared.card_ts and prepared.event_name in BROADCAST),
             )
         except SlackApiError as exc:
+            answered_at = self._clock()
             code, retry_after = _slack_error(exc)
             self._outcome(claim, prepared, client, code, retry_after=retry_after)
-            return posted_at
+            return answered_at
         except CONNECTION_ERRORS as exc:
+            answered_at = self._clock()
             self._outcome(claim, prepared, client, _connection_error_outcome(exc), retry_after=None)
-            return posted_at
+            return answered_at
+        answered_at = self._clock()
         self._delivered(claim, prepared, client, str(response["ts"]), message=message, reconciled=False)
-        return posted_at
+        return answered_at
 
     # -- outcomes ----------------------------------------------------------------------------------
 

@@ -215,6 +215,9 @@ class FakeSlack:
         self._scripts: dict[str, deque[Scripted]] = defaultdict(deque)
         self._last_ts_us = 0  # ts values are unique and increasing, like Slack's
         self._last_post_at: dict[str, float] = {}  # channel -> clock() of its last stored post
+        # Called with the method's name as a request reaches "Slack", before anything is judged: a
+        # test moves its clock here to model the trip from the app (a busy machine, the internet).
+        self.on_arrival: Callable[[str], None] | None = None
         self._cond = threading.Condition()
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
@@ -427,6 +430,8 @@ class FakeSlack:
 
     def _answer(self, method: str, params: Params, headers: Headers) -> Answer:
         """Slack's own behaviour: authentication, the per-channel rate, then the method."""
+        if self.on_arrival is not None:
+            self.on_arrival(method)
         if method == "oauth.v2.access":  # authenticated by the app's client ID and secret, not a token
             return self._oauth_v2_access(params, headers)
         auth = headers.get("authorization", "")
