@@ -56,6 +56,9 @@ from tests.fakes.slack import (
 )
 from tests.test_derived_events import invoice_json, payment_json
 
+# Run again by .ci/run from a leap day just before midnight US/Eastern (tests/conftest.py).
+pytestmark = pytest.mark.date_sensitive
+
 ACCOUNTING, SALES, PRIVATE = "C0ACCOUNT", "C0SALES01", "G0PRIVATE"
 GAP = 1.1  # seconds the clock moves between rounds: past the 1.05 s channel gap
 UPDATED = "2026-11-24 09:00:00"

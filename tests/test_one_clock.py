@@ -73,3 +73,19 @@ def test_no_time_column_has_a_default() -> None:
             assert default is None and column.server_default is None, (
                 f"{table.name}.{column.name} has a default: stored times come from the injected clock"
             )
+
+
+def test_the_test_clock_starts_where_the_variable_says(monkeypatch: pytest.MonkeyPatch) -> None:
+    import datetime as dt
+
+    from tests.conftest import CLOCK_START_VARIABLE, DEFAULT_CLOCK_START, FakeClock
+
+    monkeypatch.delenv(CLOCK_START_VARIABLE, raising=False)
+    assert FakeClock()() == DEFAULT_CLOCK_START
+    monkeypatch.setenv(CLOCK_START_VARIABLE, "2028-02-29T23:59 America/New_York")
+    assert FakeClock()() == dt.datetime(2028, 3, 1, 4, 59, tzinfo=dt.UTC)  # EST: UTC-5
+    monkeypatch.setenv(CLOCK_START_VARIABLE, "2027-07-01T12:00+02:00")
+    assert FakeClock()() == dt.datetime(2027, 7, 1, 10, 0, tzinfo=dt.UTC)
+    monkeypatch.setenv(CLOCK_START_VARIABLE, "2027-07-01T12:00")
+    with pytest.raises(ValueError, match=CLOCK_START_VARIABLE):
+        FakeClock()

@@ -15,6 +15,9 @@ from storage.models import FreshBooksConnection, InboxState, WebhookInbox
 from tests.conftest import FB_ACCOUNT, FB_REFRESH, FB_TOKEN, Live
 from tests.fakes.freshbooks import Scripted
 
+# Run again by .ci/run from a leap day just before midnight US/Eastern (tests/conftest.py).
+pytestmark = pytest.mark.date_sensitive
+
 
 def manager(live: Live, revoked: list[tuple[int, str]] | None = None) -> TokenManager:
     """A second, independent token manager: what another process would have."""
