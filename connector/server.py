@@ -1,4 +1,8 @@
-"""The production server: gunicorn (threaded workers) for requests, plus one background process.
+"""The production server: gunicorn web workers for requests, plus one background process.
+
+Each web worker reads requests on an asyncio loop and runs the app on a thread pool only once a
+request is complete (connector.front): a slow client costs a socket, never a thread. Each listens
+on its own SO_REUSEPORT socket, so the kernel spreads connections evenly over the workers.
 
 Web workers only acknowledge: verify, store, answer. The background process runs the pipeline
 loops, the delivery engine and the scheduled jobs; the web workers wake it through a Unix datagram
@@ -59,7 +63,11 @@ class Server(BaseApplication):  # type: ignore[misc]
             "bind": f"{settings.host}:{settings.port}",
             "workers": workers,
             "threads": threads,
-            "worker_class": "gthread",
+            # gthread would give a thread to a connection at its first byte (issue 12, slow clients).
+            "worker_class": "connector.front.FrontWorker",
+            # gunicorn then binds one SO_REUSEPORT socket in each worker, and none in the master: the
+            # kernel spreads connections over the workers (issue 12, section 5).
+            "reuse_port": True,
             # FreshBooks gives a webhook about 10 s; nothing we do in a request should take long.
             "timeout": 30,
             "graceful_timeout": 20,
@@ -119,5 +127,8 @@ class Server(BaseApplication):  # type: ignore[misc]
         # for another thread's time slice to run out.
         sys.setswitchinterval(0.001)
         from connector.pipeline.wake import WakeSender
+        from connector.web import body_limits
 
-        return create_app(self._settings, start_background=False, wake=WakeSender(self._wake_path))
+        app = create_app(self._settings, start_background=False, wake=WakeSender(self._wake_path))
+        self.body_limit = body_limits(app.url_map)  # read by connector.front.FrontWorker
+        return app

@@ -116,6 +116,9 @@ class Settings(BaseModel):
     # Bearer token a Prometheus scrape of /metrics must present; unset, /metrics is open (keep it
     # off the public internet at the proxy, or set this).
     metrics_token: SecretStr | None = None
+    # APP_ENV=production refuses an open /metrics unless the operator says so (queue depths and
+    # error counts tell an outsider more than they should).
+    metrics_public: bool = False
     # How long the audit trail (events, deliveries, attempts) is kept; 0 keeps it forever.
     retention_days: int = Field(default=365, ge=0, le=36500)
 
@@ -229,6 +232,17 @@ class Settings(BaseModel):
                 )
             if not self.public_url:
                 raise ValueError("PUBLIC_URL: required when APP_ENV=production")
+            if urlsplit(self.public_url).scheme != "https":
+                # Slack and FreshBooks send signed requests and OAuth codes to it.
+                raise ValueError(
+                    "PUBLIC_URL: must start with https:// when APP_ENV=production "
+                    "(terminate TLS at a reverse proxy or load balancer in front of the app)"
+                )
+            if self.metrics_token is None and not self.metrics_public:
+                raise ValueError(
+                    "METRICS_TOKEN: required when APP_ENV=production (`openssl rand -hex 32`), "
+                    "or set METRICS_PUBLIC=true to serve /metrics to anyone who can reach it"
+                )
         return self
 
     # Derived values -------------------------------------------------------------------------

@@ -12,6 +12,8 @@ from dataclasses import dataclass
 
 from flask import Blueprint, Response, jsonify, request
 from prometheus_client import CONTENT_TYPE_LATEST
+from werkzeug.exceptions import HTTPException
+from werkzeug.routing import Map
 
 from connector import metrics
 from connector.freshbooks.connect import Connected, ConnectError, ConnectService
@@ -24,6 +26,43 @@ BENCH_BARE_ROUTE_ENV = "FBSLACK_BENCH_BARE_ROUTE"
 
 # Webhook tokens are 43 url-safe characters; anything else cannot exist, so skip the lookup.
 _TOKEN = re.compile(r"^[A-Za-z0-9_-]{20,128}$")
+
+
+# The largest body each endpoint accepts, in bytes. `fbslack serve` refuses a larger one with 413
+# before reading it (connector.front); the app checks it again (Werkzeug's max_content_length) for
+# any other server. Every registered endpoint has an entry (tests/test_request_limits.py).
+BODY_LIMITS: dict[str, int] = {
+    # FreshBooks posts a handful of form fields.
+    "connector.freshbooks_webhook": MAX_BODY_BYTES,
+    "connector.bench_bare": MAX_BODY_BYTES,
+    # Slack: a modal view is at most 250 kB (views.open answers `view_too_large` above it), and a
+    # view_submission sends it URL-encoded inside a form field, which can triple it. Messages are
+    # smaller (40,000 characters of text, 50 blocks).
+    "slack_events": 1024 * 1024,
+    # Our own page's form: a choice token and a business id.
+    "connector.freshbooks_oauth_choose": 4 * 1024,
+    # GETs carry no body.
+    "connector.freshbooks_oauth_callback": 0,
+    "connector.healthz": 0,
+    "connector.prometheus_metrics": 0,
+    "connector.index": 0,
+    "slack_install": 0,
+    "slack_oauth_redirect": 0,
+}
+
+
+def body_limits(url_map: Map) -> Callable[[str, str], int]:
+    """(method, path) -> the body limit of the endpoint they reach; 0 where none does (404, 405)."""
+    adapter = url_map.bind("localhost")
+
+    def limit(method: str, path: str) -> int:
+        try:
+            endpoint, _args = adapter.match(path, method=method)
+        except HTTPException:
+            return 0
+        return BODY_LIMITS.get(str(endpoint), 0)
+
+    return limit
 
 
 _PAGE = (
@@ -71,6 +110,10 @@ def create_blueprint(
     """The routes. `metrics_body` renders /metrics; with `metrics_token` set, a scrape must present
     it as `Authorization: Bearer <token>`."""
     bp = Blueprint("connector", __name__)
+
+    @bp.before_app_request
+    def limit_body() -> None:
+        request.max_content_length = BODY_LIMITS.get(request.endpoint or "", 0)
 
     def connected_page(result: Connected) -> Response:
         verb = "reconnected" if result.reconnected else "connected"
@@ -129,7 +172,7 @@ def create_blueprint(
             # never more than the limit plus one byte, whatever Content-Length claims.
             if (request.content_length or 0) > MAX_BODY_BYTES:
                 metrics.WEBHOOKS_REJECTED.labels(reason="malformed").inc()
-                return _text(400, f"body is larger than {MAX_BODY_BYTES // 1024} KiB")
+                return _text(413, f"body is larger than {MAX_BODY_BYTES // 1024} KiB")
             raw = request.stream.read(MAX_BODY_BYTES + 1)
             result = intake.receive(
                 token=token,

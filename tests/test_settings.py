@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 from cryptography.fernet import Fernet
 
-from connector.settings import ConfigError, load_settings, normalize_database_url
+from connector.settings import ConfigError, Settings, load_settings, normalize_database_url
 
 
 def test_defaults_need_nothing(tmp_path: Path) -> None:
@@ -69,9 +72,56 @@ def test_production_needs_keys_and_public_url() -> None:
         load_settings({"APP_ENV": "production", "ENCRYPTION_KEYS": key})
     assert "PUBLIC_URL" in str(info.value)
     settings = load_settings(
-        {"APP_ENV": "production", "ENCRYPTION_KEYS": key, "PUBLIC_URL": "https://fb.example.com/"}
+        {
+            "APP_ENV": "production",
+            "ENCRYPTION_KEYS": key,
+            "PUBLIC_URL": "https://fb.example.com/",
+            "METRICS_PUBLIC": "true",
+        }
     )
     assert settings.public_url == "https://fb.example.com"
+
+
+def test_production_refuses_plain_http_and_an_open_metrics_endpoint() -> None:
+    base = {"APP_ENV": "production", "ENCRYPTION_KEYS": Fernet.generate_key().decode()}
+    token = "0123456789abcdef0123"
+    with pytest.raises(ConfigError) as info:
+        load_settings({**base, "PUBLIC_URL": "http://fb.example.com", "METRICS_TOKEN": token})
+    assert "PUBLIC_URL: must start with https://" in str(info.value)
+    with pytest.raises(ConfigError) as info:
+        load_settings({**base, "PUBLIC_URL": "https://fb.example.com"})
+    assert "METRICS_TOKEN: required when APP_ENV=production" in str(info.value)
+    assert "METRICS_PUBLIC=true" in str(info.value)
+    with pytest.raises(ConfigError) as info:
+        load_settings({**base, "PUBLIC_URL": "https://fb.example.com", "METRICS_PUBLIC": "maybe"})
+    assert "METRICS_PUBLIC" in str(info.value)
+    assert load_settings(
+        {**base, "PUBLIC_URL": "https://fb.example.com", "METRICS_TOKEN": token}
+    ).metrics_token
+    assert load_settings({**base, "PUBLIC_URL": "https://fb.example.com", "METRICS_PUBLIC": "true"})
+    # Development keeps both open, as before.
+    assert load_settings({"PUBLIC_URL": "http://127.0.0.1:3000"}).public_url == "http://127.0.0.1:3000"
+
+
+def test_serve_with_a_bad_production_setting_says_one_line_and_no_traceback(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if k.upper() not in {n.upper() for n in Settings.model_fields}}
+    env.update(
+        APP_ENV="production",
+        ENCRYPTION_KEYS=Fernet.generate_key().decode(),
+        PUBLIC_URL="http://fb.example.com",
+        DATA_DIR=str(tmp_path),
+    )
+    done = subprocess.run(
+        [sys.executable, "-m", "connector.cli", "serve"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 2
+    assert "Traceback" not in done.stderr
+    assert [line for line in done.stderr.splitlines() if line.strip().startswith("PUBLIC_URL:")], done.stderr
 
 
 def test_several_keys_first_one_encrypts() -> None:
