@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import datetime as dt
+from pathlib import Path
 
 from sqlalchemy import select
 
-from connector.reconcile import polled_event_name
-from storage.models import Event, InboxState, WebhookInbox
-from tests.conftest import FB_ACCOUNT, Live
+from connector.reconcile import lease_for, polled_event_name
+from storage.db import Database
+from storage.models import Event, InboxState, JobLease, WebhookInbox
+from tests.conftest import FB_ACCOUNT, SLACK_BOT_TOKEN, FakeClock, Live, serve_live
+from tests.fakes.freshbooks import FakeFreshBooks
+from tests.fakes.slack import FakeSlack
 from tests.test_derived_events import invoice_json
 
 
@@ -107,7 +111,54 @@ def test_the_daily_scan_takes_a_lease(live: Live) -> None:
     assert live.services.reconciler.run_overdue_scan() == 0
     live.clock.advance(hours=1)
     with live.services.db.session() as session:
-        from storage.models import JobLease
-
         lease = session.get_one(JobLease, "overdue-scan")
     assert lease.until > live.clock() + dt.timedelta(hours=20)
+
+
+def test_lease_is_a_little_under_the_interval() -> None:
+    assert lease_for(dt.timedelta(minutes=10)) == dt.timedelta(seconds=570)
+    assert lease_for(dt.timedelta(hours=24)) == dt.timedelta(hours=23, minutes=55)
+    assert lease_for(dt.timedelta(seconds=20)) == dt.timedelta(seconds=19)
+
+
+def test_poll_and_scan_intervals_are_settings(
+    db: Database,
+    database_url: str,
+    fake_freshbooks: FakeFreshBooks,
+    fake_slack: FakeSlack,
+    clock: FakeClock,
+    tmp_path: Path,
+    encryption_key: str,
+) -> None:
+    with serve_live(
+        database_url=database_url,
+        encryption_key=encryption_key,
+        fake_freshbooks=fake_freshbooks,
+        slack=fake_slack,
+        clock=clock,
+        tmp_path=tmp_path,
+        SLACK_BOT_TOKEN=SLACK_BOT_TOKEN,
+        RECONCILE_POLL_SECONDS="60",
+        OVERDUE_SCAN_SECONDS="300",
+    ) as live:
+        scheduler = live.services.scheduler
+        assert scheduler.get_job("reconcile-poll").trigger.interval == dt.timedelta(seconds=60)
+        assert scheduler.get_job("overdue-scan").trigger.interval == dt.timedelta(seconds=300)
+        live.connect()
+        reconciler = live.services.reconciler
+
+        def lists() -> int:
+            return len(live.fake.calls_to("GET", f"/accounting/account/{FB_ACCOUNT}/"))
+
+        reconciler.run_poll()  # the first poll of the connection only sets its watermark
+        live.clock.advance(seconds=30)
+        reconciler.run_poll()
+        assert lists() == 0  # within the minute: another poll holds the lease
+        live.clock.advance(seconds=30)
+        reconciler.run_poll()
+        assert lists() == 4  # a minute on: invoices, payments, bills and expenses listed again
+
+        reconciler.run_overdue_scan()
+        with live.services.db.session() as session:
+            lease = session.get_one(JobLease, "overdue-scan")
+        assert lease.until == live.clock() + lease_for(dt.timedelta(seconds=300))
