@@ -118,14 +118,83 @@ def _message_and_code(body: Any) -> tuple[str | None, str | None, bool]:
     return None, None, False
 
 
+# gRPC status codes (the "new" error shape) as the HTTP status each stands for.
+_GRPC_HTTP_STATUS = {
+    3: 400,  # INVALID_ARGUMENT
+    4: 504,  # DEADLINE_EXCEEDED
+    5: 404,  # NOT_FOUND
+    6: 409,  # ALREADY_EXISTS
+    7: 403,  # PERMISSION_DENIED
+    8: 429,  # RESOURCE_EXHAUSTED
+    9: 400,  # FAILED_PRECONDITION
+    13: 500,  # INTERNAL
+    14: 503,  # UNAVAILABLE
+    16: 401,  # UNAUTHENTICATED
+}
+
+
+def _as_error_status(value: Any) -> int:
+    """A status or errno named in an error body, if it is an HTTP error status; else 400."""
+    try:
+        number = int(value)
+    except (TypeError, ValueError):
+        return 400
+    return number if 400 <= number < 600 else 400
+
+
+def error_status(body: Any) -> int | None:
+    """The HTTP status an error body stands for, or None if the body is no error. Pure.
+
+    FreshBooks may send an error envelope with HTTP 200 (freshbooks-reports.md §4 quirk 7): the
+    body, not the status line, says whether a call failed. A body naming no status reads as 400.
+    """
+    if not isinstance(body, dict):
+        return None
+    if isinstance(body.get("error"), str):
+        return 401 if _message_and_code(body)[2] else 400
+    if "errno" in body:
+        return _as_error_status(body["errno"])
+    errors = body.get("errors")
+    if isinstance(errors, dict):
+        return _as_error_status(errors.get("status"))
+    if isinstance(errors, list) and errors:
+        return 400
+    if "code" in body and "message" in body and "response" not in body:
+        try:
+            code = int(body["code"])
+        except (TypeError, ValueError):
+            return 400
+        return None if code == 0 else _GRPC_HTTP_STATUS.get(code, 400)  # 0 is gRPC's OK
+    response = body.get("response")
+    if isinstance(response, dict) and isinstance(response.get("errors"), list) and response["errors"]:
+        first = response["errors"][0]
+        return _as_error_status(first.get("errno")) if isinstance(first, dict) else 400
+    return None
+
+
 def classify_response(status: int, body: bytes, headers: Mapping[str, str]) -> FreshBooksError:
-    """Turn a non-2xx (or error-bodied) answer into a FreshBooksError. Pure."""
+    """Turn a non-2xx (or error-bodied) answer into a FreshBooksError. Pure.
+
+    An error body under a success status is classified as it would be under the status it names.
+    """
     try:
         parsed: Any = json.loads(body) if body else None
     except ValueError:
         parsed = None
     message, code, auth_shape = _message_and_code(parsed)
     message = (message or f"HTTP {status}")[:300]
+    implied = error_status(parsed) if status < 400 else None
+    status_for_kind = implied if implied is not None else status
+    return FreshBooksError(
+        _kind_of(status_for_kind, auth_shape),
+        message,
+        status=status,
+        code=code,
+        retry_after=_retry_after(headers),
+    )
+
+
+def _kind_of(status: int, auth_shape: bool) -> ErrorKind:
     if status == 429:
         kind = ErrorKind.RATE_LIMITED
     elif status in (401, 403) or auth_shape:
@@ -138,7 +207,7 @@ def classify_response(status: int, body: bytes, headers: Mapping[str, str]) -> F
         kind = ErrorKind.VALIDATION
     else:
         kind = ErrorKind.PROTOCOL
-    return FreshBooksError(kind, message, status=status, code=code, retry_after=_retry_after(headers))
+    return kind
 
 
 @dataclass(frozen=True, slots=True)
@@ -324,11 +393,14 @@ class FreshBooksClient:
         if not response.is_success:
             raise classify_response(response.status_code, response.content, response.headers)
         try:
-            return response.json()
+            body = response.json()
         except ValueError:
             raise FreshBooksError(
                 ErrorKind.PROTOCOL, "response is not JSON", status=response.status_code
             ) from None
+        if error_status(body) is not None:
+            raise classify_response(response.status_code, response.content, response.headers)
+        return body
 
     # -- OAuth and identity (reference §7) -----------------------------------------------------
 
