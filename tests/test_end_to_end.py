@@ -3,11 +3,13 @@ rules from the slash command, messages and threads in the fake Slack."""
 
 from __future__ import annotations
 
+import json
+from decimal import Decimal
 from typing import Any
 
 from tests.conftest import FB_ACCOUNT, Live
 from tests.fakes.slack import Channel
-from tests.test_derived_events import invoice_json
+from tests.test_derived_events import invoice_json, payment_json
 
 ACCOUNTING, EXEC, TEAM = "C0ACCOUNT", "C0EXECALR", "C0ACCTEAM"
 
@@ -109,3 +111,49 @@ def test_routing_threads_and_cards(live: Live) -> None:
     # Each reply refreshed its card: two replies in each of the two channels.
     updates = live.slack.calls_to("chat.update")
     assert sorted(c[1]["channel"] for c in updates) == sorted([ACCOUNTING, ACCOUNTING, EXEC, EXEC])
+
+
+def test_amounts_sent_as_json_numbers_are_exact_from_fetch_to_message(live: Live) -> None:
+    """FreshBooks documents amounts as strings but may send numbers: 0.1 + 0.2 must pay a 0.30
+    invoice in full, and a 20-digit amount must reach Slack digit for digit."""
+    live.slack.add_channel(Channel(ACCOUNTING, name="accounting"))
+    live.connect_and_register("invoice.create", "invoice.update", "payment.create")
+    answer = live.slash(f"route invoice,payment <#{ACCOUNTING}|accounting>").json()["text"]
+    assert answer.startswith("Rule saved"), answer
+
+    def number(amount: str) -> dict[str, object]:
+        return {"amount": Decimal(amount), "code": "USD"}  # the fake writes a bare JSON number
+
+    def invoice(outstanding: str, updated: str) -> dict[str, object]:
+        return {**invoice_json("0.30", updated), "amount": number("0.30"), "outstanding": number(outstanding),
+                "paid": number(str(Decimal("0.30") - Decimal(outstanding)))}  # fmt: skip
+
+    def payment(payment_id: int, amount: str, updated: str) -> dict[str, object]:
+        return {**payment_json(payment_id, "0", updated), "amount": number(amount)}
+
+    fake = live.fake
+    fake.add_object(FB_ACCOUNT, "invoices", invoice("0.30", "2026-11-24 09:00:00"))
+    fake.deliver(FB_ACCOUNT, "invoice.create", "987654")
+    drain(live)
+    fake.add_object(FB_ACCOUNT, "invoices", invoice("0.2", "2026-11-24 09:10:00"))
+    fake.add_object(FB_ACCOUNT, "payments", payment(1, "0.1", "2026-11-24 09:10:01"))
+    fake.deliver(FB_ACCOUNT, "payment.create", "1")
+    drain(live)
+    fake.add_object(FB_ACCOUNT, "invoices", invoice("0", "2026-11-24 09:20:00"))
+    fake.add_object(FB_ACCOUNT, "payments", payment(2, "0.2", "2026-11-24 09:20:01"))
+    fake.deliver(FB_ACCOUNT, "payment.create", "2")
+    drain(live)
+
+    titles = [m["text"].split(".")[0] for m in messages(live, ACCOUNTING)]
+    assert titles.count("Invoice ACM0042 partially paid") == 1
+    assert titles.count("Invoice ACM0042 paid") == 1
+    assert "Outstanding: 0.00 USD" in messages(live, ACCOUNTING)[0]["text"]  # the card, refreshed
+
+    big = "12345678901234567.89"  # a float would make it ...568.00
+    fake.add_object(FB_ACCOUNT, "invoices", {**invoice("0", "2026-11-24 09:30:00"), "id": 5,
+                                             "invoice_number": "BIG1", "amount": number(big),
+                                             "outstanding": number(big)})  # fmt: skip
+    fake.deliver(FB_ACCOUNT, "invoice.create", "5")
+    drain(live)
+    (card,) = [m for m in messages(live, ACCOUNTING) if m["text"].startswith("Invoice BIG1")]
+    assert "12,345,678,901,234,567.89 USD" in json.dumps(card)

@@ -77,6 +77,35 @@ def test_money_keeps_negative_and_trailing_zeros() -> None:
     assert str(money.amount) == "-4.40"
 
 
+@pytest.mark.parametrize(
+    ("wire", "amount"),
+    [
+        ('{"amount": 0.1, "code": "USD"}', "0.1"),
+        ('{"amount": 41.94, "code": "CAD"}', "41.94"),
+        ('{"amount": 4194, "code": "CAD"}', "4194"),
+        ('{"amount": 12345678901234567.89, "code": "USD"}', "12345678901234567.89"),
+        ('{"amount": 99999999999999999999999999999.99, "code": "USD"}', "99999999999999999999999999999.99"),
+        ('{"amount": 1e3, "code": "USD"}', "1000"),
+        ('{"amount": -4.40, "code": "CAD"}', "-4.40"),
+    ],
+)
+def test_money_sent_as_a_json_number_is_read_exactly(wire: str, amount: str) -> None:
+    money = parse_money(json.loads(wire, parse_float=Decimal))  # as FreshBooksClient reads answers
+    assert money is not None
+    assert money.amount == Decimal(amount)
+    assert str(money.amount) == amount
+
+
+def test_numbers_add_up_exactly_where_floats_do_not() -> None:
+    assert 0.1 + 0.2 != 0.3
+    wire = '[{"amount": 0.1, "code": "USD"}, {"amount": 0.2, "code": "USD"}]'
+    parts = json.loads(wire, parse_float=Decimal)
+    total = sum((m.amount for m in map(parse_money, parts) if m is not None), Decimal(0))
+    assert total == Decimal("0.3")
+    # Decimal(str(x)) is no way back for a float: the float was rounded when the JSON was read.
+    assert Decimal(str(json.loads("12345678901234567.89"))) != Decimal("12345678901234567.89")
+
+
 def test_money_none_is_none() -> None:
     assert parse_money(None) is None
 
@@ -88,7 +117,9 @@ def test_money_none_is_none() -> None:
         "41.94",  # a bare string
         {"code": "CAD"},  # no amount
         {"amount": 41.94, "code": "CAD"},  # float amount: exactness already lost
-        {"amount": 4194, "code": "CAD"},
+        {"amount": True, "code": "CAD"},  # a bool is an int to Python, never an amount
+        {"amount": Decimal("NaN"), "code": "CAD"},
+        {"amount": Decimal("Infinity"), "code": "CAD"},
         {"amount": None, "code": "CAD"},
         {"amount": "1,000.00", "code": "CAD"},
         {"amount": "NaN", "code": "CAD"},

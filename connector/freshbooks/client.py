@@ -17,6 +17,7 @@ import random
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any
 
 import httpx
@@ -393,7 +394,8 @@ class FreshBooksClient:
         if not response.is_success:
             raise classify_response(response.status_code, response.content, response.headers)
         try:
-            body = response.json()
+            # Amounts may come as JSON numbers: read them as Decimal, never through float.
+            body = response.json(parse_float=Decimal)
         except ValueError:
             raise FreshBooksError(
                 ErrorKind.PROTOCOL, "response is not JSON", status=response.status_code

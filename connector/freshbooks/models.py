@@ -64,21 +64,35 @@ def _is_blank(value: object) -> bool:
 
 
 def parse_money(raw: object) -> Money | None:
-    """`{"amount": "41.94", "code": "CAD"}` -> Money; None -> None; any other shape -> ValueError."""
+    """`{"amount": "41.94", "code": "CAD"}` (or `"amount": 41.94` read as Decimal) -> Money;
+    None -> None; any other shape -> ValueError."""
     if raw is None:
         return None
     if not isinstance(raw, Mapping):
         raise ValueError(f"must be a money object, got {_type_name(raw)}")
-    amount = raw.get("amount")
-    # A float has already lost exactness; FreshBooks sends a decimal string, so insist on one.
-    if not isinstance(amount, str):
-        raise ValueError(f"must hold a decimal string 'amount', got {_type_name(amount)}")
-    if not _DECIMAL.fullmatch(amount):
-        raise ValueError("must hold a decimal string 'amount', got a malformed string")
     code = raw.get("code")
     if not isinstance(code, str) or not code.strip():
         raise ValueError("must hold a currency 'code'")
-    return Money(Decimal(amount), code)
+    return Money(parse_amount(raw.get("amount")), code)
+
+
+def parse_amount(amount: object) -> Decimal:
+    """A money object's `amount`: a decimal string, or a JSON number read as Decimal. Pure.
+
+    FreshBooks documents a string but may send a number. A number must reach us as Decimal or
+    int (FreshBooksClient parses JSON with parse_float=Decimal): a float has already been rounded
+    to binary (0.1 + 0.2 != 0.3, and 12345678901234567.89 reads as ...568), and Decimal(str(x))
+    cannot undo that, so a float is refused rather than guessed at.
+    """
+    if isinstance(amount, str):
+        if not _DECIMAL.fullmatch(amount):
+            raise ValueError("must hold a decimal 'amount', got a malformed string")
+        return Decimal(amount)
+    if isinstance(amount, int) and not isinstance(amount, bool):
+        return Decimal(amount)
+    if isinstance(amount, Decimal) and amount.is_finite():
+        return Decimal(format(amount, "f"))  # 1e3 as 1000: plain digits, like the string form
+    raise ValueError(f"must hold a decimal 'amount' (string or exact number), got {_type_name(amount)}")
 
 
 def _parse_timestamp(value: object, naive_zone: dt.tzinfo) -> dt.datetime | None:

@@ -8,12 +8,14 @@ It signs webhooks the way FreshBooks does (json.dumps of the form fields in wire
 from __future__ import annotations
 
 import json
+import re
 import secrets
 import threading
 import time
 import urllib.parse
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from decimal import Decimal
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -26,6 +28,21 @@ UNAUTHORIZED = {
     "error": "unauthenticated",
     "error_description": "This action requires authentication to continue.",
 }
+
+
+def wire_json(body: Any) -> bytes:
+    """JSON as FreshBooks may write it: a Decimal in an object (e.g. an amount) goes out as a bare
+    JSON number with exactly its digits, which no float could carry (12345678901234567.89)."""
+    literals: list[str] = []
+
+    def mark(value: object) -> str:
+        if not isinstance(value, Decimal):
+            raise TypeError(f"{type(value).__name__} is not JSON serializable")
+        literals.append(str(value))
+        return f"\x00{len(literals) - 1}\x00"
+
+    text = json.dumps(body, default=mark)
+    return re.sub(r'"\\u0000(\d+)\\u0000"', lambda m: literals[int(m.group(1))], text).encode()
 
 
 @dataclass
@@ -411,7 +428,7 @@ class FakeFreshBooks:
                         body = raw.decode("utf-8", "replace")
                 headers = {k.lower(): v for k, v in self.headers.items()}
                 answer = fake._handle(self.command, self.path, headers, body)
-                payload = b"" if answer.body is None else json.dumps(answer.body).encode()
+                payload = b"" if answer.body is None else wire_json(answer.body)
                 self.send_response(answer.status)
                 for key, value in answer.headers.items():
                     self.send_header(key, value)
