@@ -157,3 +157,37 @@ def test_amounts_sent_as_json_numbers_are_exact_from_fetch_to_message(live: Live
     drain(live)
     (card,) = [m for m in messages(live, ACCOUNTING) if m["text"].startswith("Invoice BIG1")]
     assert "12,345,678,901,234,567.89 USD" in json.dumps(card)
+
+
+def test_expenses_name_their_category_and_deleted_bill_payments_are_not_listed(live: Live) -> None:
+    live.slack.add_channel(Channel(TEAM, name="accounting-team"))
+    live.connect_and_register("expense.create", "bill.update")
+    for text in (f"route expense <#{TEAM}|accounting-team>", f"route bill <#{TEAM}|accounting-team>"):
+        assert live.slash(text).json()["text"].startswith("Rule saved")
+    fake = live.fake
+    fake.add_category(FB_ACCOUNT, 3012676, "Accident Insurance", parent_id=3012670)
+    expense = {"id": 23456, "amount": money("54.00"), "vendor": "Serano Bakery", "categoryid": 3012676,
+               "clientid": 0, "status": 0, "date": "2026-11-24", "updated": "2026-11-24 10:06:00",
+               "vis_state": 0}  # fmt: skip
+    fake.add_object(FB_ACCOUNT, "expenses", expense)
+    fake.deliver(FB_ACCOUNT, "expense.create", "23456")
+
+    def paid(payment_id: int, amount: str, vis_state: int) -> dict[str, object]:
+        return {"id": payment_id, "billid": 43221133, "amount": money(amount), "paid_date": "2026-11-20",
+                "payment_type": "Check", "note": None, "vis_state": vis_state}  # fmt: skip
+
+    bill = {"id": 43221133, "bill_number": "BN101", "status": "partial", "currency_code": "USD",
+            "amount": money("1500.00"), "outstanding": money("1000.00"), "paid": money("500.00"),
+            "vendor": {"vendor_name": "IKEA"}, "due_date": "2026-12-10", "updated_at": "2026-11-24 10:05:00",
+            "bill_payments": [paid(1, "777.00", 1), paid(2, "500.00", 0)], "vis_state": 0}  # fmt: skip
+    fake.add_object(FB_ACCOUNT, "bills", bill)
+    fake.deliver(FB_ACCOUNT, "bill.update", "43221133")
+    drain(live)
+
+    (fetch,) = fake.calls_to("GET", f"/accounting/account/{FB_ACCOUNT}/expenses/expenses/23456")
+    assert fetch.query["include[]"] == ["category"]
+    expense_message, bill_message = messages(live, TEAM)
+    assert "Category: Accident Insurance" in expense_message["text"]
+    shown = json.dumps(bill_message["blocks"])
+    assert "500.00 USD \\u00b7 Check" in shown
+    assert "777.00" not in shown  # the deleted payment

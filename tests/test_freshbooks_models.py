@@ -524,6 +524,7 @@ def test_bill_fixture() -> None:
                 paid_date=dt.date(2021, 9, 1),
                 payment_type="Check",
                 note=None,
+                vis_state=0,
             ),
         ),
         # UTC, not Eastern: 15:30:29 stays 15:30:29.
@@ -580,6 +581,7 @@ def test_expense_internal() -> None:
         amount=cad("54.00"),
         vendor="Serano Bakery",
         category_id=654654,
+        category=None,  # fetched without include[]=category
         client_id=None,  # clientid 0
         project_id=None,
         date=dt.date(2021, 7, 19),
@@ -601,6 +603,25 @@ def test_expense_billable() -> None:
     assert expense.status == 1
     assert expense.has_receipt is True
     assert expense.amount == cad("312.45")
+
+
+def test_expense_category_is_named_by_the_embedded_category() -> None:
+    # The shape include[]=category embeds (FreshBooks' Node SDK test, reference-reports §6.5).
+    category = {"category": "Accident Insurance", "categoryid": 654654, "id": 654654, "parentid": 3012670,
+                "is_cogs": False, "is_editable": False, "created_at": "2019-06-05 11:42:54",
+                "updated_at": "2019-06-05 11:42:54", "vis_state": 0}  # fmt: skip
+    assert parse_expense({**load("expense_internal"), "category": category}).category == "Accident Insurance"
+    with pytest.raises(ObjectParseError) as info:
+        parse_expense({**load("expense_internal"), "category": {**category, "category": 7}})
+    assert (info.value.kind, info.value.field) == ("expense", "category.category")
+
+
+def test_deleted_bill_payments_are_not_payments() -> None:
+    raw = load("bill")
+    live, deleted = raw["bill_payments"][0], {**raw["bill_payments"][0], "id": 9, "vis_state": 1}
+    bill = parse_bill({**raw, "bill_payments": [deleted, live]})
+    assert [p.id for p in bill.payments] == [123445]
+    assert parse_bill_payment(deleted).is_deleted
 
 
 def test_expense_id_falls_back_to_expenseid() -> None:

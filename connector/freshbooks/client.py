@@ -564,5 +564,6 @@ OBJECT_ENDPOINTS: dict[ObjectKind, tuple[str, str, tuple[str, ...]]] = {
     # A payment carries neither invoice number nor client name; ask for both in the same call.
     ObjectKind.PAYMENT: ("payments/payments", "payment", ("invoice", "client")),
     ObjectKind.BILL: ("bills/bills", "bill", ()),
-    ObjectKind.EXPENSE: ("expenses/expenses", "expense", ()),
+    # An expense names only its category's id; the name comes embedded with include[]=category.
+    ObjectKind.EXPENSE: ("expenses/expenses", "expense", ("category",)),
 }

@@ -347,6 +347,11 @@ class BillPayment:
     paid_date: dt.date | None
     payment_type: str | None
     note: str | None
+    vis_state: int
+
+    @property
+    def is_deleted(self) -> bool:
+        return self.vis_state == VisState.DELETED
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -366,7 +371,7 @@ class Bill:
     vendor_name: str | None
     category: str | None
     description: str | None
-    payments: tuple[BillPayment, ...]
+    payments: tuple[BillPayment, ...]  # the bill's live payments: deleted ones are left out
     created_at: dt.datetime | None
     updated: dt.datetime | None
     updated_raw: str | None
@@ -383,6 +388,8 @@ class Expense:
     amount: Money
     vendor: str | None
     category_id: int | None
+    # The category's name, present when fetched with include[]=category (client.OBJECT_ENDPOINTS).
+    category: str | None
     client_id: int | None
     project_id: int | None
     date: dt.date | None
@@ -487,11 +494,17 @@ def parse_bill_payment(raw: Mapping[str, object]) -> BillPayment:
         paid_date=f.read("paid_date", parse_date),
         payment_type=f.read("payment_type", _to_text),
         note=f.read("note", _to_text),
+        vis_state=_vis_state(f),
     )
 
 
 def _vendor_name(raw: Mapping[str, object]) -> str | None:
     return _Fields("vendor", raw).read("vendor_name", _to_text)
+
+
+def _category_name(raw: Mapping[str, object]) -> str | None:
+    # The embedded expense category names itself in `category` (reference-reports §6.5).
+    return _Fields("category", raw).read("category", _to_text)
 
 
 def parse_bill(raw: Mapping[str, object]) -> Bill:
@@ -513,7 +526,8 @@ def parse_bill(raw: Mapping[str, object]) -> Bill:
         vendor_name=f.read("vendor", _nested(_vendor_name)),
         category=f.read("overall_category", _to_text),
         description=f.read("overall_description", _to_text),
-        payments=f.many("bill_payments", parse_bill_payment),
+        # A bill keeps its deleted payments in the list, marked vis_state 1: they were never paid.
+        payments=tuple(p for p in f.many("bill_payments", parse_bill_payment) if not p.is_deleted),
         # Bills are the exception to Eastern time: their timestamps are UTC.
         created_at=f.read("created_at", parse_utc_timestamp),
         updated=f.read("updated_at", parse_utc_timestamp),
@@ -529,6 +543,7 @@ def parse_expense(raw: Mapping[str, object]) -> Expense:
         amount=f.read("amount", parse_money, required=True),
         vendor=f.read("vendor", _to_text),
         category_id=f.read("categoryid", _to_ref),
+        category=f.read("category", _nested(_category_name)),
         client_id=f.read("clientid", _to_ref),
         project_id=f.read("projectid", _to_ref),
         date=f.read("date", parse_date),

@@ -166,6 +166,21 @@ class FakeFreshBooks:
     def add_object(self, account_id: str, kind: str, obj: dict[str, Any]) -> None:
         self.objects[(account_id, kind, str(obj["id"]))] = obj
 
+    def add_category(self, account_id: str, category_id: int, name: str, parent_id: int = 0) -> None:
+        """An expense category (`GET .../expenses/categories/<id>` shape), embedded in expenses
+        fetched with include[]=category."""
+        self.objects[(account_id, "categories", str(category_id))] = {
+            "category": name,
+            "categoryid": category_id,
+            "id": category_id,
+            "parentid": parent_id,
+            "is_cogs": False,
+            "is_editable": False,
+            "created_at": "2019-06-05 11:42:54",
+            "updated_at": "2019-06-05 11:42:54",
+            "vis_state": 0,
+        }
+
     def calls_to(self, method: str, path_prefix: str) -> list[Call]:
         return [c for c in self.calls if c.method == method and c.path.startswith(path_prefix)]
 
@@ -254,13 +269,16 @@ class FakeFreshBooks:
     def _with_includes(
         self, account_id: str, obj: dict[str, Any], query: dict[str, list[str]]
     ) -> dict[str, Any]:
-        """include[]=invoice / include[]=client embed the current related objects, as FreshBooks does."""
+        """include[]=invoice / client / category embed the current related objects, as FreshBooks
+        does (an expense's category only when asked: the expense itself names just `categoryid`)."""
         includes = set(query.get("include[]", []))
         extra: dict[str, Any] = {}
         if "invoice" in includes and obj.get("invoiceid"):
             extra["invoice"] = self.objects.get((account_id, "invoices", str(obj["invoiceid"])))
         if "client" in includes and obj.get("clientid"):
             extra["client"] = self.objects.get((account_id, "clients", str(obj["clientid"])))
+        if "category" in includes and obj.get("categoryid"):
+            extra["category"] = self.objects.get((account_id, "categories", str(obj["categoryid"])))
         return {**obj, **{k: v for k, v in extra.items() if v is not None}}
 
     def _list_objects(self, account_id: str, plural: str, query: dict[str, list[str]]) -> Scripted:
