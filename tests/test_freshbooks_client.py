@@ -232,7 +232,7 @@ def test_an_answer_that_cannot_be_read_is_counted_as_an_api_error(fake: FakeFres
     fake.script("GET", "/accounting", Scripted(200, {"response": {"result": {"invoices": "x", "pages": 1}}}))
     with pytest.raises(FreshBooksError):
         client.list_updated_since(
-            token="fb-access-token", account_id="A1", kind=ObjectKind.INVOICE, since=dt.datetime.now(dt.UTC)
+            token="fb-access-token", account_id="A1", kind=ObjectKind.INVOICE, day=dt.date(2028, 2, 29)
         )
     assert _protocol_errors() - before == 2
 
@@ -295,7 +295,7 @@ def test_a_list_answered_with_an_error_under_http_200_fails_as_that_error(fake: 
             token="fb-access-token",
             account_id="A1",
             kind=ObjectKind.BILL,
-            since=dt.datetime(2026, 1, 1, tzinfo=dt.UTC),
+            day=dt.date(2028, 2, 29),
         )
     assert (info.value.kind, info.value.message, info.value.code) == (
         ErrorKind.VALIDATION,
@@ -310,3 +310,17 @@ def test_success_bodies_are_not_mistaken_for_errors() -> None:
     assert error_status({"access_token": "a", "refresh_token": "r", "expires_in": 5}) is None
     assert error_status({"code": 0, "message": "OK"}) is None
     assert error_status(None) is None
+
+
+def test_lists_ask_by_day_and_read_every_page(fake: FakeFreshBooks) -> None:
+    for n in range(1, 251):
+        fake.add_object("A1", "payments", {"id": n, "updated": f"2028-02-{28 + n % 2} 23:59:59"})
+    found = client_for(fake, []).list_updated_since(
+        token="fb-access-token", account_id="A1", kind=ObjectKind.PAYMENT, day=dt.date(2028, 2, 29)
+    )
+    assert sorted(int(o["id"]) for o in found) == list(range(1, 251, 2))  # the 29th's, whatever the time
+    calls = fake.calls_to("GET", "/accounting/account/A1/payments/payments")
+    assert [(c.query["search[updated_min]"], c.query["page"]) for c in calls] == [
+        (["2028-02-29"], ["1"]),
+        (["2028-02-29"], ["2"]),
+    ]

@@ -24,7 +24,6 @@ import httpx
 
 from connector import metrics
 from connector.events import ObjectKind
-from connector.freshbooks.models import EASTERN
 
 log = logging.getLogger(__name__)
 
@@ -529,13 +528,18 @@ class FreshBooksClient:
         return obj
 
     def list_updated_since(
-        self, *, token: str, account_id: str, kind: ObjectKind, since: dt.datetime, max_pages: int = 50
+        self, *, token: str, account_id: str, kind: ObjectKind, day: dt.date, max_pages: int = 50
     ) -> list[dict[str, Any]]:
-        """Objects of `kind` updated at or after `since` (the reconciliation poll), all pages."""
+        """Objects of `kind` updated on or after `day` (the reconciliation poll), all pages.
+
+        FreshBooks' `updated_min` is day-granular and takes a date, not a time (reference-reports
+        §6.1), and the day is US/Eastern like the `updated` field it filters: callers pass the
+        Eastern day and sift the answer by time themselves. Bills document no date filter at all,
+        so for them every bill comes back and the sifting is all there is.
+        """
         resource, _key, includes = OBJECT_ENDPOINTS[kind]
         plural = resource.rsplit("/", 1)[-1]
-        # The accounting API speaks US/Eastern wall-clock time without an offset (reference §6).
-        updated_min = since.astimezone(EASTERN).strftime("%Y-%m-%d %H:%M:%S")
+        updated_min = day.isoformat()
         found: list[dict[str, Any]] = []
         for page in range(1, max_pages + 1):
             params = [

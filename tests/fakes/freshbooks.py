@@ -7,6 +7,7 @@ It signs webhooks the way FreshBooks does (json.dumps of the form fields in wire
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import re
 import secrets
@@ -28,6 +29,13 @@ UNAUTHORIZED = {
     "error": "unauthenticated",
     "error_description": "This action requires authentication to continue.",
 }
+
+
+def _is_day(text: str) -> bool:
+    try:
+        return dt.date.fromisoformat(text).isoformat() == text
+    except ValueError:
+        return False
 
 
 def wire_json(body: Any) -> bytes:
@@ -283,14 +291,30 @@ class FakeFreshBooks:
 
     def _list_objects(self, account_id: str, plural: str, query: dict[str, list[str]]) -> Scripted:
         since = query.get("search[updated_min]", [""])[0]
+        if plural == "bills":
+            since = ""  # bills document no date filter: FreshBooks ignores one (reference-reports §6.4)
+        elif since and not _is_day(since):
+            # Between filters on `updated` take a date, not a time (reference-reports §6.1). What
+            # FreshBooks answers to a time is unconfirmed: refusing it catches a client that sends one.
+            return Scripted(
+                400,
+                {
+                    "response": {
+                        "errors": [{"errno": 2001, "field": "updated_min", "message": "Invalid date."}]
+                    }
+                },
+            )
         page = int(query.get("page", ["1"])[0])
-        per_page = int(query.get("per_page", ["15"])[0])
+        per_page = min(100, int(query.get("per_page", ["15"])[0]))  # silently capped at 100
+        # Day-granular and inclusive: every object updated on that (Eastern) day or later, whatever
+        # the time; `updated` is `YYYY-MM-DD HH:MM:SS` in US/Eastern, so its first ten characters
+        # are that day.
         matching = [
             obj
             for (account, kind, _), obj in sorted(self.objects.items())
             if account == account_id
             and kind == plural
-            and str(obj.get("updated") or obj.get("updated_at") or "") >= since
+            and str(obj.get("updated") or obj.get("updated_at") or "")[:10] >= since
         ]
         pages = max(1, -(-len(matching) // per_page))
         chunk = [
