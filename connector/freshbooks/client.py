@@ -236,6 +236,7 @@ class TokenGrant:
     refresh_token: str
     expires_at: dt.datetime
     scope: str
+    issued_at: dt.datetime | None = None  # with expires_at, the token's lifetime
 
     def __repr__(self) -> str:  # tokens never end up in a log line by accident
         return f"TokenGrant(expires_at={self.expires_at.isoformat()}, scope={self.scope!r})"
@@ -266,6 +267,7 @@ def _parse_grant(body: Any, now: dt.datetime) -> TokenGrant:
             refresh_token=str(body["refresh_token"]),
             expires_at=issued + dt.timedelta(seconds=expires_in),
             scope=str(body.get("scope", "")),
+            issued_at=issued,
         )
     except (KeyError, TypeError, ValueError, OverflowError):
         raise FreshBooksError(ErrorKind.PROTOCOL, "token response without access/refresh token") from None

@@ -132,6 +132,10 @@ class FakeFreshBooks:
         self.codes: dict[str, tuple[FakeIdentity, str]] = {}  # code -> (identity, redirect_uri)
         self.grants: dict[str, FakeGrant] = {}  # by current refresh token
         self.refreshes = 0
+        # Access tokens this fake issued expire `expires_in` seconds after issue (by `now`), as
+        # FreshBooks' do; those made valid with `grant` never expire.
+        self.token_expiry: dict[str, float] = {}
+        self.expired_token_calls = 0
         self.now: Callable[[], float] = time.time  # tests hand in their injected clock
         self._lock = threading.Lock()
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler_class())
@@ -257,6 +261,9 @@ class FakeFreshBooks:
         auth = headers.get("authorization", "")
         if not auth.startswith("Bearer ") or auth[7:] not in self.valid_tokens:
             return Scripted(401, UNAUTHORIZED)
+        if self.now() >= self.token_expiry.get(auth[7:], float("inf")):
+            self.expired_token_calls += 1
+            return Scripted(401, UNAUTHORIZED)
         if method == "GET" and path == "/auth/api/v1/users/me":
             return self._me(auth[7:])
         parts = path.strip("/").split("/")
@@ -342,6 +349,7 @@ class FakeFreshBooks:
         grant = FakeGrant(identity, secrets.token_urlsafe(24), secrets.token_urlsafe(24))
         self.grants[grant.refresh_token] = grant
         self.valid_tokens.add(grant.access_token)
+        self.token_expiry[grant.access_token] = self.now() + self.expires_in
         return Scripted(
             200,
             {
