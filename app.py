@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import atexit
+import datetime as dt
 import logging
 import threading
 import time
@@ -38,7 +39,7 @@ from connector.pipeline.inbox_worker import InboxWorker
 from connector.pipeline.loop import BackgroundLoop
 from connector.pipeline.wake import WakeListener, WakeSender
 from connector.preview import PreviewService
-from connector.reconcile import POLL_INTERVAL, Reconciler
+from connector.reconcile import Reconciler
 from connector.replay import ReplayService
 from connector.retention import RetentionPurge
 from connector.router import Router
@@ -174,8 +175,11 @@ def _build_scheduler(
     scheduler.add_job(delivery_loop.wake, "interval", seconds=15, id="delivery-sweep")
     scheduler.add_job(checkpoint, "interval", seconds=2, id="sqlite-checkpoint", **once)
     scheduler.add_job(resume_workspaces, "interval", minutes=15, id="resume-workspaces", **once)
-    scheduler.add_job(poll, "interval", seconds=POLL_INTERVAL.total_seconds(), id="reconcile-poll", **once)
-    scheduler.add_job(overdue_scan, "interval", hours=1, id="overdue-scan", **once)
+    scheduler.add_job(poll, "interval", seconds=settings.reconcile_poll_seconds, id="reconcile-poll", **once)
+    # Ticks at most hourly whatever the interval: the scan's lease decides whether it runs, so a
+    # restarted process does not postpone a due scan by a whole interval.
+    scan_tick = min(settings.overdue_scan_seconds, 3600)
+    scheduler.add_job(overdue_scan, "interval", seconds=scan_tick, id="overdue-scan", **once)
     scheduler.add_job(purge, "interval", hours=1, id="retention-purge", **once)
     if monitor is not None:
         scheduler.add_job(
@@ -227,7 +231,14 @@ def build_services(
         db=db, cipher=cipher, handler=enricher, clock=clock, lease_seconds=settings.inbox_lease_seconds
     )
     reconciler = Reconciler(
-        db=db, cipher=cipher, client=freshbooks, tokens=tokens, enricher=enricher, clock=clock
+        db=db,
+        cipher=cipher,
+        client=freshbooks,
+        tokens=tokens,
+        enricher=enricher,
+        clock=clock,
+        poll_interval=dt.timedelta(seconds=settings.reconcile_poll_seconds),
+        scan_interval=dt.timedelta(seconds=settings.overdue_scan_seconds),
     )
     blind_index = BlindIndex(db, cipher, clock=clock)
     router = Router(db=db, cipher=cipher, clock=clock, blind_index=blind_index)

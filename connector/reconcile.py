@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
 
 from sqlalchemy import update
 
@@ -19,7 +21,15 @@ from connector.derive import is_overdue
 from connector.enrich import Enricher, change_marker
 from connector.events import ObjectKind
 from connector.freshbooks.client import FreshBooksClient, FreshBooksError
-from connector.freshbooks.models import EASTERN, Invoice, ObjectParseError, VisState, parse_invoice
+from connector.freshbooks.models import (
+    EASTERN,
+    Bill,
+    Invoice,
+    ObjectParseError,
+    VisState,
+    parse_invoice,
+    parse_object,
+)
 from connector.freshbooks.tokens import NoToken, TokenSource
 from connector.pipeline.inbox_worker import PermanentFailure, RetryLater
 from connector.process import worker_id
@@ -30,11 +40,49 @@ from storage.models import FreshBooksConnection
 
 log = logging.getLogger(__name__)
 
+# Defaults of RECONCILE_POLL_SECONDS and OVERDUE_SCAN_SECONDS (connector.settings).
 POLL_INTERVAL = dt.timedelta(minutes=10)
+SCAN_INTERVAL = dt.timedelta(hours=24)
 # Listing from a little before the last poll covers clock skew and objects committed late.
 POLL_OVERLAP = dt.timedelta(minutes=30)
-SCAN_INTERVAL = dt.timedelta(hours=24)
 POLLED_KINDS = (ObjectKind.INVOICE, ObjectKind.PAYMENT, ObjectKind.BILL, ObjectKind.EXPENSE)
+
+
+def lease_for(interval: dt.timedelta) -> dt.timedelta:
+    """How long a periodic job's lease lasts: a little under its interval, so that a tick that
+    comes a moment early (scheduler jitter, another host's timer) still finds it free. Pure."""
+    return interval - min(interval / 20, dt.timedelta(minutes=5))
+
+
+def poll_cutoff(*, watermark: dt.datetime | None, connected_at: dt.datetime) -> dt.datetime:
+    """From when a poll reports changes: a little before the last poll began (changes committed
+    late, clock skew; repeats are recognised when recorded), never before the connection was made,
+    since what happened before it is not news. The first poll starts at the connect time. Pure."""
+    if watermark is None:
+        return connected_at
+    return max(connected_at, watermark - POLL_OVERLAP)
+
+
+@dataclass(frozen=True, slots=True)
+class PolledChange:
+    existed: bool  # created before the cutoff: a change to it is an update, even if new to us
+
+
+def polled_change(kind: ObjectKind, raw: Mapping[str, object], cutoff: dt.datetime) -> PolledChange | None:
+    """A listed object as a change to report, or None if it was last updated before `cutoff`. Pure.
+
+    An object we cannot read is passed on, so that the recorder says what is wrong with it; one
+    without an `updated` time is too (its version marker still keeps it from being reported twice).
+    """
+    try:
+        obj = parse_object(kind, raw)
+    except ObjectParseError:
+        return PolledChange(existed=False)
+    if obj.updated is not None and obj.updated < cutoff:
+        return None
+    # Invoices and bills say when they were created; payments and expenses do not.
+    created = obj.created_at if isinstance(obj, Invoice | Bill) else None
+    return PolledChange(existed=created is not None and created < cutoff)
 
 
 def polled_event_name(kind: ObjectKind, raw: dict[str, object], known: bool) -> str:
@@ -54,6 +102,8 @@ class Reconciler:
         tokens: TokenSource,
         enricher: Enricher,
         clock: Clock,
+        poll_interval: dt.timedelta = POLL_INTERVAL,
+        scan_interval: dt.timedelta = SCAN_INTERVAL,
     ) -> None:
         self._db = db
         self._cipher = cipher
@@ -61,6 +111,8 @@ class Reconciler:
         self._tokens = tokens
         self._enricher = enricher
         self._clock = clock
+        self._poll_lease = lease_for(poll_interval)
+        self._scan_lease = lease_for(scan_interval)
         self._owner = worker_id()
 
     def _due(self, name: str, ttl: dt.timedelta) -> list[int]:
@@ -75,7 +127,7 @@ class Reconciler:
     def run_poll(self) -> int:
         """Poll every active connection, once per interval across processes; returns changes found."""
         found = 0
-        for connection_id in self._due("reconcile-poll", POLL_INTERVAL - dt.timedelta(seconds=30)):
+        for connection_id in self._due("reconcile-poll", self._poll_lease):
             try:
                 found += self.poll(connection_id)
             except (FreshBooksError, NoToken, RetryLater) as exc:
@@ -85,28 +137,31 @@ class Reconciler:
         return found
 
     def poll(self, connection_id: int) -> int:
+        """Record each change made since the last poll (the first: since the connection was made)
+        that no webhook reported; returns how many."""
         started = self._clock()
         with self._db.session() as session:
             connection = session.get_one(FreshBooksConnection, connection_id)
             watermark, account_id = connection.poll_watermark, connection.account_id
-        if watermark is None:
-            # First poll: start from now. History from before the connection is not news.
-            self._advance(connection_id, started)
-            return 0
-        since = watermark - POLL_OVERLAP
+            connected_at = connection.created_at
+        cutoff = poll_cutoff(watermark=watermark, connected_at=connected_at)
+        day = cutoff.astimezone(EASTERN).date()
 
         def listed(kind: ObjectKind) -> list[dict[str, object]]:
             return self._tokens.call(
                 connection_id,
                 lambda token: self._client.list_updated_since(
-                    token=token, account_id=account_id, kind=kind, since=since
+                    token=token, account_id=account_id, kind=kind, day=day
                 ),
             )
 
         found = 0
         for kind in POLLED_KINDS:
             for raw in listed(kind):
-                found += self._feed(connection_id, kind, raw)
+                # The list is by day: whatever changed earlier that day is not ours to report.
+                change = polled_change(kind, raw, cutoff)
+                if change is not None:
+                    found += self._feed(connection_id, kind, raw, created_before_cutoff=change.existed)
         self._advance(connection_id, started)
         if found:
             log.info(
@@ -116,7 +171,9 @@ class Reconciler:
             )
         return found
 
-    def _feed(self, connection_id: int, kind: ObjectKind, raw: dict[str, object]) -> int:
+    def _feed(
+        self, connection_id: int, kind: ObjectKind, raw: dict[str, object], *, created_before_cutoff: bool
+    ) -> int:
         object_id = str(raw.get("id", ""))
         if not object_id:
             return 0
@@ -130,7 +187,7 @@ class Reconciler:
                 object_updated=marker,
             ):
                 return 0  # a webhook (or an earlier poll) already reported this version
-            known = (
+            known = created_before_cutoff or (
                 objects.get_state(
                     session, self._cipher, connection_id=connection_id, kind=kind, object_id=object_id
                 )
@@ -164,9 +221,9 @@ class Reconciler:
     # -- the overdue scan -------------------------------------------------------------------------
 
     def run_overdue_scan(self) -> int:
-        """Once a day across processes: report invoices that went past due; returns how many."""
+        """Once per scan interval across processes: report invoices that went past due; returns how many."""
         found = 0
-        for connection_id in self._due("overdue-scan", SCAN_INTERVAL - dt.timedelta(minutes=5)):
+        for connection_id in self._due("overdue-scan", self._scan_lease):
             try:
                 found += self.scan_overdue(connection_id)
             except (FreshBooksError, NoToken, RetryLater) as exc:

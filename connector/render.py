@@ -369,6 +369,7 @@ def _describe_expense(expense: Expense, ctx: RenderContext) -> _View:
         subject=f"Expense at {vendor}" if vendor else "Expense",
         fields=_known(
             ("Amount", format_money(expense.amount)),
+            ("Category", _name(expense.category)),
             ("Date", _date(expense.date)),
             ("Billing", expense_billing(expense)),
             ("Receipt", "Attached" if expense.has_receipt else "None"),

@@ -112,6 +112,10 @@ class Settings(BaseModel):
 
     inbox_sweep_seconds: int = Field(default=30, ge=1, le=3600)
     inbox_lease_seconds: int = Field(default=120, ge=5, le=3600)
+    # The safety nets for what webhooks never say (connector.reconcile): how often changes are
+    # listed from FreshBooks, and how often invoices we know of are checked for going overdue.
+    reconcile_poll_seconds: int = Field(default=600, ge=10, le=86400)
+    overdue_scan_seconds: int = Field(default=86400, ge=10, le=7 * 86400)
 
     # Bearer token a Prometheus scrape of /metrics must present; unset, /metrics is open (keep it
     # off the public internet at the proxy, or set this).

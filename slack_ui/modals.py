@@ -35,6 +35,7 @@ MIN_BLOCK, MAX_BLOCK, CURRENCY_BLOCK = "min", "max", "currency"
 BILLABLE_BLOCK, CLIENT_BLOCK, VENDOR_BLOCK = "billable", "client", "vendor"
 PREVIEW_BLOCK = "preview"
 NAME_MAX = 100
+AMOUNT_INPUT_MAX = 40  # characters the amount inputs take; "1,234,567.89" style needs room for commas
 
 # One checkbox group per kind: Slack allows at most 10 options in a checkboxes element, and the
 # events (17, plus "every event of this kind") do not fit in one.
@@ -110,13 +111,23 @@ def form_from_rule(rule: Rule) -> RuleForm:
         rule_id=rule.id,
         patterns=tuple(patterns),
         channel_id=rule.channel_id,
-        min_text=f"{rule.min_amount:,}" if rule.min_amount is not None else "",
-        max_text=f"{rule.max_amount:,}" if rule.max_amount is not None else "",
+        min_text=amount_text(rule.min_amount),
+        max_text=amount_text(rule.max_amount),
         currency=rule.currency or "",
         billable=rule.billable_only,
         client=name if client_side else "",
         vendor="" if client_side else name,
     )
+
+
+def amount_text(amount: Decimal | None, max_length: int = AMOUNT_INPUT_MAX) -> str:
+    """A saved amount as its input shows it: with thousands separators when they fit, else plain
+    digits (a 31-digit minimum is 41 characters with commas): Slack refuses to open a view whose
+    initial value is longer than its input's max_length. Pure."""
+    if amount is None:
+        return ""
+    grouped = f"{amount:,f}"
+    return grouped if len(grouped) <= max_length else f"{amount:f}"
 
 
 def _selected(values: Mapping[str, Any], block_id: str) -> dict[str, Any]:
@@ -326,7 +337,8 @@ def _text_input(
         "type": "plain_text_input",
         "action_id": "value",
         "placeholder": _plain(placeholder),
-        "max_length": max_length,
+        # Never below the value shown: Slack would refuse to open the view at all.
+        "max_length": max(max_length, len(value)),
     }
     if value:
         element["initial_value"] = value
@@ -455,8 +467,8 @@ def rule_modal(
         ),
         *(_events_block(kind, form) for kind in KINDS),
         _channel_block(form),
-        _text_input(MIN_BLOCK, "Minimum amount", form.min_text, "e.g. 5,000"),
-        _text_input(MAX_BLOCK, "Maximum amount", form.max_text, "e.g. 50,000"),
+        _text_input(MIN_BLOCK, "Minimum amount", form.min_text, "e.g. 5,000", max_length=AMOUNT_INPUT_MAX),
+        _text_input(MAX_BLOCK, "Maximum amount", form.max_text, "e.g. 50,000", max_length=AMOUNT_INPUT_MAX),
         _text_input(
             CURRENCY_BLOCK,
             "Currency",

@@ -173,6 +173,7 @@ class TokenSnapshot:
     expires_at: dt.datetime | None
     version: int
     status: str
+    issued_at: dt.datetime | None = None
 
     def __repr__(self) -> str:
         return f"TokenSnapshot(version={self.version}, status={self.status!r}, expires_at={self.expires_at})"
@@ -186,6 +187,7 @@ def token_snapshot(session: Session, cipher: Cipher, connection_id: int) -> Toke
             FreshBooksConnection.token_expires_at,
             FreshBooksConnection.token_version,
             FreshBooksConnection.status,
+            FreshBooksConnection.token_issued_at,
         ).where(FreshBooksConnection.id == connection_id)
     ).one()
     return TokenSnapshot(
@@ -194,6 +196,7 @@ def token_snapshot(session: Session, cipher: Cipher, connection_id: int) -> Toke
         expires_at=row.token_expires_at,
         version=row.token_version,
         status=row.status,
+        issued_at=row.token_issued_at,
     )
 
 
@@ -230,6 +233,7 @@ def store_tokens(
     access_token: str,
     refresh_token: str,
     expires_at: dt.datetime,
+    issued_at: dt.datetime,
 ) -> bool:
     """Save a refreshed pair if nobody else has since (compare-and-swap on token_version)."""
     result = session.execute(
@@ -242,6 +246,7 @@ def store_tokens(
             access_token_enc=cipher.encrypt(access_token),
             refresh_token_enc=cipher.encrypt(refresh_token),
             token_expires_at=expires_at,
+            token_issued_at=issued_at,
             token_version=expected_version + 1,
             refresh_lease_owner=None,
             refresh_lease_until=None,
@@ -341,6 +346,7 @@ def upsert_connection(
     existing.access_token_enc = cipher.encrypt(access_token)
     existing.refresh_token_enc = cipher.encrypt(refresh_token)
     existing.token_expires_at = token_expires_at
+    existing.token_issued_at = None  # the new grant's, not known here: the default margin until refreshed
     existing.token_version += 1
     existing.refresh_lease_owner = None
     existing.refresh_lease_until = None

@@ -6,6 +6,7 @@ import json
 import logging
 import os
 from collections.abc import Sequence
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -43,7 +44,7 @@ class Cipher:
         return self.decrypt_bytes(token).decode("utf-8")
 
     def encrypt_json(self, value: Any) -> str:
-        return self.encrypt(json.dumps(value, separators=(",", ":"), sort_keys=True))
+        return self.encrypt(json.dumps(value, separators=(",", ":"), sort_keys=True, default=_exact))
 
     def decrypt_json(self, token: str) -> Any:
         return json.loads(self.decrypt_bytes(token))
@@ -94,3 +95,11 @@ def development_key(data_dir: Path) -> str:
         path,
     )
     return key
+
+
+def _exact(value: object) -> str:
+    """JSON for what json cannot write: a Decimal (a FreshBooks amount sent as a number, read
+    exactly) is kept as its plain decimal string, which is how FreshBooks documents amounts."""
+    if isinstance(value, Decimal):
+        return format(value, "f")
+    raise TypeError(f"{type(value).__name__} is not JSON serializable")

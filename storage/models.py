@@ -125,6 +125,9 @@ class FreshBooksConnection(Base):
     access_token_enc: Mapped[str | None] = encrypted_text()
     refresh_token_enc: Mapped[str | None] = encrypted_text()
     token_expires_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    # When FreshBooks issued that access token: with the expiry, its lifetime (the refresh margin
+    # scales with it). Null when unknown (a token from the connect flow or an older version).
+    token_issued_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
     # Bumped on every token refresh: refreshes compare-and-swap on it (refresh tokens are single-use).
     token_version: Mapped[int] = mapped_column(Integer, default=0)
     # A lease, not a held database lock: one process refreshes at a time across all processes, and

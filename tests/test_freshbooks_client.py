@@ -10,7 +10,13 @@ import pytest
 from prometheus_client import REGISTRY
 
 from connector.events import ObjectKind
-from connector.freshbooks.client import ErrorKind, FreshBooksClient, FreshBooksError, classify_response
+from connector.freshbooks.client import (
+    ErrorKind,
+    FreshBooksClient,
+    FreshBooksError,
+    classify_response,
+    error_status,
+)
 from tests.fakes.freshbooks import FakeFreshBooks, Scripted
 
 
@@ -226,6 +232,95 @@ def test_an_answer_that_cannot_be_read_is_counted_as_an_api_error(fake: FakeFres
     fake.script("GET", "/accounting", Scripted(200, {"response": {"result": {"invoices": "x", "pages": 1}}}))
     with pytest.raises(FreshBooksError):
         client.list_updated_since(
-            token="fb-access-token", account_id="A1", kind=ObjectKind.INVOICE, since=dt.datetime.now(dt.UTC)
+            token="fb-access-token", account_id="A1", kind=ObjectKind.INVOICE, day=dt.date(2028, 2, 29)
         )
     assert _protocol_errors() - before == 2
+
+
+# FreshBooks can answer an error with HTTP 200 (freshbooks-reports.md §4 quirk 7): each body next
+# to the 4xx/5xx status it would come with; at 200 it must be classified the same way.
+ERRORS_UNDER_200 = [
+    ({"response": {"errors": [{"errno": 1012, "field": "userid", "message": "Client not found."}]}}, 422),
+    ({"code": 5, "message": "Request failed with status_code: 404", "details": []}, 404),
+    ({"code": 16, "message": "unauthenticated", "details": []}, 401),
+    ({"code": 3, "message": "Invalid data in this request.", "details": []}, 400),
+    ({"errno": 404, "message": "Requested resource could not be found."}, 404),
+    ({"errno": 401, "message": "invalid_token: expired"}, 404),
+    ({"errors": {"message": "Bad name", "status": 400, "details": []}}, 400),
+    ({"error": "unauthenticated", "error_description": "This action requires authentication."}, 401),
+]
+
+
+@pytest.mark.parametrize(("body", "status"), ERRORS_UNDER_200)
+def test_an_error_body_under_http_200_is_the_same_error(
+    fake: FakeFreshBooks, body: dict[str, object], status: int
+) -> None:
+    fake.script("GET", "/accounting", Scripted(200, body))
+    with pytest.raises(FreshBooksError) as info:
+        client_for(fake, []).get_object(
+            token="fb-access-token", account_id="A1", kind=ObjectKind.INVOICE, object_id="1"
+        )
+    at_4xx = classify_response(status, json.dumps(body).encode(), {})
+    assert (info.value.kind, info.value.message, info.value.code) == (
+        at_4xx.kind,
+        at_4xx.message,
+        at_4xx.code,
+    )
+    assert info.value.kind is not ErrorKind.PROTOCOL
+    assert info.value.status == 200  # what the wire said, for the log
+
+
+def test_transient_errors_under_http_200_are_retried(fake: FakeFreshBooks) -> None:
+    fake.add_object("A1", "invoices", {"id": 1, "updated": "u"})
+    fake.script(
+        "GET",
+        "/accounting",
+        Scripted(200, {"code": 8, "message": "Too many requests", "details": []}),
+        Scripted(200, {"errors": {"message": "Unavailable", "status": 503, "details": []}}),
+    )
+    waits: list[float] = []
+    obj = client_for(fake, waits).get_object(
+        token="fb-access-token", account_id="A1", kind=ObjectKind.INVOICE, object_id="1"
+    )
+    assert obj["id"] == 1
+    assert len(waits) == 2
+
+
+def test_a_list_answered_with_an_error_under_http_200_fails_as_that_error(fake: FakeFreshBooks) -> None:
+    # Bills without the add-on, as seen in the wild: an error envelope instead of a result.
+    errors = {"response": {"errors": [{"errno": 41001, "message": "Bills are not enabled."}]}}
+    fake.script("GET", "/accounting", Scripted(200, errors))
+    with pytest.raises(FreshBooksError) as info:
+        client_for(fake, []).list_updated_since(
+            token="fb-access-token",
+            account_id="A1",
+            kind=ObjectKind.BILL,
+            day=dt.date(2028, 2, 29),
+        )
+    assert (info.value.kind, info.value.message, info.value.code) == (
+        ErrorKind.VALIDATION,
+        "Bills are not enabled.",
+        "41001",
+    )
+
+
+def test_success_bodies_are_not_mistaken_for_errors() -> None:
+    assert error_status({"response": {"result": {"invoice": {"id": 1}}}}) is None
+    assert error_status({"response": {"id": 1, "errors": []}}) is None
+    assert error_status({"access_token": "a", "refresh_token": "r", "expires_in": 5}) is None
+    assert error_status({"code": 0, "message": "OK"}) is None
+    assert error_status(None) is None
+
+
+def test_lists_ask_by_day_and_read_every_page(fake: FakeFreshBooks) -> None:
+    for n in range(1, 251):
+        fake.add_object("A1", "payments", {"id": n, "updated": f"2028-02-{28 + n % 2} 23:59:59"})
+    found = client_for(fake, []).list_updated_since(
+        token="fb-access-token", account_id="A1", kind=ObjectKind.PAYMENT, day=dt.date(2028, 2, 29)
+    )
+    assert sorted(int(o["id"]) for o in found) == list(range(1, 251, 2))  # the 29th's, whatever the time
+    calls = fake.calls_to("GET", "/accounting/account/A1/payments/payments")
+    assert [(c.query["search[updated_min]"], c.query["page"]) for c in calls] == [
+        (["2028-02-29"], ["1"]),
+        (["2028-02-29"], ["2"]),
+    ]

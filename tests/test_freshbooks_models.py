@@ -77,6 +77,35 @@ def test_money_keeps_negative_and_trailing_zeros() -> None:
     assert str(money.amount) == "-4.40"
 
 
+@pytest.mark.parametrize(
+    ("wire", "amount"),
+    [
+        ('{"amount": 0.1, "code": "USD"}', "0.1"),
+        ('{"amount": 41.94, "code": "CAD"}', "41.94"),
+        ('{"amount": 4194, "code": "CAD"}', "4194"),
+        ('{"amount": 12345678901234567.89, "code": "USD"}', "12345678901234567.89"),
+        ('{"amount": 99999999999999999999999999999.99, "code": "USD"}', "99999999999999999999999999999.99"),
+        ('{"amount": 1e3, "code": "USD"}', "1000"),
+        ('{"amount": -4.40, "code": "CAD"}', "-4.40"),
+    ],
+)
+def test_money_sent_as_a_json_number_is_read_exactly(wire: str, amount: str) -> None:
+    money = parse_money(json.loads(wire, parse_float=Decimal))  # as FreshBooksClient reads answers
+    assert money is not None
+    assert money.amount == Decimal(amount)
+    assert str(money.amount) == amount
+
+
+def test_numbers_add_up_exactly_where_floats_do_not() -> None:
+    assert 0.1 + 0.2 != 0.3
+    wire = '[{"amount": 0.1, "code": "USD"}, {"amount": 0.2, "code": "USD"}]'
+    parts = json.loads(wire, parse_float=Decimal)
+    total = sum((m.amount for m in map(parse_money, parts) if m is not None), Decimal(0))
+    assert total == Decimal("0.3")
+    # Decimal(str(x)) is no way back for a float: the float was rounded when the JSON was read.
+    assert Decimal(str(json.loads("12345678901234567.89"))) != Decimal("12345678901234567.89")
+
+
 def test_money_none_is_none() -> None:
     assert parse_money(None) is None
 
@@ -88,7 +117,9 @@ def test_money_none_is_none() -> None:
         "41.94",  # a bare string
         {"code": "CAD"},  # no amount
         {"amount": 41.94, "code": "CAD"},  # float amount: exactness already lost
-        {"amount": 4194, "code": "CAD"},
+        {"amount": True, "code": "CAD"},  # a bool is an int to Python, never an amount
+        {"amount": Decimal("NaN"), "code": "CAD"},
+        {"amount": Decimal("Infinity"), "code": "CAD"},
         {"amount": None, "code": "CAD"},
         {"amount": "1,000.00", "code": "CAD"},
         {"amount": "NaN", "code": "CAD"},
@@ -493,6 +524,7 @@ def test_bill_fixture() -> None:
                 paid_date=dt.date(2021, 9, 1),
                 payment_type="Check",
                 note=None,
+                vis_state=0,
             ),
         ),
         # UTC, not Eastern: 15:30:29 stays 15:30:29.
@@ -549,6 +581,7 @@ def test_expense_internal() -> None:
         amount=cad("54.00"),
         vendor="Serano Bakery",
         category_id=654654,
+        category=None,  # fetched without include[]=category
         client_id=None,  # clientid 0
         project_id=None,
         date=dt.date(2021, 7, 19),
@@ -570,6 +603,25 @@ def test_expense_billable() -> None:
     assert expense.status == 1
     assert expense.has_receipt is True
     assert expense.amount == cad("312.45")
+
+
+def test_expense_category_is_named_by_the_embedded_category() -> None:
+    # The shape include[]=category embeds (FreshBooks' Node SDK test, reference-reports §6.5).
+    category = {"category": "Accident Insurance", "categoryid": 654654, "id": 654654, "parentid": 3012670,
+                "is_cogs": False, "is_editable": False, "created_at": "2019-06-05 11:42:54",
+                "updated_at": "2019-06-05 11:42:54", "vis_state": 0}  # fmt: skip
+    assert parse_expense({**load("expense_internal"), "category": category}).category == "Accident Insurance"
+    with pytest.raises(ObjectParseError) as info:
+        parse_expense({**load("expense_internal"), "category": {**category, "category": 7}})
+    assert (info.value.kind, info.value.field) == ("expense", "category.category")
+
+
+def test_deleted_bill_payments_are_not_payments() -> None:
+    raw = load("bill")
+    live, deleted = raw["bill_payments"][0], {**raw["bill_payments"][0], "id": 9, "vis_state": 1}
+    bill = parse_bill({**raw, "bill_payments": [deleted, live]})
+    assert [p.id for p in bill.payments] == [123445]
+    assert parse_bill_payment(deleted).is_deleted
 
 
 def test_expense_id_falls_back_to_expenseid() -> None:

@@ -601,3 +601,51 @@ def test_the_workspace_must_be_connected_before_the_home_opens_a_modal(live: Liv
     assert "Connect FreshBooks first" in texts(live.slack.modals[live.slack.opened_modals[-1]])
     with live.services.db.read() as session:
         assert connections.workspace_of_team(session, "T0001") is None
+
+
+def _amount_inputs(view: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {
+        block["block_id"]: block["element"]
+        for block in view["blocks"]
+        if block.get("block_id") in (modals.MIN_BLOCK, modals.MAX_BLOCK)
+    }
+
+
+@pytest.mark.parametrize("digits", range(1, 33))
+def test_a_saved_amount_always_fits_its_input(digits: int) -> None:
+    # Up to 32 characters are stored (routing_rules.min_amount); with commas 31 digits would be 41.
+    whole = Decimal("9" * digits)
+    cents = Decimal("9" * (digits - 3) + ".99") if digits > 3 else Decimal("0.99")
+    rule = Rule(id=1, patterns=("invoice",), channel_id="C1", min_amount=cents, max_amount=whole)
+    inputs = _amount_inputs(rule_modal(form_from_rule(rule)))
+    for element in inputs.values():
+        assert len(element["initial_value"]) <= element["max_length"] == modals.AMOUNT_INPUT_MAX
+    spec = validate(form_from_rule(rule))
+    assert isinstance(spec, RouteSpec)
+    assert (spec.min_amount, spec.max_amount) == (cents, whole)  # and it reads back as it was saved
+
+
+def test_amounts_show_separators_only_when_they_fit() -> None:
+    assert modals.amount_text(Decimal("5000")) == "5,000"
+    assert modals.amount_text(Decimal("1234567.89")) == "1,234,567.89"
+    assert modals.amount_text(Decimal("1" * 30)) == "111," + "111," * 8 + "111"  # 39 characters
+    assert modals.amount_text(Decimal("1" * 30), max_length=38) == "1" * 30
+    assert modals.amount_text(Decimal("1" * 31)) == "1" * 31  # 41 with commas
+    assert modals.amount_text(None) == ""
+
+
+def test_the_edit_modal_opens_on_a_31_digit_minimum(desk: Desk) -> None:  # noqa: F811
+    live = desk.live
+    huge = "1" * 31
+    answer = live.slash(f"route invoice <#{ACCOUNTING}|accounting> min {huge}").json()["text"]
+    assert answer.startswith("Rule saved"), answer
+    assert home_action(live, "home_rule_edit", "1").status_code == 200
+    eventually(lambda: bool(live.slack.opened_modals), "edit modal opened")
+    modal = live.slack.modals[live.slack.opened_modals[-1]]
+    assert_valid_modal(modal)
+    minimum = _amount_inputs(modal)[modals.MIN_BLOCK]
+    assert minimum["initial_value"] == huge
+    assert len(minimum["initial_value"]) <= minimum["max_length"]
+    # Saved again unchanged, it is the same rule.
+    assert submit(live, live.slack.opened_modals[-1], state_of(modal)).json()["response_action"] == "update"
+    assert rows(live)[0].min_amount == huge

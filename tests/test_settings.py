@@ -25,6 +25,13 @@ def test_defaults_need_nothing(tmp_path: Path) -> None:
     assert len(settings.missing_setup()) == 4
 
 
+def test_reconciliation_intervals_default_to_ten_minutes_and_a_day() -> None:
+    settings = load_settings({})
+    assert (settings.reconcile_poll_seconds, settings.overdue_scan_seconds) == (600, 86400)
+    tuned = load_settings({"RECONCILE_POLL_SECONDS": "60", "OVERDUE_SCAN_SECONDS": "3600"})
+    assert (tuned.reconcile_poll_seconds, tuned.overdue_scan_seconds) == (60, 3600)
+
+
 def test_unrelated_environment_is_ignored() -> None:
     assert load_settings({"HOME": "/root", "PATH": "/bin"}).port == 3000
 
@@ -44,6 +51,10 @@ def test_unrelated_environment_is_ignored() -> None:
         ({"FRESHBOOKS_CLIENT_SECRET": "s"}, "FRESHBOOKS_CLIENT_ID"),
         ({"SLACK_BOT_TOKEN": "xoxp-user-token"}, "SLACK_BOT_TOKEN"),
         ({"APP_ENV": "production", "PUBLIC_URL": "https://fb.example.com"}, "ENCRYPTION_KEYS"),
+        ({"RECONCILE_POLL_SECONDS": "0"}, "RECONCILE_POLL_SECONDS"),
+        ({"RECONCILE_POLL_SECONDS": "ten"}, "RECONCILE_POLL_SECONDS"),
+        ({"OVERDUE_SCAN_SECONDS": "9"}, "OVERDUE_SCAN_SECONDS"),
+        ({"OVERDUE_SCAN_SECONDS": str(8 * 86400)}, "OVERDUE_SCAN_SECONDS"),
     ],
 )
 def test_bad_values_name_the_variable(env: dict[str, str], names: str) -> None:

@@ -8,8 +8,9 @@ import threading
 import pytest
 from sqlalchemy import select, update
 
+from connector.events import ObjectKind
 from connector.freshbooks.client import FreshBooksClient, FreshBooksError
-from connector.freshbooks.tokens import NoToken, TokenManager, TokenRevoked
+from connector.freshbooks.tokens import NoToken, TokenManager, TokenRevoked, is_due, refresh_margin
 from storage import connections
 from storage.models import FreshBooksConnection, InboxState, WebhookInbox
 from tests.conftest import FB_ACCOUNT, FB_REFRESH, FB_TOKEN, Live
@@ -230,3 +231,54 @@ def test_inbox_waits_for_a_reconnect_and_loses_nothing(live: Live) -> None:
     with live.services.db.session() as session:
         states = session.scalars(select(WebhookInbox.state).order_by(WebhookInbox.id)).all()
     assert states == [InboxState.DONE, InboxState.DUPLICATE]
+
+
+def test_the_refresh_margin_scales_with_the_tokens_lifetime() -> None:
+    issued = dt.datetime(2028, 2, 29, 23, 59, tzinfo=dt.UTC)
+    twelve_hours, four_seconds = issued + dt.timedelta(hours=12), issued + dt.timedelta(seconds=4)
+    assert refresh_margin(issued, twelve_hours) == dt.timedelta(minutes=10)
+    assert refresh_margin(issued, four_seconds) == dt.timedelta(seconds=1)
+    assert refresh_margin(None, four_seconds) == dt.timedelta(minutes=10)  # unknown: the default
+    assert refresh_margin(four_seconds, issued) == dt.timedelta(minutes=10)  # nonsense: the default
+    assert not is_due(four_seconds, issued, issued + dt.timedelta(seconds=2.9))
+    assert is_due(four_seconds, issued, issued + dt.timedelta(seconds=3))
+    assert not is_due(None, None, issued)  # a token that never expires
+
+
+def test_four_second_tokens_are_refreshed_about_once_per_lifetime(live: Live) -> None:
+    """Calls every quarter second for 40 s, from four threads of two processes, on tokens that
+    live four seconds: one refresh every three seconds, none refused, none waited out."""
+    live.fake.expires_in = 4
+    cid = live.connect().connection.id
+    live.fake.add_object(FB_ACCOUNT, "invoices", {"id": 1, "updated": "u"})
+    expire_soon(live, cid)
+    processes = [manager(live), manager(live)]
+    client = FreshBooksClient(base_url=live.fake.base_url, sleep=lambda _s: None)
+    errors: list[BaseException] = []
+
+    def fetch(tokens: TokenManager) -> None:
+        try:
+            tokens.call(
+                cid,
+                lambda token: client.get_object(
+                    token=token, account_id=FB_ACCOUNT, kind=ObjectKind.INVOICE, object_id="1"
+                ),
+            )
+        except BaseException as exc:  # collected for the assertion below
+            errors.append(exc)
+
+    for _ in range(160):
+        threads = [threading.Thread(target=fetch, args=(processes[n % 2],)) for n in range(4)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(30)
+        live.clock.advance(seconds=0.25)
+
+    assert errors == []
+    # 40 s of 4 s tokens, each refreshed 1 s before it expires: at 0, 3, 6 ... 39 s, 14 refreshes.
+    # (With the fixed 10-minute margin every call refreshed, and calls waiting on another's
+    # refresh timed out.)
+    assert 13 <= live.fake.refreshes <= 15, live.fake.refreshes
+    assert live.fake.expired_token_calls == 0
+    assert snapshot(live, cid).issued_at is not None

@@ -17,13 +17,13 @@ import random
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any
 
 import httpx
 
 from connector import metrics
 from connector.events import ObjectKind
-from connector.freshbooks.models import EASTERN
 
 log = logging.getLogger(__name__)
 
@@ -118,14 +118,83 @@ def _message_and_code(body: Any) -> tuple[str | None, str | None, bool]:
     return None, None, False
 
 
+# gRPC status codes (the "new" error shape) as the HTTP status each stands for.
+_GRPC_HTTP_STATUS = {
+    3: 400,  # INVALID_ARGUMENT
+    4: 504,  # DEADLINE_EXCEEDED
+    5: 404,  # NOT_FOUND
+    6: 409,  # ALREADY_EXISTS
+    7: 403,  # PERMISSION_DENIED
+    8: 429,  # RESOURCE_EXHAUSTED
+    9: 400,  # FAILED_PRECONDITION
+    13: 500,  # INTERNAL
+    14: 503,  # UNAVAILABLE
+    16: 401,  # UNAUTHENTICATED
+}
+
+
+def _as_error_status(value: Any) -> int:
+    """A status or errno named in an error body, if it is an HTTP error status; else 400."""
+    try:
+        number = int(value)
+    except (TypeError, ValueError):
+        return 400
+    return number if 400 <= number < 600 else 400
+
+
+def error_status(body: Any) -> int | None:
+    """The HTTP status an error body stands for, or None if the body is no error. Pure.
+
+    FreshBooks may send an error envelope with HTTP 200 (freshbooks-reports.md §4 quirk 7): the
+    body, not the status line, says whether a call failed. A body naming no status reads as 400.
+    """
+    if not isinstance(body, dict):
+        return None
+    if isinstance(body.get("error"), str):
+        return 401 if _message_and_code(body)[2] else 400
+    if "errno" in body:
+        return _as_error_status(body["errno"])
+    errors = body.get("errors")
+    if isinstance(errors, dict):
+        return _as_error_status(errors.get("status"))
+    if isinstance(errors, list) and errors:
+        return 400
+    if "code" in body and "message" in body and "response" not in body:
+        try:
+            code = int(body["code"])
+        except (TypeError, ValueError):
+            return 400
+        return None if code == 0 else _GRPC_HTTP_STATUS.get(code, 400)  # 0 is gRPC's OK
+    response = body.get("response")
+    if isinstance(response, dict) and isinstance(response.get("errors"), list) and response["errors"]:
+        first = response["errors"][0]
+        return _as_error_status(first.get("errno")) if isinstance(first, dict) else 400
+    return None
+
+
 def classify_response(status: int, body: bytes, headers: Mapping[str, str]) -> FreshBooksError:
-    """Turn a non-2xx (or error-bodied) answer into a FreshBooksError. Pure."""
+    """Turn a non-2xx (or error-bodied) answer into a FreshBooksError. Pure.
+
+    An error body under a success status is classified as it would be under the status it names.
+    """
     try:
         parsed: Any = json.loads(body) if body else None
     except ValueError:
         parsed = None
     message, code, auth_shape = _message_and_code(parsed)
     message = (message or f"HTTP {status}")[:300]
+    implied = error_status(parsed) if status < 400 else None
+    status_for_kind = implied if implied is not None else status
+    return FreshBooksError(
+        _kind_of(status_for_kind, auth_shape),
+        message,
+        status=status,
+        code=code,
+        retry_after=_retry_after(headers),
+    )
+
+
+def _kind_of(status: int, auth_shape: bool) -> ErrorKind:
     if status == 429:
         kind = ErrorKind.RATE_LIMITED
     elif status in (401, 403) or auth_shape:
@@ -138,7 +207,7 @@ def classify_response(status: int, body: bytes, headers: Mapping[str, str]) -> F
         kind = ErrorKind.VALIDATION
     else:
         kind = ErrorKind.PROTOCOL
-    return FreshBooksError(kind, message, status=status, code=code, retry_after=_retry_after(headers))
+    return kind
 
 
 @dataclass(frozen=True, slots=True)
@@ -167,6 +236,7 @@ class TokenGrant:
     refresh_token: str
     expires_at: dt.datetime
     scope: str
+    issued_at: dt.datetime | None = None  # with expires_at, the token's lifetime
 
     def __repr__(self) -> str:  # tokens never end up in a log line by accident
         return f"TokenGrant(expires_at={self.expires_at.isoformat()}, scope={self.scope!r})"
@@ -197,6 +267,7 @@ def _parse_grant(body: Any, now: dt.datetime) -> TokenGrant:
             refresh_token=str(body["refresh_token"]),
             expires_at=issued + dt.timedelta(seconds=expires_in),
             scope=str(body.get("scope", "")),
+            issued_at=issued,
         )
     except (KeyError, TypeError, ValueError, OverflowError):
         raise FreshBooksError(ErrorKind.PROTOCOL, "token response without access/refresh token") from None
@@ -324,11 +395,15 @@ class FreshBooksClient:
         if not response.is_success:
             raise classify_response(response.status_code, response.content, response.headers)
         try:
-            return response.json()
+            # Amounts may come as JSON numbers: read them as Decimal, never through float.
+            body = response.json(parse_float=Decimal)
         except ValueError:
             raise FreshBooksError(
                 ErrorKind.PROTOCOL, "response is not JSON", status=response.status_code
             ) from None
+        if error_status(body) is not None:
+            raise classify_response(response.status_code, response.content, response.headers)
+        return body
 
     # -- OAuth and identity (reference §7) -----------------------------------------------------
 
@@ -455,13 +530,18 @@ class FreshBooksClient:
         return obj
 
     def list_updated_since(
-        self, *, token: str, account_id: str, kind: ObjectKind, since: dt.datetime, max_pages: int = 50
+        self, *, token: str, account_id: str, kind: ObjectKind, day: dt.date, max_pages: int = 50
     ) -> list[dict[str, Any]]:
-        """Objects of `kind` updated at or after `since` (the reconciliation poll), all pages."""
+        """Objects of `kind` updated on or after `day` (the reconciliation poll), all pages.
+
+        FreshBooks' `updated_min` is day-granular and takes a date, not a time (reference-reports
+        §6.1), and the day is US/Eastern like the `updated` field it filters: callers pass the
+        Eastern day and sift the answer by time themselves. Bills document no date filter at all,
+        so for them every bill comes back and the sifting is all there is.
+        """
         resource, _key, includes = OBJECT_ENDPOINTS[kind]
         plural = resource.rsplit("/", 1)[-1]
-        # The accounting API speaks US/Eastern wall-clock time without an offset (reference §6).
-        updated_min = since.astimezone(EASTERN).strftime("%Y-%m-%d %H:%M:%S")
+        updated_min = day.isoformat()
         found: list[dict[str, Any]] = []
         for page in range(1, max_pages + 1):
             params = [
@@ -490,5 +570,6 @@ OBJECT_ENDPOINTS: dict[ObjectKind, tuple[str, str, tuple[str, ...]]] = {
     # A payment carries neither invoice number nor client name; ask for both in the same call.
     ObjectKind.PAYMENT: ("payments/payments", "payment", ("invoice", "client")),
     ObjectKind.BILL: ("bills/bills", "bill", ()),
-    ObjectKind.EXPENSE: ("expenses/expenses", "expense", ()),
+    # An expense names only its category's id; the name comes embedded with include[]=category.
+    ObjectKind.EXPENSE: ("expenses/expenses", "expense", ("category",)),
 }

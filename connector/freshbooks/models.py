@@ -64,21 +64,35 @@ def _is_blank(value: object) -> bool:
 
 
 def parse_money(raw: object) -> Money | None:
-    """`{"amount": "41.94", "code": "CAD"}` -> Money; None -> None; any other shape -> ValueError."""
+    """`{"amount": "41.94", "code": "CAD"}` (or `"amount": 41.94` read as Decimal) -> Money;
+    None -> None; any other shape -> ValueError."""
     if raw is None:
         return None
     if not isinstance(raw, Mapping):
         raise ValueError(f"must be a money object, got {_type_name(raw)}")
-    amount = raw.get("amount")
-    # A float has already lost exactness; FreshBooks sends a decimal string, so insist on one.
-    if not isinstance(amount, str):
-        raise ValueError(f"must hold a decimal string 'amount', got {_type_name(amount)}")
-    if not _DECIMAL.fullmatch(amount):
-        raise ValueError("must hold a decimal string 'amount', got a malformed string")
     code = raw.get("code")
     if not isinstance(code, str) or not code.strip():
         raise ValueError("must hold a currency 'code'")
-    return Money(Decimal(amount), code)
+    return Money(parse_amount(raw.get("amount")), code)
+
+
+def parse_amount(amount: object) -> Decimal:
+    """A money object's `amount`: a decimal string, or a JSON number read as Decimal. Pure.
+
+    FreshBooks documents a string but may send a number. A number must reach us as Decimal or
+    int (FreshBooksClient parses JSON with parse_float=Decimal): a float has already been rounded
+    to binary (0.1 + 0.2 != 0.3, and 12345678901234567.89 reads as ...568), and Decimal(str(x))
+    cannot undo that, so a float is refused rather than guessed at.
+    """
+    if isinstance(amount, str):
+        if not _DECIMAL.fullmatch(amount):
+            raise ValueError("must hold a decimal 'amount', got a malformed string")
+        return Decimal(amount)
+    if isinstance(amount, int) and not isinstance(amount, bool):
+        return Decimal(amount)
+    if isinstance(amount, Decimal) and amount.is_finite():
+        return Decimal(format(amount, "f"))  # 1e3 as 1000: plain digits, like the string form
+    raise ValueError(f"must hold a decimal 'amount' (string or exact number), got {_type_name(amount)}")
 
 
 def _parse_timestamp(value: object, naive_zone: dt.tzinfo) -> dt.datetime | None:
@@ -333,6 +347,11 @@ class BillPayment:
     paid_date: dt.date | None
     payment_type: str | None
     note: str | None
+    vis_state: int
+
+    @property
+    def is_deleted(self) -> bool:
+        return self.vis_state == VisState.DELETED
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -352,7 +371,7 @@ class Bill:
     vendor_name: str | None
     category: str | None
     description: str | None
-    payments: tuple[BillPayment, ...]
+    payments: tuple[BillPayment, ...]  # the bill's live payments: deleted ones are left out
     created_at: dt.datetime | None
     updated: dt.datetime | None
     updated_raw: str | None
@@ -369,6 +388,8 @@ class Expense:
     amount: Money
     vendor: str | None
     category_id: int | None
+    # The category's name, present when fetched with include[]=category (client.OBJECT_ENDPOINTS).
+    category: str | None
     client_id: int | None
     project_id: int | None
     date: dt.date | None
@@ -473,11 +494,17 @@ def parse_bill_payment(raw: Mapping[str, object]) -> BillPayment:
         paid_date=f.read("paid_date", parse_date),
         payment_type=f.read("payment_type", _to_text),
         note=f.read("note", _to_text),
+        vis_state=_vis_state(f),
     )
 
 
 def _vendor_name(raw: Mapping[str, object]) -> str | None:
     return _Fields("vendor", raw).read("vendor_name", _to_text)
+
+
+def _category_name(raw: Mapping[str, object]) -> str | None:
+    # The embedded expense category names itself in `category` (reference-reports §6.5).
+    return _Fields("category", raw).read("category", _to_text)
 
 
 def parse_bill(raw: Mapping[str, object]) -> Bill:
@@ -499,7 +526,8 @@ def parse_bill(raw: Mapping[str, object]) -> Bill:
         vendor_name=f.read("vendor", _nested(_vendor_name)),
         category=f.read("overall_category", _to_text),
         description=f.read("overall_description", _to_text),
-        payments=f.many("bill_payments", parse_bill_payment),
+        # A bill keeps its deleted payments in the list, marked vis_state 1: they were never paid.
+        payments=tuple(p for p in f.many("bill_payments", parse_bill_payment) if not p.is_deleted),
         # Bills are the exception to Eastern time: their timestamps are UTC.
         created_at=f.read("created_at", parse_utc_timestamp),
         updated=f.read("updated_at", parse_utc_timestamp),
@@ -515,6 +543,7 @@ def parse_expense(raw: Mapping[str, object]) -> Expense:
         amount=f.read("amount", parse_money, required=True),
         vendor=f.read("vendor", _to_text),
         category_id=f.read("categoryid", _to_ref),
+        category=f.read("category", _nested(_category_name)),
         client_id=f.read("clientid", _to_ref),
         project_id=f.read("projectid", _to_ref),
         date=f.read("date", parse_date),

@@ -27,7 +27,31 @@ from storage.models import ConnectionStatus
 
 log = logging.getLogger(__name__)
 
+# How long before its expiry a token is refreshed: ten minutes for FreshBooks' 12-hour tokens,
+# but never more than a quarter of the token's life, or a short-lived token would be refreshed on
+# every call (with 4-second tokens, every call would wait for a refresh another call started).
 REFRESH_MARGIN = dt.timedelta(minutes=10)
+REFRESH_FRACTION = 4
+
+
+def refresh_margin(issued_at: dt.datetime | None, expires_at: dt.datetime | None) -> dt.timedelta:
+    """How long before `expires_at` the token is due for a refresh. Pure.
+
+    Unknown lifetime (no issue time): the default margin, so the worst case is an early refresh,
+    after which the lifetime is known.
+    """
+    if issued_at is None or expires_at is None or expires_at <= issued_at:
+        return REFRESH_MARGIN
+    return min(REFRESH_MARGIN, (expires_at - issued_at) / REFRESH_FRACTION)
+
+
+def is_due(expires_at: dt.datetime | None, issued_at: dt.datetime | None, now: dt.datetime) -> bool:
+    """Whether a token expiring at `expires_at` should be refreshed at `now`. Pure."""
+    if expires_at is None:
+        return False
+    return expires_at - refresh_margin(issued_at, expires_at) <= now
+
+
 # A connection that was revoked or disconnected meanwhile is noticed on FreshBooks' next 401.
 CACHE_SECONDS = 30.0
 LEASE = dt.timedelta(seconds=60)
@@ -75,9 +99,8 @@ class TokenManager:
         self._on_revoked = on_revoked
         self._wait = wait
         self._wait_rounds = wait_rounds
-        self._owner = worker_id()
         # Tokens this process read recently, so a busy pipeline does not decrypt them per call.
-        self._cache: dict[int, tuple[str, dt.datetime | None, float]] = {}
+        self._cache: dict[int, tuple[str, dt.datetime | None, dt.datetime | None, float]] = {}
         self._cache_lock = threading.Lock()
 
     def call(self, connection_id: int, fn: Callable[[str], T]) -> T:
@@ -96,16 +119,18 @@ class TokenManager:
             entry = self._cache.get(connection_id)
         if entry is None:
             return None
-        token, expires_at, stored = entry
+        token, expires_at, issued_at, stored = entry
         if time.monotonic() - stored > CACHE_SECONDS:
             return None
-        if expires_at is not None and expires_at - REFRESH_MARGIN <= self._clock():
+        if is_due(expires_at, issued_at, self._clock()):
             return None
         return token
 
-    def _remember(self, connection_id: int, token: str, expires_at: dt.datetime | None) -> None:
+    def _remember(
+        self, connection_id: int, token: str, expires_at: dt.datetime | None, issued_at: dt.datetime | None
+    ) -> None:
         with self._cache_lock:
-            self._cache[connection_id] = (token, expires_at, time.monotonic())
+            self._cache[connection_id] = (token, expires_at, issued_at, time.monotonic())
 
     def forget(self, connection_id: int) -> None:
         """Drop what this process remembers of the connection's token (disconnect, revocation)."""
@@ -123,12 +148,12 @@ class TokenManager:
             raise NoToken("connection has no access token")
         if snap.access_token == rejected:
             return None
-        if snap.expires_at is None or snap.expires_at - REFRESH_MARGIN > self._clock():
+        if not is_due(snap.expires_at, snap.issued_at, self._clock()):
             return snap.access_token
         return None
 
     def access_token(self, connection_id: int, *, rejected: str | None = None) -> str:
-        """A valid access token, refreshed first if it expires within REFRESH_MARGIN.
+        """A valid access token, refreshed first if it expires within its refresh margin.
 
         `rejected` is a token FreshBooks just answered 401 to: it is refreshed even if not expired.
         """
@@ -136,19 +161,22 @@ class TokenManager:
             snap = self._snapshot(connection_id)
             token = self._fresh(snap, rejected)
             if token is not None:
-                self._remember(connection_id, token, snap.expires_at)
+                self._remember(connection_id, token, snap.expires_at, snap.issued_at)
                 return token
             now = self._clock()
+            # An owner per refresh, not per process: a thread of this process must not release
+            # the lease another thread of it took after this one's refresh was stored.
+            owner = worker_id()
             with self._db.session() as session:
                 acquired = connections.acquire_refresh_lease(
-                    session, connection_id=connection_id, owner=self._owner, now=now, until=now + LEASE
+                    session, connection_id=connection_id, owner=owner, now=now, until=now + LEASE
                 )
             if acquired:
-                return self._refresh(connection_id, rejected)
+                return self._refresh(connection_id, rejected, owner)
             self._wait(0.05)  # another process is refreshing right now; its result is what we want
         raise NoToken("timed out waiting for another process to refresh the token")
 
-    def _refresh(self, connection_id: int, rejected: str | None) -> str:
+    def _refresh(self, connection_id: int, rejected: str | None, owner: str) -> str:
         try:
             snap = self._snapshot(connection_id)  # re-read under the lease: maybe already done
             token = self._fresh(snap, rejected)
@@ -180,6 +208,7 @@ class TokenManager:
                     access_token=grant.access_token,
                     refresh_token=grant.refresh_token,
                     expires_at=grant.expires_at,
+                    issued_at=grant.issued_at or self._clock(),
                 )
             if not stored:
                 # Only possible if our lease ran out mid-call and someone else stored a pair; theirs
@@ -189,11 +218,11 @@ class TokenManager:
                 )
                 return self.access_token(connection_id)
             log.info("freshbooks token refreshed", extra={"context": {"connection_id": connection_id}})
-            self._remember(connection_id, grant.access_token, grant.expires_at)
+            self._remember(connection_id, grant.access_token, grant.expires_at, grant.issued_at)
             return grant.access_token
         finally:
             with self._db.session() as session:
-                connections.release_refresh_lease(session, connection_id=connection_id, owner=self._owner)
+                connections.release_refresh_lease(session, connection_id=connection_id, owner=owner)
 
     def _revoked(self, connection_id: int, reason: str) -> None:
         with self._db.session() as session:

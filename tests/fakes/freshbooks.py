@@ -7,13 +7,16 @@ It signs webhooks the way FreshBooks does (json.dumps of the form fields in wire
 
 from __future__ import annotations
 
+import datetime as dt
 import json
+import re
 import secrets
 import threading
 import time
 import urllib.parse
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from decimal import Decimal
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -26,6 +29,28 @@ UNAUTHORIZED = {
     "error": "unauthenticated",
     "error_description": "This action requires authentication to continue.",
 }
+
+
+def _is_day(text: str) -> bool:
+    try:
+        return dt.date.fromisoformat(text).isoformat() == text
+    except ValueError:
+        return False
+
+
+def wire_json(body: Any) -> bytes:
+    """JSON as FreshBooks may write it: a Decimal in an object (e.g. an amount) goes out as a bare
+    JSON number with exactly its digits, which no float could carry (12345678901234567.89)."""
+    literals: list[str] = []
+
+    def mark(value: object) -> str:
+        if not isinstance(value, Decimal):
+            raise TypeError(f"{type(value).__name__} is not JSON serializable")
+        literals.append(str(value))
+        return f"\x00{len(literals) - 1}\x00"
+
+    text = json.dumps(body, default=mark)
+    return re.sub(r'"\\u0000(\d+)\\u0000"', lambda m: literals[int(m.group(1))], text).encode()
 
 
 @dataclass
@@ -107,6 +132,10 @@ class FakeFreshBooks:
         self.codes: dict[str, tuple[FakeIdentity, str]] = {}  # code -> (identity, redirect_uri)
         self.grants: dict[str, FakeGrant] = {}  # by current refresh token
         self.refreshes = 0
+        # Access tokens this fake issued expire `expires_in` seconds after issue (by `now`), as
+        # FreshBooks' do; those made valid with `grant` never expire.
+        self.token_expiry: dict[str, float] = {}
+        self.expired_token_calls = 0
         self.now: Callable[[], float] = time.time  # tests hand in their injected clock
         self._lock = threading.Lock()
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler_class())
@@ -148,6 +177,21 @@ class FakeFreshBooks:
 
     def add_object(self, account_id: str, kind: str, obj: dict[str, Any]) -> None:
         self.objects[(account_id, kind, str(obj["id"]))] = obj
+
+    def add_category(self, account_id: str, category_id: int, name: str, parent_id: int = 0) -> None:
+        """An expense category (`GET .../expenses/categories/<id>` shape), embedded in expenses
+        fetched with include[]=category."""
+        self.objects[(account_id, "categories", str(category_id))] = {
+            "category": name,
+            "categoryid": category_id,
+            "id": category_id,
+            "parentid": parent_id,
+            "is_cogs": False,
+            "is_editable": False,
+            "created_at": "2019-06-05 11:42:54",
+            "updated_at": "2019-06-05 11:42:54",
+            "vis_state": 0,
+        }
 
     def calls_to(self, method: str, path_prefix: str) -> list[Call]:
         return [c for c in self.calls if c.method == method and c.path.startswith(path_prefix)]
@@ -217,6 +261,9 @@ class FakeFreshBooks:
         auth = headers.get("authorization", "")
         if not auth.startswith("Bearer ") or auth[7:] not in self.valid_tokens:
             return Scripted(401, UNAUTHORIZED)
+        if self.now() >= self.token_expiry.get(auth[7:], float("inf")):
+            self.expired_token_calls += 1
+            return Scripted(401, UNAUTHORIZED)
         if method == "GET" and path == "/auth/api/v1/users/me":
             return self._me(auth[7:])
         parts = path.strip("/").split("/")
@@ -237,25 +284,44 @@ class FakeFreshBooks:
     def _with_includes(
         self, account_id: str, obj: dict[str, Any], query: dict[str, list[str]]
     ) -> dict[str, Any]:
-        """include[]=invoice / include[]=client embed the current related objects, as FreshBooks does."""
+        """include[]=invoice / client / category embed the current related objects, as FreshBooks
+        does (an expense's category only when asked: the expense itself names just `categoryid`)."""
         includes = set(query.get("include[]", []))
         extra: dict[str, Any] = {}
         if "invoice" in includes and obj.get("invoiceid"):
             extra["invoice"] = self.objects.get((account_id, "invoices", str(obj["invoiceid"])))
         if "client" in includes and obj.get("clientid"):
             extra["client"] = self.objects.get((account_id, "clients", str(obj["clientid"])))
+        if "category" in includes and obj.get("categoryid"):
+            extra["category"] = self.objects.get((account_id, "categories", str(obj["categoryid"])))
         return {**obj, **{k: v for k, v in extra.items() if v is not None}}
 
     def _list_objects(self, account_id: str, plural: str, query: dict[str, list[str]]) -> Scripted:
         since = query.get("search[updated_min]", [""])[0]
+        if plural == "bills":
+            since = ""  # bills document no date filter: FreshBooks ignores one (reference-reports §6.4)
+        elif since and not _is_day(since):
+            # Between filters on `updated` take a date, not a time (reference-reports §6.1). What
+            # FreshBooks answers to a time is unconfirmed: refusing it catches a client that sends one.
+            return Scripted(
+                400,
+                {
+                    "response": {
+                        "errors": [{"errno": 2001, "field": "updated_min", "message": "Invalid date."}]
+                    }
+                },
+            )
         page = int(query.get("page", ["1"])[0])
-        per_page = int(query.get("per_page", ["15"])[0])
+        per_page = min(100, int(query.get("per_page", ["15"])[0]))  # silently capped at 100
+        # Day-granular and inclusive: every object updated on that (Eastern) day or later, whatever
+        # the time; `updated` is `YYYY-MM-DD HH:MM:SS` in US/Eastern, so its first ten characters
+        # are that day.
         matching = [
             obj
             for (account, kind, _), obj in sorted(self.objects.items())
             if account == account_id
             and kind == plural
-            and str(obj.get("updated") or obj.get("updated_at") or "") >= since
+            and str(obj.get("updated") or obj.get("updated_at") or "")[:10] >= since
         ]
         pages = max(1, -(-len(matching) // per_page))
         chunk = [
@@ -283,6 +349,7 @@ class FakeFreshBooks:
         grant = FakeGrant(identity, secrets.token_urlsafe(24), secrets.token_urlsafe(24))
         self.grants[grant.refresh_token] = grant
         self.valid_tokens.add(grant.access_token)
+        self.token_expiry[grant.access_token] = self.now() + self.expires_in
         return Scripted(
             200,
             {
@@ -411,7 +478,7 @@ class FakeFreshBooks:
                         body = raw.decode("utf-8", "replace")
                 headers = {k.lower(): v for k, v in self.headers.items()}
                 answer = fake._handle(self.command, self.path, headers, body)
-                payload = b"" if answer.body is None else json.dumps(answer.body).encode()
+                payload = b"" if answer.body is None else wire_json(answer.body)
                 self.send_response(answer.status)
                 for key, value in answer.headers.items():
                     self.send_header(key, value)
