@@ -205,28 +205,46 @@ def claim_due(
     lease_seconds: int,
     limit: int,
 ) -> list[InboxItem]:
-    """Lease up to `limit` due rows to `owner`. A crashed owner's lease simply runs out.
+    """Lease up to `limit` due rows to `owner`, taking turns between connections: each
+    connection's oldest due row first, then each one's second, and so on. A burst for one
+    connection therefore delays another connection's webhook by at most the batch in flight,
+    while each connection's own rows still go oldest first. A crashed owner's lease runs out.
 
-    PostgreSQL: FOR UPDATE SKIP LOCKED lets several processes claim side by side. SQLite: the
-    dialect drops the clause and BEGIN IMMEDIATE (storage.db) serialises claimers instead.
+    PostgreSQL: FOR UPDATE SKIP LOCKED lets several processes claim side by side (the turns are
+    ranked in a subquery: PostgreSQL locks no rows of a query level that has window functions).
+    SQLite: the dialect drops the clause and BEGIN IMMEDIATE (storage.db) serialises claimers.
     """
-    due = (
-        select(WebhookInbox)
-        .where(
-            WebhookInbox.state == InboxState.PENDING,
-            WebhookInbox.available_at <= now,
-            # Rows of a connection waiting for the customer to reconnect stay put (and keep their
-            # retry budget) until it is active again.
-            WebhookInbox.connection_id.in_(
-                select(FreshBooksConnection.id).where(FreshBooksConnection.status == ConnectionStatus.ACTIVE)
-            ),
-            (WebhookInbox.lease_expires_at.is_(None)) | (WebhookInbox.lease_expires_at < now),
-        )
-        .order_by(WebhookInbox.id)
-        .limit(limit)
-        .with_for_update(skip_locked=True)
+    is_due = (
+        WebhookInbox.state == InboxState.PENDING,
+        WebhookInbox.available_at <= now,
+        # Rows of a connection waiting for the customer to reconnect stay put (and keep their
+        # retry budget) until it is active again.
+        WebhookInbox.connection_id.in_(
+            select(FreshBooksConnection.id).where(FreshBooksConnection.status == ConnectionStatus.ACTIVE)
+        ),
+        (WebhookInbox.lease_expires_at.is_(None)) | (WebhookInbox.lease_expires_at < now),
     )
-    rows = session.scalars(due).all()
+    turns = (
+        select(
+            WebhookInbox.id.label("id"),
+            func.row_number()
+            .over(partition_by=WebhookInbox.connection_id, order_by=WebhookInbox.id)
+            .label("turn"),
+        )
+        .where(*is_due)
+        .subquery()
+    )
+    # The conditions again on the locked rows: a row another claimer leased while this statement
+    # waited is re-checked against them (PostgreSQL re-evaluates the outer WHERE) and skipped.
+    claim = (
+        select(WebhookInbox)
+        .join(turns, turns.c.id == WebhookInbox.id)
+        .where(*is_due)
+        .order_by(turns.c.turn, WebhookInbox.id)
+        .limit(limit)
+        .with_for_update(skip_locked=True, of=WebhookInbox)
+    )
+    rows = session.scalars(claim).all()
     items: list[InboxItem] = []
     for row in rows:
         row.lease_owner = owner
