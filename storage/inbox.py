@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import cast
 
-from sqlalchemy import Connection, Table, and_, bindparam, func, insert, select, text, update
+from sqlalchemy import Connection, Table, and_, bindparam, delete, func, insert, select, text, update
 from sqlalchemy.orm import Session
 
 from storage.crypto import Cipher
@@ -332,7 +332,24 @@ def add_verification(
     callback_id: int,
     verifier: str,
     now: dt.datetime,
-) -> int:
+    cap: int,
+) -> int | None:
+    """Store a verify request as a pending candidate; None (nothing stored) if the connection
+    already has `cap` pending. Verify requests cannot be signed, so this bounds what anyone who
+    knows a webhook URL can make the verification loop do for that connection."""
+    # The connection's row lock makes the count exact under concurrent requests (PostgreSQL; on
+    # SQLite writers are serialised anyway). Verify requests are rare: the hot path never waits.
+    session.execute(
+        select(FreshBooksConnection.id).where(FreshBooksConnection.id == connection_id).with_for_update()
+    )
+    pending = session.scalar(
+        select(func.count()).where(
+            CallbackVerification.connection_id == connection_id,
+            CallbackVerification.state == VerificationState.PENDING,
+        )
+    )
+    if (pending or 0) >= cap:
+        return None
     row = CallbackVerification(
         connection_id=connection_id,
         callback_id=callback_id,
@@ -345,15 +362,45 @@ def add_verification(
     return row.id
 
 
-def pending_verifications(session: Session, *, limit: int = 100) -> list[CallbackVerification]:
+def pending_verifications(
+    session: Session, *, connection_id: int | None = None, limit: int = 500
+) -> list[CallbackVerification]:
+    """Pending candidates (of one connection, or of all), taking turns between connections: every
+    connection's oldest first, then every second one... so a connection with many (a flood of
+    forged requests) never keeps another's from being looked at in the same pass."""
+    conditions = [CallbackVerification.state == VerificationState.PENDING]
+    if connection_id is not None:
+        conditions.append(CallbackVerification.connection_id == connection_id)
+    turns = (
+        select(
+            CallbackVerification.id.label("id"),
+            func.row_number()
+            .over(partition_by=CallbackVerification.connection_id, order_by=CallbackVerification.id)
+            .label("turn"),
+        )
+        .where(*conditions)
+        .subquery()
+    )
     return list(
         session.scalars(
             select(CallbackVerification)
-            .where(CallbackVerification.state == VerificationState.PENDING)
-            .order_by(CallbackVerification.id)
+            .join(turns, turns.c.id == CallbackVerification.id)
+            .order_by(turns.c.turn, CallbackVerification.id)
             .limit(limit)
         )
     )
+
+
+def drop_verification(session: Session, *, verification_id: int) -> bool:
+    """Delete a pending candidate nobody needs (forged, or stale); False if another process
+    already settled or dropped it."""
+    result = session.execute(
+        delete(CallbackVerification).where(
+            CallbackVerification.id == verification_id,
+            CallbackVerification.state == VerificationState.PENDING,
+        )
+    )
+    return bool(result.rowcount)  # type: ignore[attr-defined]
 
 
 def settle_verification(

@@ -2,17 +2,27 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import urllib.parse
 
+import httpx
 import pytest
 from prometheus_client import REGISTRY
 from sqlalchemy import func, select
 
+from connector.freshbooks.verification import (
+    MAX_PENDING_PER_CONNECTION,
+    STALE_AFTER,
+    UNKNOWN_CALLBACK_GRACE,
+    decide,
+)
 from connector.ingest.signature import compute_signature
 from storage.models import CallbackVerification, FreshBooksCallback, InboxState, WebhookInbox
-from tests.conftest import FB_ACCOUNT, Live
+from tests.conftest import FB_ACCOUNT, Live, clock_start
 from tests.fakes.freshbooks import FakeCallback
+
+FORM = {"Content-Type": "application/x-www-form-urlencoded"}
 
 
 def inbox_rows(live: Live) -> list[WebhookInbox]:
@@ -75,7 +85,7 @@ def test_forged_verify_for_a_verified_callback_changes_nothing(live: Live) -> No
         ours = session.scalars(select(FreshBooksCallback)).one()
         states = session.scalars(select(CallbackVerification.state).order_by(CallbackVerification.id)).all()
     assert live.services.cipher.decrypt(ours.verifier_enc or "") == fb_callback.verifier
-    assert states == ["accepted", "ignored"]
+    assert states == ["accepted"], "the forged candidate was dropped, not kept"
     assert len(live.fake.calls_to("PUT", "/events")) == puts_before  # never even asked FreshBooks
     # Webhooks signed with the attacker's key are still refused.
     fields = live.fake.webhook_fields(FB_ACCOUNT, "invoice.create", "42")
@@ -110,7 +120,7 @@ def test_forged_verify_for_an_unverified_callback_is_refused_by_freshbooks(live:
     assert live.services.cipher.decrypt(ours.verifier_enc or "") == fb_callback.verifier
 
 
-def test_verify_for_a_callback_we_never_registered_waits_then_is_ignored(live: Live) -> None:
+def test_verify_for_a_callback_we_never_registered_waits_then_expires_and_is_purged(live: Live) -> None:
     new = live.connect()
     stranger = FakeCallback(
         callback_id=999_999,
@@ -124,12 +134,87 @@ def test_verify_for_a_callback_we_never_registered_waits_then_is_ignored(live: L
     live.services.verification.process_pending()
     with live.services.db.session() as session:
         assert session.scalars(select(CallbackVerification.state)).all() == ["pending"]
-    live.clock.advance(minutes=11)
-    live.services.verification.process_pending()
-    with live.services.db.session() as session:
-        assert session.scalars(select(CallbackVerification.state)).all() == ["ignored"]
-        assert session.scalar(select(func.count()).select_from(FreshBooksCallback)) == 0
+    live.clock.advance(minutes=UNKNOWN_CALLBACK_GRACE.total_seconds() / 60 + 1)
+    assert live.services.verification.process_pending() == 1
+    assert count(live, CallbackVerification) == 0
+    assert count(live, FreshBooksCallback) == 0
     assert live.fake.calls_to("PUT", "/events") == []
+
+
+def forged_verify(callback_id: int) -> str:
+    return urllib.parse.urlencode(
+        {"name": "callback.verify", "object_id": str(callback_id), "verifier": f"forged-{callback_id}"}
+    )
+
+
+def pending_of(live: Live, connection_id: int) -> int:
+    with live.services.db.read() as session:
+        return len(
+            session.scalars(
+                select(CallbackVerification.id).where(
+                    CallbackVerification.connection_id == connection_id,
+                    CallbackVerification.state == "pending",
+                )
+            ).all()
+        )
+
+
+def test_a_flood_of_forged_verifies_for_one_connection_never_holds_another(live: Live) -> None:
+    """Verify requests cannot be signed. 100 forged ones for one connection (unknown callback ids,
+    which wait for a registration that may still be under way) used to fill the loop's whole pass
+    and hold every other connection's verification for 10 minutes, or for as long as they came."""
+    flooded = live.connect()
+    other = live.connect(team_id="T0002", account_id="OTHER2")
+    assert live.services.registrar is not None
+    before = rejected("too_many_verifications")
+
+    with httpx.Client() as client:
+        url = f"{live.url}/freshbooks/webhooks/{flooded.webhook_token}"
+        answers = [
+            client.post(url, content=forged_verify(500_000 + n), headers=FORM).status_code for n in range(100)
+        ]
+    cap = MAX_PENDING_PER_CONNECTION
+    assert answers == [200] * cap + [429] * (100 - cap)
+    assert rejected("too_many_verifications") == before + 100 - cap
+    assert pending_of(live, flooded.connection.id) == cap
+
+    # The other connection's handshake goes through at once, on the registration path...
+    first = live.services.registrar.register(other.connection.id, "invoice.create")
+    # ... and on the loop's path, in its first pass, behind none of the flood.
+    live.fake.send_verify_on_register = False
+    second = live.services.registrar.register(other.connection.id, "bill.create")
+    assert live.fake.send_verify(live.fake.callbacks[second.callback_id]).status_code == 200
+    assert live.services.verification.process_pending() == 1
+    with live.services.db.read() as session:
+        theirs = session.scalars(
+            select(FreshBooksCallback).where(FreshBooksCallback.connection_id == other.connection.id)
+        ).all()
+    assert sorted(c.callback_id for c in theirs if c.verified) == [first.callback_id, second.callback_id]
+    assert all(live.fake.callbacks[c].verified for c in (first.callback_id, second.callback_id))
+    # FreshBooks was never asked about a forged candidate: they name no callback we registered.
+    put = {c.path.rsplit("/", 1)[1] for c in live.fake.calls_to("PUT", "/events")}
+    assert put == {str(first.callback_id), str(second.callback_id)}
+    assert pending_of(live, flooded.connection.id) == cap
+
+    # The flood's candidates expire with the registration grace and are deleted, not kept.
+    live.clock.advance(minutes=UNKNOWN_CALLBACK_GRACE.total_seconds() / 60 + 1)
+    assert live.services.verification.process_pending() == cap
+    assert pending_of(live, flooded.connection.id) == 0
+    with live.services.db.read() as session:
+        left = session.scalars(
+            select(CallbackVerification.connection_id).where(CallbackVerification.state != "accepted")
+        ).all()
+    assert left == []
+    # And the flooded connection takes verify requests again.
+    assert live.post_webhook(flooded.webhook_token, forged_verify(1)).status_code == 200
+
+
+def test_a_candidate_that_cannot_be_confirmed_goes_stale() -> None:
+    now = clock_start()
+    waiting = {"callback_known": True, "callback_verified": False, "resend_requested_at": None, "now": now}
+    assert decide(received_at=now - STALE_AFTER, **waiting).put_verifier
+    stale = decide(received_at=now - STALE_AFTER - dt.timedelta(seconds=1), **waiting)
+    assert stale.drop and not stale.put_verifier
 
 
 def test_verify_for_another_account_is_refused(live: Live) -> None:

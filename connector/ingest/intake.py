@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from connector import metrics
 from connector.clock import Clock
 from connector.events import SUPPORTED_EVENTS
+from connector.freshbooks.verification import MAX_PENDING_PER_CONNECTION
 from connector.ingest.batcher import CommitFailed, GroupCommit
 from connector.ingest.form import (
     MalformedWebhook,
@@ -193,13 +194,18 @@ class Intake:
                 # Stored as a candidate only: the verifier becomes our HMAC key once FreshBooks
                 # accepts it for a callback we registered (see connector.freshbooks.verification).
                 with self._db.session() as session:
-                    inbox.add_verification(
+                    stored = inbox.add_verification(
                         session,
                         self._cipher,
                         connection_id=conn_id,
                         callback_id=verify.callback_id,
                         verifier=verify.verifier,
                         now=now,
+                        cap=MAX_PENDING_PER_CONNECTION,
+                    )
+                if stored is None:
+                    return _rejected(
+                        429, "too_many_verifications", "too many verifications pending; try later", conn_id
                     )
                 return _Outcome(
                     IntakeResult(200, "verification received"),
