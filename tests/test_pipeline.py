@@ -15,6 +15,7 @@ from sqlalchemy import select
 
 from connector.backoff import retry_delay
 from connector.enrich import GONE, change_marker
+from connector.freshbooks.models import EASTERN
 from connector.ingest.signature import SIGNATURE_HEADER, compute_signature
 from connector.pipeline.inbox_worker import InboxWorker, Processed, RetryLater
 from storage import inbox
@@ -88,10 +89,13 @@ def test_payment_fetch_includes_invoice_and_client(live: Live) -> None:
     assert fetch.query == {"include[]": ["invoice", "client"]}
 
 
-def test_repeated_delivery_is_kept_but_recorded_once(live: Live) -> None:
+def test_the_same_change_announced_twice_is_recorded_once(live: Live) -> None:
     live.connect_and_register("invoice.update")
     live.fake.add_object(FB_ACCOUNT, "invoices", invoice(1, "2026-11-24 07:00:00"))
     live.fake.deliver(FB_ACCOUNT, "invoice.update", "1")
+    # The same body again, after the intake's repeat window (FreshBooks still retrying a day on):
+    # stored, and recognised by the pipeline.
+    live.clock.advance(seconds=inbox.REPEAT_WINDOW.total_seconds() + 60)
     live.fake.deliver(FB_ACCOUNT, "invoice.update", "1")
     assert live.services.inbox_worker.run_once() == 2
 
@@ -102,15 +106,49 @@ def test_repeated_delivery_is_kept_but_recorded_once(live: Live) -> None:
 
     # A real second change (new `updated`) is a new event.
     live.fake.add_object(FB_ACCOUNT, "invoices", invoice(1, "2026-11-24 09:30:00"))
-    live.fake.deliver(FB_ACCOUNT, "invoice.update", "1")
+    live.fake.deliver(FB_ACCOUNT, "invoice.update", "1", user_id="2")
     live.services.inbox_worker.run_once()
     assert [e.object_updated for e in events(live)] == ["2026-11-24 07:00:00", "2026-11-24 09:30:00"]
+
+
+def test_a_byte_identical_repeat_within_a_day_is_left_to_the_reconciliation_poll(live: Live) -> None:
+    """FreshBooks' bodies carry no timestamp: the same person changing the same invoice twice in a
+    day sends the same bytes, which the intake takes for a repeat (no row, no fetch). The
+    reconciliation poll reports that second change instead, within its interval."""
+    new = live.connect_and_register("invoice.update")
+    live.services.reconciler.poll(new.connection.id)  # the first poll only sets the watermark
+
+    def eastern_now() -> str:  # FreshBooks' own format and zone for an invoice's `updated`
+        return live.clock().astimezone(EASTERN).strftime("%Y-%m-%d %H:%M:%S")
+
+    fetch = f"/accounting/account/{FB_ACCOUNT}/invoices/invoices/1"
+    first_change = eastern_now()
+    live.fake.add_object(FB_ACCOUNT, "invoices", invoice(1, first_change))
+    assert live.fake.deliver(FB_ACCOUNT, "invoice.update", "1").status_code == 200
+    assert live.services.inbox_worker.run_once() == 1
+    assert len(live.fake.calls_to("GET", fetch)) == 1
+
+    live.clock.advance(minutes=5)
+    second_change = eastern_now()
+    live.fake.add_object(FB_ACCOUNT, "invoices", invoice(1, second_change, notes="edited"))
+    repeat = live.fake.deliver(FB_ACCOUNT, "invoice.update", "1")
+    assert (repeat.status_code, repeat.text) == (200, "repeated webhook, already received\n")
+    assert live.services.inbox_worker.run_once() == 0
+    assert len(rows(live)) == 1
+    assert len(live.fake.calls_to("GET", fetch)) == 1
+
+    live.clock.advance(minutes=5)
+    assert live.services.reconciler.poll(new.connection.id) == 1
+    assert [(e.object_updated, e.source) for e in events(live)] == [
+        (first_change, "webhook"),
+        (second_change, "poll"),
+    ]
 
 
 def test_delete_of_an_object_that_is_gone(live: Live) -> None:
     live.connect_and_register("expense.delete")
     live.fake.deliver(FB_ACCOUNT, "expense.delete", "23456")
-    live.fake.deliver(FB_ACCOUNT, "expense.delete", "23456")
+    live.fake.deliver(FB_ACCOUNT, "expense.delete", "23456", user_id="2")
     live.services.inbox_worker.run_once()
     (event,) = events(live)
     assert (event.object_updated, event.object_enc) == (GONE, None)

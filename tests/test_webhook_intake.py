@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import logging
+import threading
 import urllib.parse
+from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import pytest
@@ -18,7 +21,8 @@ from connector.freshbooks.verification import (
     decide,
 )
 from connector.ingest.signature import compute_signature
-from storage.models import CallbackVerification, FreshBooksCallback, InboxState, WebhookInbox
+from storage.inbox import REPEAT_WINDOW
+from storage.models import CallbackVerification, FreshBooksCallback, InboxState, WebhookDigest, WebhookInbox
 from tests.conftest import FB_ACCOUNT, Live, clock_start
 from tests.fakes.freshbooks import FakeCallback
 
@@ -371,12 +375,72 @@ def test_known_but_unsupported_event_is_kept_as_ignored(live: Live) -> None:
     assert live.services.inbox_worker.run_once() == 0
 
 
-def test_every_repeat_delivery_is_kept(live: Live) -> None:
+def repeated() -> float:
+    return REGISTRY.get_sample_value("fbslack_webhooks_repeated_total", {"event": "invoice.update"}) or 0.0
+
+
+def test_a_body_repeated_within_24_hours_is_acknowledged_without_a_row_or_a_fetch(live: Live) -> None:
     new = live.connect_and_register("invoice.update")
+    live.fake.add_object(FB_ACCOUNT, "invoices", {"id": 77, "updated": "2026-11-24 07:00:00"})
     body, signature = signed(live, "invoice.update", "77")
-    for _ in range(3):
-        assert live.post_webhook(new.webhook_token, body, signature=signature).status_code == 200
-    assert [r.object_id for r in inbox_rows(live)] == ["77", "77", "77"]
+    fetch = f"/accounting/account/{FB_ACCOUNT}/invoices/invoices/77"
+    before = repeated()
+
+    first = live.post_webhook(new.webhook_token, body, signature=signature)
+    assert (first.status_code, first.text) == (200, "ok\n")
+    assert live.services.inbox_worker.run_once() == 1
+    for _ in range(3):  # a FreshBooks retry, or someone replaying a captured request
+        again = live.post_webhook(new.webhook_token, body, signature=signature)
+        assert (again.status_code, again.text) == (200, "repeated webhook, already received\n")
+    assert live.services.inbox_worker.run_once() == 0
+    assert len(inbox_rows(live)) == 1
+    assert len(live.fake.calls_to("GET", fetch)) == 1
+    assert repeated() == before + 3
+
+    # Only the bytes count: the same fields in another order are another body (and another MAC).
+    callback = next(c for c in live.fake.callbacks.values() if c.event == "invoice.update")
+    fields = list(reversed(live.fake.webhook_fields(FB_ACCOUNT, "invoice.update", "77")))
+    other = live.post_webhook(
+        new.webhook_token,
+        urllib.parse.urlencode(fields),
+        signature=compute_signature(fields, callback.verifier),
+    )
+    assert (other.status_code, other.text) == (200, "ok\n")
+    assert len(inbox_rows(live)) == 2
+
+    # The window is 24 hours of the injected clock, from the stored one.
+    live.clock.advance(seconds=REPEAT_WINDOW.total_seconds() - 1)
+    assert live.post_webhook(new.webhook_token, body, signature=signature).text.startswith("repeated")
+    live.clock.advance(seconds=2)
+    assert live.post_webhook(new.webhook_token, body, signature=signature).text == "ok\n"
+    assert len(inbox_rows(live)) == 3
+
+    # What is kept is a keyed hash per connection, never the body, and old ones are purged.
+    with live.services.db.read() as session:
+        digests = session.execute(select(WebhookDigest.connection_id, WebhookDigest.digest)).all()
+    assert len(digests) == 2 and {c for c, _ in digests} == {new.connection.id}
+    assert all(body not in d and hashlib.sha256(body.encode()).hexdigest()[:32] != d for _, d in digests)
+    live.clock.advance(seconds=REPEAT_WINDOW.total_seconds() + 1)
+    live.services.retention.purge()
+    assert count(live, WebhookDigest) == 0
+
+
+def test_identical_webhooks_at_once_make_one_row(live: Live) -> None:
+    """Concurrent requests share a commit (the group commit), or race in separate ones: either
+    way the body is stored once and every request is acknowledged."""
+    new = live.connect_and_register("invoice.update")
+    body, signature = signed(live, "invoice.update", "88")
+    start = threading.Barrier(16)
+
+    def post(_: int) -> httpx.Response:
+        start.wait(10)
+        return live.post_webhook(new.webhook_token, body, signature=signature)
+
+    with ThreadPoolExecutor(max_workers=16) as pool:
+        answers = list(pool.map(post, range(16)))
+    assert [a.status_code for a in answers] == [200] * 16
+    assert sorted(a.text for a in answers) == ["ok\n"] + ["repeated webhook, already received\n"] * 15
+    assert [r.object_id for r in inbox_rows(live)] == ["88"]
 
 
 def test_any_registered_callbacks_verifier_is_accepted(live: Live) -> None:
