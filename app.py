@@ -267,6 +267,7 @@ def build_services(
         db=db,
         cipher=cipher,
         clock=clock,
+        blind_index=blind_index,
         on_stored=wake.inbox if wake else inbox_loop.wake,
         on_verify=wake.verification if wake else verification_loop.wake,
     )

@@ -37,6 +37,11 @@ WEBHOOKS_RECEIVED = Counter(
     "Authentic FreshBooks webhooks stored in the inbox, by event name.",
     ["event"],
 )
+WEBHOOKS_REPEATED = Counter(
+    "fbslack_webhooks_repeated_total",
+    "Authentic webhooks acknowledged without a new inbox row: the same body within 24 hours, by event name.",
+    ["event"],
+)
 WEBHOOKS_REJECTED = Counter(
     "fbslack_webhooks_rejected_total",
     "Webhook requests refused, by reason.",

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import datetime as dt
+import enum
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import cast
+from typing import Any, cast
 
-from sqlalchemy import Connection, Table, and_, bindparam, func, insert, select, text, update
+from sqlalchemy import Connection, Table, and_, bindparam, delete, func, insert, select, text, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from storage.crypto import Cipher
@@ -18,6 +21,7 @@ from storage.models import (
     FreshBooksConnection,
     InboxState,
     VerificationState,
+    WebhookDigest,
     WebhookInbox,
 )
 
@@ -35,11 +39,42 @@ _LIVE_CONNECTIONS = select(_CONNECTIONS.c.id).where(
 )
 
 
+# The same body bytes for the same connection within this window are one webhook: FreshBooks
+# retries, or someone replays a captured request (the body carries no timestamp or nonce).
+REPEAT_WINDOW = dt.timedelta(hours=24)
+
+
+class NotStored(enum.Enum):
+    """Why an authentic webhook got no inbox row."""
+
+    DISCONNECTED = "disconnected"  # since the intake's cached lookup
+    REPEATED = "repeated"  # its body reached this connection within REPEAT_WINDOW
+
+
+def _claim_digest(dialect_insert: Any) -> Any:
+    """Insert a body's digest, or take over one older than the window; no row if it is newer."""
+    digests = cast(Table, WebhookDigest.__table__)
+    statement = dialect_insert(digests)
+    return statement.on_conflict_do_update(
+        index_elements=[digests.c.connection_id, digests.c.digest],
+        set_={"received_at": statement.excluded.received_at},
+        where=digests.c.received_at <= bindparam("repeat_before", type_=digests.c.received_at.type),
+    )
+
+
+_CLAIM_DIGEST = {"sqlite": _claim_digest(sqlite_insert), "postgresql": _claim_digest(pg_insert)}
+
+
 @dataclass(frozen=True, slots=True)
 class NewWebhook:
-    """One authentic webhook, encrypted and ready to insert (built outside any transaction)."""
+    """One authentic webhook, encrypted and ready to insert (built outside any transaction).
+
+    `digest` is a keyed hash of the raw body (never the body): with it, the same body for the
+    same connection within REPEAT_WINDOW is not stored again. None stores it whatever came before.
+    """
 
     params: dict[str, object]
+    digest: str | None = None
 
 
 def prepare_webhook(
@@ -51,6 +86,7 @@ def prepare_webhook(
     raw_body: bytes,
     state: InboxState,
     now: dt.datetime,
+    digest: str | None = None,
 ) -> NewWebhook:
     """Encrypt the body and bind the row's values: the CPU work, done before any lock is taken."""
     return NewWebhook(
@@ -64,37 +100,66 @@ def prepare_webhook(
             "state": str(state),
             "attempts": 0,
             "processed_at": None if state is InboxState.PENDING else now,
-        }
+        },
+        digest,
     )
 
 
 # PostgreSQL: the whole batch in ONE statement, run in autocommit mode, where a single statement
 # is atomic on its own. That is one round trip instead of five (BEGIN, the liveness SELECT, the
 # INSERT, COMMIT), and the statement text is the same for any batch size (arrays, not a VALUES
-# list), so it is parsed and planned once per connection. The join re-checks that each row's
-# connection is still live, as of this statement.
+# list), so it is parsed and planned once per connection.
 #
-# Which id belongs to which row: the SELECT feeds the INSERT in `ord` (parameter) order, so the
-# serial ids are drawn in that order (the same guarantee SQLAlchemy's insertmanyvalues relies on
-# for `sort_by_parameter_order`). Sorted ids therefore pair up with the rows whose connection is
-# live, in order; a live connection is one that appears in RETURNING (each row of a live
-# connection is inserted, so every live connection of the batch appears at least once).
+# `live` re-checks that each row's connection is still live, as of this statement. `fresh` claims
+# each body's digest (one per connection and digest: two identical bodies in one batch are one
+# webhook), in a fixed order so two batches never wait on each other's digests crosswise; a
+# digest held since less than the repeat window yields no row, and its webhook no inbox row. A
+# concurrent statement claiming the same digest waits for this one to commit, then finds it.
+#
+# The answer is one row per input row (`ord`: is its connection live, was it kept), then the new
+# inbox ids. The SELECT feeds the inbox INSERT in `ord` order, so the serial ids are drawn in that
+# order (the guarantee SQLAlchemy's insertmanyvalues relies on for `sort_by_parameter_order`):
+# sorted ids pair up with the kept rows, in order.
 _PG_ADD_WEBHOOKS = text(
     """
-    INSERT INTO webhook_inbox (connection_id, event_name, object_id, body_enc, received_at,
-                               available_at, state, attempts, processed_at)
-    SELECT v.connection_id, v.event_name, v.object_id, v.body_enc, v.received_at,
-           v.available_at, v.state, v.attempts, v.processed_at
-    FROM unnest(CAST(:connection_id AS integer[]), CAST(:event_name AS text[]),
-                CAST(:object_id AS text[]), CAST(:body_enc AS text[]),
-                CAST(:received_at AS timestamptz[]), CAST(:available_at AS timestamptz[]),
-                CAST(:state AS text[]), CAST(:attempts AS integer[]),
-                CAST(:processed_at AS timestamptz[]))
-         WITH ORDINALITY AS v(connection_id, event_name, object_id, body_enc, received_at,
-                              available_at, state, attempts, processed_at, ord)
-    JOIN freshbooks_connections AS c ON c.id = v.connection_id AND c.status <> :disconnected
-    ORDER BY v.ord
-    RETURNING webhook_inbox.id, webhook_inbox.connection_id
+    WITH v AS (
+        SELECT * FROM unnest(CAST(:connection_id AS integer[]), CAST(:event_name AS text[]),
+                             CAST(:object_id AS text[]), CAST(:body_enc AS text[]),
+                             CAST(:received_at AS timestamptz[]), CAST(:available_at AS timestamptz[]),
+                             CAST(:state AS text[]), CAST(:attempts AS integer[]),
+                             CAST(:processed_at AS timestamptz[]), CAST(:digest AS text[]))
+             WITH ORDINALITY AS v(connection_id, event_name, object_id, body_enc, received_at,
+                                  available_at, state, attempts, processed_at, digest, ord)
+    ), live AS (
+        SELECT v.* FROM v
+        JOIN freshbooks_connections AS c ON c.id = v.connection_id AND c.status <> :disconnected
+    ), firsts AS (
+        SELECT DISTINCT ON (connection_id, digest) * FROM live
+        WHERE digest IS NOT NULL
+        ORDER BY connection_id, digest, ord
+    ), fresh AS (
+        INSERT INTO webhook_digests AS d (connection_id, digest, received_at)
+        SELECT connection_id, digest, received_at FROM firsts ORDER BY connection_id, digest
+        ON CONFLICT (connection_id, digest) DO UPDATE SET received_at = excluded.received_at
+            WHERE d.received_at <= excluded.received_at - CAST(:repeat_window AS interval)
+        RETURNING connection_id, digest
+    ), kept AS (
+        SELECT * FROM live WHERE digest IS NULL
+        UNION ALL
+        SELECT firsts.* FROM firsts
+        JOIN fresh ON fresh.connection_id = firsts.connection_id AND fresh.digest = firsts.digest
+    ), stored AS (
+        INSERT INTO webhook_inbox (connection_id, event_name, object_id, body_enc, received_at,
+                                   available_at, state, attempts, processed_at)
+        SELECT connection_id, event_name, object_id, body_enc, received_at,
+               available_at, state, attempts, processed_at
+        FROM kept ORDER BY ord
+        RETURNING id
+    )
+    SELECT v.ord, l.ord IS NOT NULL AS live, k.ord IS NOT NULL AS kept, NULL AS id
+    FROM v LEFT JOIN live AS l ON l.ord = v.ord LEFT JOIN kept AS k ON k.ord = v.ord
+    UNION ALL
+    SELECT NULL, NULL, NULL, id FROM stored
     """
 )
 _NEW_WEBHOOK_COLUMNS = (
@@ -110,46 +175,74 @@ _NEW_WEBHOOK_COLUMNS = (
 )
 
 
-def store_webhooks(db: Database, rows: Sequence[NewWebhook]) -> list[int | None]:
-    """Commit the rows as one unit (all or none): each one's inbox id, or None where its
-    connection was disconnected meanwhile (the intake works from a cached lookup, so liveness is
-    checked again in the statement or transaction that inserts). Raises, having stored nothing,
-    if the database refuses the batch."""
+def store_webhooks(db: Database, rows: Sequence[NewWebhook]) -> list[int | NotStored]:
+    """Commit the rows as one unit (all or none): each one's inbox id, or why it got none (its
+    connection was disconnected meanwhile: the intake works from a cached lookup, so liveness is
+    checked again in the statement or transaction that inserts; or its body is a repeat). Raises,
+    having stored nothing, if the database refuses the batch."""
     if not rows:
         return []
     if db.dialect == "postgresql":
         # Run a second time if the first connection died (see Database.autocommit): should the
-        # first run have committed after all, the webhooks are stored twice, and a repeat is
-        # what the pipeline already expects from FreshBooks (it is recorded as a duplicate).
+        # first run have committed after all, the second finds every digest and stores nothing
+        # again (rows without a digest are stored twice: the pipeline records a repeat once).
         return db.autocommit(lambda connection: _insert_webhooks_postgresql(connection, rows))
     with db.write() as connection:
         return insert_webhooks(connection, rows)
 
 
-def _insert_webhooks_postgresql(connection: Connection, rows: Sequence[NewWebhook]) -> list[int | None]:
+def _insert_webhooks_postgresql(connection: Connection, rows: Sequence[NewWebhook]) -> list[int | NotStored]:
     params: dict[str, object] = {
         column: [row.params[column] for row in rows] for column in _NEW_WEBHOOK_COLUMNS
     }
+    params["digest"] = [row.digest for row in rows]
     params["disconnected"] = str(ConnectionStatus.DISCONNECTED)
-    inserted = connection.execute(_PG_ADD_WEBHOOKS, params).all()
-    live = {row_connection for _, row_connection in inserted}
-    ids = iter(sorted(int(row_id) for row_id, _ in inserted))
-    result = [next(ids) if row.params["connection_id"] in live else None for row in rows]
-    if next(ids, None) is not None:
-        raise RuntimeError("the inbox returned more ids than rows of live connections")
+    params["repeat_window"] = REPEAT_WINDOW
+    answer = connection.execute(_PG_ADD_WEBHOOKS, params).all()
+    flags = sorted((int(ord_), bool(live), bool(kept)) for ord_, live, kept, _ in answer if ord_ is not None)
+    ids = iter(sorted(int(row_id) for ord_, _, _, row_id in answer if ord_ is None))
+    result: list[int | NotStored] = [
+        next(ids) if kept else NotStored.REPEATED if live else NotStored.DISCONNECTED
+        for _, live, kept in flags
+    ]
+    if len(result) != len(rows) or next(ids, None) is not None:
+        raise RuntimeError("the inbox answered a different number of rows or ids than it was given")
     return result
 
 
-def insert_webhooks(connection: Connection, rows: Sequence[NewWebhook]) -> list[int | None]:
-    """Insert the rows in the caller's transaction (any database): each one's inbox id, or None
-    where its connection was disconnected meanwhile."""
+def insert_webhooks(connection: Connection, rows: Sequence[NewWebhook]) -> list[int | NotStored]:
+    """Insert the rows in the caller's transaction (any database): each one's inbox id, or why it
+    got none."""
     if not rows:
         return []
     wanted = sorted({cast(int, row.params["connection_id"]) for row in rows})
     live = set(connection.execute(_LIVE_CONNECTIONS, {"ids": wanted}).scalars())
-    kept = [row.params for row in rows if row.params["connection_id"] in live]
+    claim = _CLAIM_DIGEST[connection.dialect.name]
+    outcomes: list[NotStored | None] = []
+    for row in rows:
+        if row.params["connection_id"] not in live:
+            outcomes.append(NotStored.DISCONNECTED)
+        elif row.digest is not None and not _claimed(connection, claim, row):
+            outcomes.append(NotStored.REPEATED)
+        else:
+            outcomes.append(None)
+    kept = [row.params for row, outcome in zip(rows, outcomes, strict=True) if outcome is None]
     ids = iter(connection.execute(_ADD_WEBHOOKS, kept).scalars().all() if kept else ())
-    return [int(next(ids)) if row.params["connection_id"] in live else None for row in rows]
+    return [int(next(ids)) if outcome is None else outcome for outcome in outcomes]
+
+
+def _claimed(connection: Connection, claim: Any, row: NewWebhook) -> bool:
+    received_at = cast(dt.datetime, row.params["received_at"])
+    result = connection.execute(
+        claim,
+        {
+            "connection_id": row.params["connection_id"],
+            "digest": row.digest,
+            "received_at": received_at,
+            "repeat_before": received_at - REPEAT_WINDOW,
+        },
+    )
+    return bool(result.rowcount)
 
 
 def add_webhook(
@@ -162,9 +255,9 @@ def add_webhook(
     raw_body: bytes,
     state: InboxState,
     now: dt.datetime,
-) -> int | None:
-    """Store one authentic webhook in the session's unit of work; None if the connection was
-    disconnected meanwhile. (The intake batches through `store_webhooks` instead.)"""
+) -> int | NotStored:
+    """Store one authentic webhook in the session's unit of work, without a repeat check; its id,
+    or DISCONNECTED. (The intake batches through `store_webhooks` instead.)"""
     row = prepare_webhook(
         cipher,
         connection_id=connection_id,
@@ -205,28 +298,46 @@ def claim_due(
     lease_seconds: int,
     limit: int,
 ) -> list[InboxItem]:
-    """Lease up to `limit` due rows to `owner`. A crashed owner's lease simply runs out.
+    """Lease up to `limit` due rows to `owner`, taking turns between connections: each
+    connection's oldest due row first, then each one's second, and so on. A burst for one
+    connection therefore delays another connection's webhook by at most the batch in flight,
+    while each connection's own rows still go oldest first. A crashed owner's lease runs out.
 
-    PostgreSQL: FOR UPDATE SKIP LOCKED lets several processes claim side by side. SQLite: the
-    dialect drops the clause and BEGIN IMMEDIATE (storage.db) serialises claimers instead.
+    PostgreSQL: FOR UPDATE SKIP LOCKED lets several processes claim side by side (the turns are
+    ranked in a subquery: PostgreSQL locks no rows of a query level that has window functions).
+    SQLite: the dialect drops the clause and BEGIN IMMEDIATE (storage.db) serialises claimers.
     """
-    due = (
-        select(WebhookInbox)
-        .where(
-            WebhookInbox.state == InboxState.PENDING,
-            WebhookInbox.available_at <= now,
-            # Rows of a connection waiting for the customer to reconnect stay put (and keep their
-            # retry budget) until it is active again.
-            WebhookInbox.connection_id.in_(
-                select(FreshBooksConnection.id).where(FreshBooksConnection.status == ConnectionStatus.ACTIVE)
-            ),
-            (WebhookInbox.lease_expires_at.is_(None)) | (WebhookInbox.lease_expires_at < now),
-        )
-        .order_by(WebhookInbox.id)
-        .limit(limit)
-        .with_for_update(skip_locked=True)
+    is_due = (
+        WebhookInbox.state == InboxState.PENDING,
+        WebhookInbox.available_at <= now,
+        # Rows of a connection waiting for the customer to reconnect stay put (and keep their
+        # retry budget) until it is active again.
+        WebhookInbox.connection_id.in_(
+            select(FreshBooksConnection.id).where(FreshBooksConnection.status == ConnectionStatus.ACTIVE)
+        ),
+        (WebhookInbox.lease_expires_at.is_(None)) | (WebhookInbox.lease_expires_at < now),
     )
-    rows = session.scalars(due).all()
+    turns = (
+        select(
+            WebhookInbox.id.label("id"),
+            func.row_number()
+            .over(partition_by=WebhookInbox.connection_id, order_by=WebhookInbox.id)
+            .label("turn"),
+        )
+        .where(*is_due)
+        .subquery()
+    )
+    # The conditions again on the locked rows: a row another claimer leased while this statement
+    # waited is re-checked against them (PostgreSQL re-evaluates the outer WHERE) and skipped.
+    claim = (
+        select(WebhookInbox)
+        .join(turns, turns.c.id == WebhookInbox.id)
+        .where(*is_due)
+        .order_by(turns.c.turn, WebhookInbox.id)
+        .limit(limit)
+        .with_for_update(skip_locked=True, of=WebhookInbox)
+    )
+    rows = session.scalars(claim).all()
     items: list[InboxItem] = []
     for row in rows:
         row.lease_owner = owner
@@ -314,7 +425,24 @@ def add_verification(
     callback_id: int,
     verifier: str,
     now: dt.datetime,
-) -> int:
+    cap: int,
+) -> int | None:
+    """Store a verify request as a pending candidate; None (nothing stored) if the connection
+    already has `cap` pending. Verify requests cannot be signed, so this bounds what anyone who
+    knows a webhook URL can make the verification loop do for that connection."""
+    # The connection's row lock makes the count exact under concurrent requests (PostgreSQL; on
+    # SQLite writers are serialised anyway). Verify requests are rare: the hot path never waits.
+    session.execute(
+        select(FreshBooksConnection.id).where(FreshBooksConnection.id == connection_id).with_for_update()
+    )
+    pending = session.scalar(
+        select(func.count()).where(
+            CallbackVerification.connection_id == connection_id,
+            CallbackVerification.state == VerificationState.PENDING,
+        )
+    )
+    if (pending or 0) >= cap:
+        return None
     row = CallbackVerification(
         connection_id=connection_id,
         callback_id=callback_id,
@@ -327,15 +455,45 @@ def add_verification(
     return row.id
 
 
-def pending_verifications(session: Session, *, limit: int = 100) -> list[CallbackVerification]:
+def pending_verifications(
+    session: Session, *, connection_id: int | None = None, limit: int = 500
+) -> list[CallbackVerification]:
+    """Pending candidates (of one connection, or of all), taking turns between connections: every
+    connection's oldest first, then every second one... so a connection with many (a flood of
+    forged requests) never keeps another's from being looked at in the same pass."""
+    conditions = [CallbackVerification.state == VerificationState.PENDING]
+    if connection_id is not None:
+        conditions.append(CallbackVerification.connection_id == connection_id)
+    turns = (
+        select(
+            CallbackVerification.id.label("id"),
+            func.row_number()
+            .over(partition_by=CallbackVerification.connection_id, order_by=CallbackVerification.id)
+            .label("turn"),
+        )
+        .where(*conditions)
+        .subquery()
+    )
     return list(
         session.scalars(
             select(CallbackVerification)
-            .where(CallbackVerification.state == VerificationState.PENDING)
-            .order_by(CallbackVerification.id)
+            .join(turns, turns.c.id == CallbackVerification.id)
+            .order_by(turns.c.turn, CallbackVerification.id)
             .limit(limit)
         )
     )
+
+
+def drop_verification(session: Session, *, verification_id: int) -> bool:
+    """Delete a pending candidate nobody needs (forged, or stale); False if another process
+    already settled or dropped it."""
+    result = session.execute(
+        delete(CallbackVerification).where(
+            CallbackVerification.id == verification_id,
+            CallbackVerification.state == VerificationState.PENDING,
+        )
+    )
+    return bool(result.rowcount)  # type: ignore[attr-defined]
 
 
 def settle_verification(

@@ -210,6 +210,19 @@ class WebhookInbox(Base):
     event_id: Mapped[int | None] = mapped_column(ForeignKey("events.id"))
 
 
+class WebhookDigest(Base):
+    """A keyed hash (never the body) of a webhook body a connection received lately: the same body
+    again within storage.inbox.REPEAT_WINDOW is acknowledged without a new inbox row or fetch."""
+
+    __tablename__ = "webhook_digests"
+
+    connection_id: Mapped[int] = mapped_column(
+        ForeignKey("freshbooks_connections.id", ondelete="CASCADE"), primary_key=True
+    )
+    digest: Mapped[str] = mapped_column(String(32), primary_key=True)
+    received_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+
+
 class Event(Base):
     """A FreshBooks change worth reporting, unique per (connection, name, object, object's `updated`)."""
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from sqlalchemy import ColumnElement, delete, exists, select
 from sqlalchemy.orm import Session
 
+from storage.inbox import REPEAT_WINDOW
 from storage.models import (
     AuditEntry,
     CallbackVerification,
@@ -23,6 +24,7 @@ from storage.models import (
     OAuthState,
     SearchTerm,
     SimulatedObject,
+    WebhookDigest,
     WebhookInbox,
 )
 
@@ -94,7 +96,8 @@ def purge_events(session: Session, *, cutoff: dt.datetime, batch: int) -> int:
 
 
 def purge_leftovers(session: Session, *, now: dt.datetime, cutoff: dt.datetime) -> int:
-    """Short-lived rows: used or expired OAuth states, handled verifications, old simulations."""
+    """Short-lived rows: used or expired OAuth states, handled verifications, old simulations,
+    digests of webhook bodies older than the repeat window."""
     removed = 0
     for statement in (
         delete(OAuthState).where(OAuthState.expires_at < now - dt.timedelta(days=1)),
@@ -102,6 +105,7 @@ def purge_leftovers(session: Session, *, now: dt.datetime, cutoff: dt.datetime) 
             CallbackVerification.processed_at.is_not(None), CallbackVerification.received_at < cutoff
         ),
         delete(SimulatedObject).where(SimulatedObject.created_at < now - dt.timedelta(days=7)),
+        delete(WebhookDigest).where(WebhookDigest.received_at < now - REPEAT_WINDOW),
     ):
         removed += int(session.execute(statement).rowcount)  # type: ignore[attr-defined]
     return removed

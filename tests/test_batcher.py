@@ -167,7 +167,9 @@ def test_max_batch_must_be_positive() -> None:
 # -- with the real inbox insert, on both databases --------------------------------------------------
 
 
-def _row(cipher: Cipher, connection_id: int, object_id: str, now: dt.datetime) -> inbox.NewWebhook:
+def _row(
+    cipher: Cipher, connection_id: int, object_id: str, now: dt.datetime, digest: str | None = None
+) -> inbox.NewWebhook:
     return inbox.prepare_webhook(
         cipher,
         connection_id=connection_id,
@@ -176,13 +178,17 @@ def _row(cipher: Cipher, connection_id: int, object_id: str, now: dt.datetime) -
         raw_body=f"name=invoice.create&object_id={object_id}".encode(),
         state=InboxState.PENDING,
         now=now,
+        digest=digest,
     )
+
+
+Stored = int | inbox.NotStored
 
 
 def _inbox_batcher(
     db: Database,
-) -> tuple[GatedWrite[inbox.NewWebhook, int | None], GroupCommit[inbox.NewWebhook, int | None]]:
-    def write(rows: Sequence[inbox.NewWebhook]) -> list[int | None]:
+) -> tuple[GatedWrite[inbox.NewWebhook, Stored], GroupCommit[inbox.NewWebhook, Stored]]:
+    def write(rows: Sequence[inbox.NewWebhook]) -> list[Stored]:
         return inbox.store_webhooks(db, rows)
 
     gate = GatedWrite(write)
@@ -213,10 +219,53 @@ def test_one_commit_stores_a_pile_and_answers_each_row_with_its_own_id(
     stored = _stored(db)
     for n, outcome in enumerate(outcomes, start=1):
         if n % 4 == 0:
-            assert outcome is None, "a disconnected connection's webhook is refused, not stored"
+            assert outcome is inbox.NotStored.DISCONNECTED, "a disconnected connection's webhook is refused"
         else:
             assert isinstance(outcome, int) and stored[outcome] == str(n), "each row gets its own id"
     assert sorted(stored.values(), key=int) == [str(n) for n in range(1, 13) if n % 4]
+
+
+def test_the_same_body_twice_in_one_batch_or_the_next_is_stored_once(
+    db: Database, cipher: Cipher, clock: FakeClock
+) -> None:
+    one = add_connection(db, cipher, "LIVE1")
+    two = add_connection(db, cipher, "LIVE2")
+    gone = add_connection(db, cipher, "GONE1", disconnected=True)
+    gate, batcher = _inbox_batcher(db)
+    # Same digest for `two`: another connection's identical body is not a repeat of `one`'s.
+    pile = [
+        _row(cipher, one, "1", clock(), digest="d1"),
+        _row(cipher, one, "1", clock(), digest="d1"),
+        _row(cipher, two, "1", clock(), digest="d1"),
+        _row(cipher, one, "2", clock(), digest="d2"),
+        _row(cipher, gone, "1", clock(), digest="d1"),
+        _row(cipher, one, "1", clock(), digest="d1"),
+        _row(cipher, one, "3", clock()),  # no digest: never taken for a repeat
+        _row(cipher, one, "3", clock()),
+    ]
+    outcomes = pile_up(batcher, gate, pile[0], pile[1:])
+    assert [len(c) for c in gate.calls] == [1, 7]
+    repeated, disconnected = inbox.NotStored.REPEATED, inbox.NotStored.DISCONNECTED
+    assert [o if isinstance(o, inbox.NotStored) else "id" for o in outcomes] == [
+        "id",
+        repeated,
+        "id",
+        "id",
+        disconnected,
+        repeated,
+        "id",
+        "id",
+    ]
+    stored = _stored(db)
+    assert len(stored) == 5 and all(stored[o] for o in outcomes if isinstance(o, int))
+
+    # Later, in a batch of its own: a repeat until the window has passed, from the injected clock.
+    clock.advance(seconds=inbox.REPEAT_WINDOW.total_seconds() - 1)
+    assert inbox.store_webhooks(db, [_row(cipher, one, "1", clock(), digest="d1")]) == [repeated]
+    clock.advance(seconds=2)
+    (again,) = inbox.store_webhooks(db, [_row(cipher, one, "1", clock(), digest="d1")])
+    assert isinstance(again, int) and again not in outcomes
+    assert inbox.store_webhooks(db, [_row(cipher, one, "1", clock(), digest="d1")]) == [repeated]
 
 
 def test_a_database_error_mid_batch_fails_every_waiter_and_stores_none_of_the_batch(
@@ -297,7 +346,7 @@ def test_a_dead_pooled_connection_is_replaced_and_the_batch_stored_once(
     db: Database, cipher: Cipher, clock: FakeClock
 ) -> None:
     live_id = add_connection(db, cipher, "LIVE1")
-    assert inbox.store_webhooks(db, [_row(cipher, live_id, "1", clock())])[0] is not None
+    assert isinstance(inbox.store_webhooks(db, [_row(cipher, live_id, "1", clock())])[0], int)
     # The server ends the pooled connection (a restart, a proxy timeout): no pre-ping will notice.
     pid = db.autocommit(_backend_pid)
     with psycopg.connect(PG_DSN, autocommit=True) as admin:
@@ -323,4 +372,4 @@ def test_an_error_that_is_not_a_lost_connection_is_not_retried(
     with pytest.raises(DBAPIError):
         db.autocommit(failing)
     assert len(calls) == 1
-    assert inbox.store_webhooks(db, [_row(cipher, live_id, "3", clock())])[0] is not None
+    assert isinstance(inbox.store_webhooks(db, [_row(cipher, live_id, "3", clock())])[0], int)

@@ -280,7 +280,8 @@ def test_webhook_endpoint_fuzz(live: Live) -> None:
             assert added == 0, f"queued without a valid signature: {request!r}"
         else:
             is_event = response.status_code == 200 and b"verification" not in response.content
-            assert added == (1 if is_event else 0), (response.status_code, response.text)
+            repeated = b"repeated webhook" in response.content  # the same body within 24 h
+            assert added == (1 if is_event and not repeated else 0), (response.status_code, response.text)
         key = f"{response.status_code} {'authentic' if authentic else 'refused'}"
         outcomes[key] = outcomes.get(key, 0) + 1
 

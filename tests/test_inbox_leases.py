@@ -29,7 +29,7 @@ def _pending_row(db: Database, cipher: Cipher, clock: FakeClock) -> int:
         now=clock(),
     )
     inbox_id = inbox.store_webhooks(db, [row])[0]
-    assert inbox_id is not None
+    assert isinstance(inbox_id, int)
     return inbox_id
 
 

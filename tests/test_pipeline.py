@@ -5,13 +5,18 @@ from __future__ import annotations
 import datetime as dt
 import threading
 import time
+import urllib.parse
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+import httpx
 import pytest
 from sqlalchemy import select
 
 from connector.backoff import retry_delay
 from connector.enrich import GONE, change_marker
+from connector.freshbooks.models import EASTERN
+from connector.ingest.signature import SIGNATURE_HEADER, compute_signature
 from connector.pipeline.inbox_worker import InboxWorker, Processed, RetryLater
 from storage import inbox
 from storage.models import Event, InboxState, WebhookInbox
@@ -84,10 +89,13 @@ def test_payment_fetch_includes_invoice_and_client(live: Live) -> None:
     assert fetch.query == {"include[]": ["invoice", "client"]}
 
 
-def test_repeated_delivery_is_kept_but_recorded_once(live: Live) -> None:
+def test_the_same_change_announced_twice_is_recorded_once(live: Live) -> None:
     live.connect_and_register("invoice.update")
     live.fake.add_object(FB_ACCOUNT, "invoices", invoice(1, "2026-11-24 07:00:00"))
     live.fake.deliver(FB_ACCOUNT, "invoice.update", "1")
+    # The same body again, after the intake's repeat window (FreshBooks still retrying a day on):
+    # stored, and recognised by the pipeline.
+    live.clock.advance(seconds=inbox.REPEAT_WINDOW.total_seconds() + 60)
     live.fake.deliver(FB_ACCOUNT, "invoice.update", "1")
     assert live.services.inbox_worker.run_once() == 2
 
@@ -98,15 +106,49 @@ def test_repeated_delivery_is_kept_but_recorded_once(live: Live) -> None:
 
     # A real second change (new `updated`) is a new event.
     live.fake.add_object(FB_ACCOUNT, "invoices", invoice(1, "2026-11-24 09:30:00"))
-    live.fake.deliver(FB_ACCOUNT, "invoice.update", "1")
+    live.fake.deliver(FB_ACCOUNT, "invoice.update", "1", user_id="2")
     live.services.inbox_worker.run_once()
     assert [e.object_updated for e in events(live)] == ["2026-11-24 07:00:00", "2026-11-24 09:30:00"]
+
+
+def test_a_byte_identical_repeat_within_a_day_is_left_to_the_reconciliation_poll(live: Live) -> None:
+    """FreshBooks' bodies carry no timestamp: the same person changing the same invoice twice in a
+    day sends the same bytes, which the intake takes for a repeat (no row, no fetch). The
+    reconciliation poll reports that second change instead, within its interval."""
+    new = live.connect_and_register("invoice.update")
+    live.services.reconciler.poll(new.connection.id)  # the first poll only sets the watermark
+
+    def eastern_now() -> str:  # FreshBooks' own format and zone for an invoice's `updated`
+        return live.clock().astimezone(EASTERN).strftime("%Y-%m-%d %H:%M:%S")
+
+    fetch = f"/accounting/account/{FB_ACCOUNT}/invoices/invoices/1"
+    first_change = eastern_now()
+    live.fake.add_object(FB_ACCOUNT, "invoices", invoice(1, first_change))
+    assert live.fake.deliver(FB_ACCOUNT, "invoice.update", "1").status_code == 200
+    assert live.services.inbox_worker.run_once() == 1
+    assert len(live.fake.calls_to("GET", fetch)) == 1
+
+    live.clock.advance(minutes=5)
+    second_change = eastern_now()
+    live.fake.add_object(FB_ACCOUNT, "invoices", invoice(1, second_change, notes="edited"))
+    repeat = live.fake.deliver(FB_ACCOUNT, "invoice.update", "1")
+    assert (repeat.status_code, repeat.text) == (200, "repeated webhook, already received\n")
+    assert live.services.inbox_worker.run_once() == 0
+    assert len(rows(live)) == 1
+    assert len(live.fake.calls_to("GET", fetch)) == 1
+
+    live.clock.advance(minutes=5)
+    assert live.services.reconciler.poll(new.connection.id) == 1
+    assert [(e.object_updated, e.source) for e in events(live)] == [
+        (first_change, "webhook"),
+        (second_change, "poll"),
+    ]
 
 
 def test_delete_of_an_object_that_is_gone(live: Live) -> None:
     live.connect_and_register("expense.delete")
     live.fake.deliver(FB_ACCOUNT, "expense.delete", "23456")
-    live.fake.deliver(FB_ACCOUNT, "expense.delete", "23456")
+    live.fake.deliver(FB_ACCOUNT, "expense.delete", "23456", user_id="2")
     live.services.inbox_worker.run_once()
     (event,) = events(live)
     assert (event.object_updated, event.object_enc) == (GONE, None)
@@ -253,6 +295,64 @@ def test_concurrent_workers_never_claim_the_same_row(live: Live) -> None:
         thread.join()
     everything = [i for ids in claimed for i in ids]
     assert len(everything) == len(set(everything)) == 60
+
+
+def _pending_of(live: Live, connection_id: int) -> list[str]:
+    with live.services.db.read() as session:
+        return list(
+            session.scalars(
+                select(WebhookInbox.object_id)
+                .where(WebhookInbox.connection_id == connection_id, WebhookInbox.state == InboxState.PENDING)
+                .order_by(WebhookInbox.id)
+            )
+        )
+
+
+def test_a_burst_for_one_connection_delays_another_by_at_most_one_batch(live: Live) -> None:
+    """500 webhooks for one business, then one for another, over HTTP: the worker takes turns
+    between connections, so the other's webhook is in the very next batch, not the 26th."""
+    noisy = live.connect_and_register("invoice.create")
+    quiet = live.connect(team_id="T0002", account_id="QUIET1")
+    assert live.services.registrar is not None
+    live.services.registrar.register(quiet.connection.id, "invoice.create")
+    live.fake.add_object("QUIET1", "invoices", invoice(77, "2026-11-24 07:00:00"))
+    # Signed as FreshBooks signs them, sent over a few keep-alive connections. The noisy
+    # business's invoices are not at the fake: each of its rows ends "object gone", fast.
+    (callback,) = [c for c in live.fake.callbacks.values() if c.account_id == FB_ACCOUNT]
+    with httpx.Client() as client, ThreadPoolExecutor(max_workers=4) as pool:
+
+        def send(n: int) -> int:
+            fields = live.fake.webhook_fields(FB_ACCOUNT, "invoice.create", str(n))
+            return client.post(
+                callback.uri,
+                content=urllib.parse.urlencode(fields),
+                headers={
+                    "Content-Type": "application/x-www-form-urlencoded",
+                    SIGNATURE_HEADER: compute_signature(fields, callback.verifier),
+                },
+            ).status_code
+
+        assert list(pool.map(send, range(500))) == [200] * 500
+    assert live.fake.deliver("QUIET1", "invoice.create", "77").status_code == 200
+    batch = live.services.inbox_worker.batch_size
+
+    batches_before_quiet = 0
+    while _pending_of(live, quiet.connection.id):
+        assert live.services.inbox_worker.run_once() > 0
+        batches_before_quiet += 1
+        assert batches_before_quiet <= 500 // batch + 1, "the quiet connection's webhook was never taken"
+    assert batches_before_quiet == 1, "oldest-first across tenants would have needed 26 batches"
+    # Its webhook went through the whole stage, and the burst kept its own order: the oldest first.
+    (quiet_row,) = [r for r in rows(live) if r.connection_id == quiet.connection.id]
+    assert quiet_row.state == InboxState.DONE
+    noisy_states = [r.state for r in rows(live) if r.connection_id == noisy.connection.id]
+    assert noisy_states == [InboxState.IGNORED] * (batch - 1) + [InboxState.PENDING] * (500 - batch + 1)
+
+    # A webhook arriving while the burst is being worked off waits for the batch in flight at most.
+    live.fake.add_object("QUIET1", "invoices", invoice(78, "2026-11-24 07:05:00"))
+    assert live.fake.deliver("QUIET1", "invoice.create", "78").status_code == 200
+    assert live.services.inbox_worker.run_once() == batch
+    assert _pending_of(live, quiet.connection.id) == []
 
 
 def test_background_loop_picks_up_a_new_webhook_at_once(live: Live) -> None:

@@ -203,7 +203,7 @@ def test_inbox_waits_for_a_reconnect_and_loses_nothing(live: Live) -> None:
         {"id": 5, "amount": {"amount": "5.00", "code": "USD"}, "updated": "2026-11-24 07:05:00"},
     )
     live.fake.deliver(FB_ACCOUNT, "invoice.create", "5")
-    live.fake.deliver(FB_ACCOUNT, "invoice.create", "5")
+    live.fake.deliver(FB_ACCOUNT, "invoice.create", "5", user_id="2")  # another body for the same change
 
     assert live.services.inbox_worker.run_once() == 2  # both fail to get a token: revoked
     live.clock.advance(hours=30)  # far past the retry schedule

@@ -2,17 +2,31 @@
 
 from __future__ import annotations
 
+import datetime as dt
+import hashlib
 import logging
+import threading
 import urllib.parse
+from concurrent.futures import ThreadPoolExecutor
 
+import httpx
 import pytest
 from prometheus_client import REGISTRY
 from sqlalchemy import func, select
 
+from connector.freshbooks.verification import (
+    MAX_PENDING_PER_CONNECTION,
+    STALE_AFTER,
+    UNKNOWN_CALLBACK_GRACE,
+    decide,
+)
 from connector.ingest.signature import compute_signature
-from storage.models import CallbackVerification, FreshBooksCallback, InboxState, WebhookInbox
-from tests.conftest import FB_ACCOUNT, Live
+from storage.inbox import REPEAT_WINDOW
+from storage.models import CallbackVerification, FreshBooksCallback, InboxState, WebhookDigest, WebhookInbox
+from tests.conftest import FB_ACCOUNT, Live, clock_start
 from tests.fakes.freshbooks import FakeCallback
+
+FORM = {"Content-Type": "application/x-www-form-urlencoded"}
 
 
 def inbox_rows(live: Live) -> list[WebhookInbox]:
@@ -75,7 +89,7 @@ def test_forged_verify_for_a_verified_callback_changes_nothing(live: Live) -> No
         ours = session.scalars(select(FreshBooksCallback)).one()
         states = session.scalars(select(CallbackVerification.state).order_by(CallbackVerification.id)).all()
     assert live.services.cipher.decrypt(ours.verifier_enc or "") == fb_callback.verifier
-    assert states == ["accepted", "ignored"]
+    assert states == ["accepted"], "the forged candidate was dropped, not kept"
     assert len(live.fake.calls_to("PUT", "/events")) == puts_before  # never even asked FreshBooks
     # Webhooks signed with the attacker's key are still refused.
     fields = live.fake.webhook_fields(FB_ACCOUNT, "invoice.create", "42")
@@ -110,7 +124,7 @@ def test_forged_verify_for_an_unverified_callback_is_refused_by_freshbooks(live:
     assert live.services.cipher.decrypt(ours.verifier_enc or "") == fb_callback.verifier
 
 
-def test_verify_for_a_callback_we_never_registered_waits_then_is_ignored(live: Live) -> None:
+def test_verify_for_a_callback_we_never_registered_waits_then_expires_and_is_purged(live: Live) -> None:
     new = live.connect()
     stranger = FakeCallback(
         callback_id=999_999,
@@ -124,12 +138,87 @@ def test_verify_for_a_callback_we_never_registered_waits_then_is_ignored(live: L
     live.services.verification.process_pending()
     with live.services.db.session() as session:
         assert session.scalars(select(CallbackVerification.state)).all() == ["pending"]
-    live.clock.advance(minutes=11)
-    live.services.verification.process_pending()
-    with live.services.db.session() as session:
-        assert session.scalars(select(CallbackVerification.state)).all() == ["ignored"]
-        assert session.scalar(select(func.count()).select_from(FreshBooksCallback)) == 0
+    live.clock.advance(minutes=UNKNOWN_CALLBACK_GRACE.total_seconds() / 60 + 1)
+    assert live.services.verification.process_pending() == 1
+    assert count(live, CallbackVerification) == 0
+    assert count(live, FreshBooksCallback) == 0
     assert live.fake.calls_to("PUT", "/events") == []
+
+
+def forged_verify(callback_id: int) -> str:
+    return urllib.parse.urlencode(
+        {"name": "callback.verify", "object_id": str(callback_id), "verifier": f"forged-{callback_id}"}
+    )
+
+
+def pending_of(live: Live, connection_id: int) -> int:
+    with live.services.db.read() as session:
+        return len(
+            session.scalars(
+                select(CallbackVerification.id).where(
+                    CallbackVerification.connection_id == connection_id,
+                    CallbackVerification.state == "pending",
+                )
+            ).all()
+        )
+
+
+def test_a_flood_of_forged_verifies_for_one_connection_never_holds_another(live: Live) -> None:
+    """Verify requests cannot be signed. 100 forged ones for one connection (unknown callback ids,
+    which wait for a registration that may still be under way) used to fill the loop's whole pass
+    and hold every other connection's verification for 10 minutes, or for as long as they came."""
+    flooded = live.connect()
+    other = live.connect(team_id="T0002", account_id="OTHER2")
+    assert live.services.registrar is not None
+    before = rejected("too_many_verifications")
+
+    with httpx.Client() as client:
+        url = f"{live.url}/freshbooks/webhooks/{flooded.webhook_token}"
+        answers = [
+            client.post(url, content=forged_verify(500_000 + n), headers=FORM).status_code for n in range(100)
+        ]
+    cap = MAX_PENDING_PER_CONNECTION
+    assert answers == [200] * cap + [429] * (100 - cap)
+    assert rejected("too_many_verifications") == before + 100 - cap
+    assert pending_of(live, flooded.connection.id) == cap
+
+    # The other connection's handshake goes through at once, on the registration path...
+    first = live.services.registrar.register(other.connection.id, "invoice.create")
+    # ... and on the loop's path, in its first pass, behind none of the flood.
+    live.fake.send_verify_on_register = False
+    second = live.services.registrar.register(other.connection.id, "bill.create")
+    assert live.fake.send_verify(live.fake.callbacks[second.callback_id]).status_code == 200
+    assert live.services.verification.process_pending() == 1
+    with live.services.db.read() as session:
+        theirs = session.scalars(
+            select(FreshBooksCallback).where(FreshBooksCallback.connection_id == other.connection.id)
+        ).all()
+    assert sorted(c.callback_id for c in theirs if c.verified) == [first.callback_id, second.callback_id]
+    assert all(live.fake.callbacks[c].verified for c in (first.callback_id, second.callback_id))
+    # FreshBooks was never asked about a forged candidate: they name no callback we registered.
+    put = {c.path.rsplit("/", 1)[1] for c in live.fake.calls_to("PUT", "/events")}
+    assert put == {str(first.callback_id), str(second.callback_id)}
+    assert pending_of(live, flooded.connection.id) == cap
+
+    # The flood's candidates expire with the registration grace and are deleted, not kept.
+    live.clock.advance(minutes=UNKNOWN_CALLBACK_GRACE.total_seconds() / 60 + 1)
+    assert live.services.verification.process_pending() == cap
+    assert pending_of(live, flooded.connection.id) == 0
+    with live.services.db.read() as session:
+        left = session.scalars(
+            select(CallbackVerification.connection_id).where(CallbackVerification.state != "accepted")
+        ).all()
+    assert left == []
+    # And the flooded connection takes verify requests again.
+    assert live.post_webhook(flooded.webhook_token, forged_verify(1)).status_code == 200
+
+
+def test_a_candidate_that_cannot_be_confirmed_goes_stale() -> None:
+    now = clock_start()
+    waiting = {"callback_known": True, "callback_verified": False, "resend_requested_at": None, "now": now}
+    assert decide(received_at=now - STALE_AFTER, **waiting).put_verifier
+    stale = decide(received_at=now - STALE_AFTER - dt.timedelta(seconds=1), **waiting)
+    assert stale.drop and not stale.put_verifier
 
 
 def test_verify_for_another_account_is_refused(live: Live) -> None:
@@ -287,12 +376,72 @@ def test_known_but_unsupported_event_is_kept_as_ignored(live: Live) -> None:
     assert live.services.inbox_worker.run_once() == 0
 
 
-def test_every_repeat_delivery_is_kept(live: Live) -> None:
+def repeated() -> float:
+    return REGISTRY.get_sample_value("fbslack_webhooks_repeated_total", {"event": "invoice.update"}) or 0.0
+
+
+def test_a_body_repeated_within_24_hours_is_acknowledged_without_a_row_or_a_fetch(live: Live) -> None:
     new = live.connect_and_register("invoice.update")
+    live.fake.add_object(FB_ACCOUNT, "invoices", {"id": 77, "updated": "2026-11-24 07:00:00"})
     body, signature = signed(live, "invoice.update", "77")
-    for _ in range(3):
-        assert live.post_webhook(new.webhook_token, body, signature=signature).status_code == 200
-    assert [r.object_id for r in inbox_rows(live)] == ["77", "77", "77"]
+    fetch = f"/accounting/account/{FB_ACCOUNT}/invoices/invoices/77"
+    before = repeated()
+
+    first = live.post_webhook(new.webhook_token, body, signature=signature)
+    assert (first.status_code, first.text) == (200, "ok\n")
+    assert live.services.inbox_worker.run_once() == 1
+    for _ in range(3):  # a FreshBooks retry, or someone replaying a captured request
+        again = live.post_webhook(new.webhook_token, body, signature=signature)
+        assert (again.status_code, again.text) == (200, "repeated webhook, already received\n")
+    assert live.services.inbox_worker.run_once() == 0
+    assert len(inbox_rows(live)) == 1
+    assert len(live.fake.calls_to("GET", fetch)) == 1
+    assert repeated() == before + 3
+
+    # Only the bytes count: the same fields in another order are another body (and another MAC).
+    callback = next(c for c in live.fake.callbacks.values() if c.event == "invoice.update")
+    fields = list(reversed(live.fake.webhook_fields(FB_ACCOUNT, "invoice.update", "77")))
+    other = live.post_webhook(
+        new.webhook_token,
+        urllib.parse.urlencode(fields),
+        signature=compute_signature(fields, callback.verifier),
+    )
+    assert (other.status_code, other.text) == (200, "ok\n")
+    assert len(inbox_rows(live)) == 2
+
+    # The window is 24 hours of the injected clock, from the stored one.
+    live.clock.advance(seconds=REPEAT_WINDOW.total_seconds() - 1)
+    assert live.post_webhook(new.webhook_token, body, signature=signature).text.startswith("repeated")
+    live.clock.advance(seconds=2)
+    assert live.post_webhook(new.webhook_token, body, signature=signature).text == "ok\n"
+    assert len(inbox_rows(live)) == 3
+
+    # What is kept is a keyed hash per connection, never the body, and old ones are purged.
+    with live.services.db.read() as session:
+        digests = session.execute(select(WebhookDigest.connection_id, WebhookDigest.digest)).all()
+    assert len(digests) == 2 and {c for c, _ in digests} == {new.connection.id}
+    assert all(body not in d and hashlib.sha256(body.encode()).hexdigest()[:32] != d for _, d in digests)
+    live.clock.advance(seconds=REPEAT_WINDOW.total_seconds() + 1)
+    live.services.retention.purge()
+    assert count(live, WebhookDigest) == 0
+
+
+def test_identical_webhooks_at_once_make_one_row(live: Live) -> None:
+    """Concurrent requests share a commit (the group commit), or race in separate ones: either
+    way the body is stored once and every request is acknowledged."""
+    new = live.connect_and_register("invoice.update")
+    body, signature = signed(live, "invoice.update", "88")
+    start = threading.Barrier(16)
+
+    def post(_: int) -> httpx.Response:
+        start.wait(10)
+        return live.post_webhook(new.webhook_token, body, signature=signature)
+
+    with ThreadPoolExecutor(max_workers=16) as pool:
+        answers = list(pool.map(post, range(16)))
+    assert [a.status_code for a in answers] == [200] * 16
+    assert sorted(a.text for a in answers) == ["ok\n"] + ["repeated webhook, already received\n"] * 15
+    assert [r.object_id for r in inbox_rows(live)] == ["88"]
 
 
 def test_any_registered_callbacks_verifier_is_accepted(live: Live) -> None:

@@ -146,7 +146,7 @@ class CallbackRegistrar:
             self._attempt(errors, f"resend verification of callback {callback_id}", resend, callback_id)
         for event in plan.register:
             self._attempt(errors, f"register {event}", lambda e: self.register(connection_id, e), event)
-        self._verification.process_pending()
+        self._verification.process_pending(connection_id)
         with self._db.session() as session:
             mine = connections.callbacks_of(session, connection_id)
         health = CallbackHealth(
@@ -197,6 +197,7 @@ class CallbackRegistrar:
             },
         )
         # FreshBooks usually POSTs callback.verify before the registration call returns; that
-        # request is waiting in callback_verifications and can be settled now.
-        self._verification.process_pending()
+        # request is waiting in callback_verifications and can be settled now (ours only: another
+        # connection's pending candidates are the loop's business, not this caller's wait).
+        self._verification.process_pending(connection_id)
         return info

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from connector import metrics
 from connector.clock import Clock
 from connector.events import SUPPORTED_EVENTS
+from connector.freshbooks.verification import MAX_PENDING_PER_CONNECTION
 from connector.ingest.batcher import CommitFailed, GroupCommit
 from connector.ingest.form import (
     MalformedWebhook,
@@ -23,7 +24,9 @@ from connector.ingest.signature import signature_matches
 from storage import connections, inbox
 from storage.crypto import Cipher
 from storage.db import Database
+from storage.inbox import NotStored
 from storage.models import InboxState
+from storage.search import BlindIndex
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +46,7 @@ class _Outcome:
     event: str | None = None
     object_id: str | None = None
     callback_id: int | None = None
+    repeated: bool = False
 
 
 def _rejected(status: int, reason: str, message: str, connection_id: int | None = None) -> _Outcome:
@@ -81,20 +85,22 @@ class Intake:
         db: Database,
         cipher: Cipher,
         clock: Clock,
+        blind_index: BlindIndex,
         on_stored: Callable[[], None],
         on_verify: Callable[[], None],
     ) -> None:
         self._db = db
         self._cipher = cipher
         self._clock = clock
+        self._blind_index = blind_index
         self._on_stored = on_stored
         self._on_verify = on_verify
         self._targets: dict[str, _Target] = {}
         self._targets_lock = threading.Lock()
         # Concurrent requests of this process share one transaction and one commit.
-        self._inserts: GroupCommit[inbox.NewWebhook, int | None] = GroupCommit(self._insert_batch)
+        self._inserts: GroupCommit[inbox.NewWebhook, int | NotStored] = GroupCommit(self._insert_batch)
 
-    def _insert_batch(self, rows: Sequence[inbox.NewWebhook]) -> list[int | None]:
+    def _insert_batch(self, rows: Sequence[inbox.NewWebhook]) -> list[int | NotStored]:
         try:
             return inbox.store_webhooks(self._db, rows)
         except Exception as exc:
@@ -145,6 +151,13 @@ class Intake:
                 outcome.reject_reason,
                 extra={"context": context},
             )
+        elif outcome.repeated:
+            assert outcome.event is not None
+            metrics.WEBHOOKS_REPEATED.labels(event=outcome.event).inc()
+            log.info(
+                "webhook repeated, acknowledged without storing it again",
+                extra={"context": {**context, "event": outcome.event, "object_id": outcome.object_id}},
+            )
         elif outcome.callback_id is not None:
             metrics.VERIFICATIONS.labels(outcome="received").inc()
             log.info(
@@ -193,13 +206,18 @@ class Intake:
                 # Stored as a candidate only: the verifier becomes our HMAC key once FreshBooks
                 # accepts it for a callback we registered (see connector.freshbooks.verification).
                 with self._db.session() as session:
-                    inbox.add_verification(
+                    stored = inbox.add_verification(
                         session,
                         self._cipher,
                         connection_id=conn_id,
                         callback_id=verify.callback_id,
                         verifier=verify.verifier,
                         now=now,
+                        cap=MAX_PENDING_PER_CONNECTION,
+                    )
+                if stored is None:
+                    return _rejected(
+                        429, "too_many_verifications", "too many verifications pending; try later", conn_id
                     )
                 return _Outcome(
                     IntakeResult(200, "verification received"),
@@ -230,14 +248,26 @@ class Intake:
             raw_body=raw_body,
             state=InboxState.PENDING if supported else InboxState.IGNORED,
             now=now,
+            # Keyed (a dump cannot confirm a guessed body: they are mostly IDs) and of the bytes
+            # FreshBooks signed, which parse_fields has checked are UTF-8.
+            digest=self._blind_index.term("webhook_body", raw_body.decode("utf-8")),
         )
         try:
             inbox_id = self._inserts.submit(row)
         except CommitFailed:
             # Not stored, so not acknowledged: FreshBooks retries a webhook that gets no 2xx.
             return _rejected(503, "unavailable", "could not store the webhook; try again", conn_id)
-        if inbox_id is None:  # disconnected since our cached lookup
+        if inbox_id is NotStored.DISCONNECTED:  # since our cached lookup
             return _rejected(404, "unknown_token", "unknown webhook URL", conn_id)
+        if inbox_id is NotStored.REPEATED:
+            # Acknowledged, or FreshBooks would retry it: it is stored already, under its first id.
+            return _Outcome(
+                IntakeResult(200, "repeated webhook, already received"),
+                connection_id=conn_id,
+                event=notification.name,
+                object_id=notification.object_id,
+                repeated=True,
+            )
         return _Outcome(
             IntakeResult(200, "ok" if supported else "ignored event", inbox_id),
             connection_id=conn_id,

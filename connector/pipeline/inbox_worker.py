@@ -71,7 +71,7 @@ class InboxWorker:
         self._handler = handler
         self._clock = clock
         self._lease = lease_seconds
-        self._batch = batch_size
+        self.batch_size = batch_size
         self.owner = worker_id()
 
     def run_once(self) -> int:
@@ -87,7 +87,7 @@ class InboxWorker:
                 owner=self.owner,
                 now=self._clock(),
                 lease_seconds=self._lease,
-                limit=self._batch,
+                limit=self.batch_size,
             )
         if not items:
             return 0

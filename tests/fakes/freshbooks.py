@@ -216,25 +216,29 @@ class FakeFreshBooks:
         self.verify_responses.append(response)
         return response
 
-    def webhook_fields(self, account_id: str, event: str, object_id: str) -> list[tuple[str, str]]:
-        # Field order as in a real delivery (reference §1); the signature depends on it.
+    def webhook_fields(
+        self, account_id: str, event: str, object_id: str, user_id: str = "1"
+    ) -> list[tuple[str, str]]:
+        # Field order as in a real delivery (reference §1); the signature depends on it. The body
+        # has no timestamp: the same person changing the same object twice sends the same bytes.
         return [
             ("name", event),
             ("object_id", object_id),
-            ("user_id", "1"),
+            ("user_id", user_id),
             ("identity_id", "14051539"),
             ("business_id", "14393743"),
             ("account_id", account_id),
         ]
 
-    def deliver(self, account_id: str, event: str, object_id: str) -> httpx.Response:
-        """Send a signed webhook for `event` to the verified callback registered for it."""
+    def deliver(self, account_id: str, event: str, object_id: str, user_id: str = "1") -> httpx.Response:
+        """Send a signed webhook for `event` to the verified callback registered for it, as a
+        change made by FreshBooks user `user_id`."""
         callback = next(
             c
             for c in self.callbacks.values()
             if c.account_id == account_id and c.event == event and c.verified
         )
-        fields = self.webhook_fields(account_id, event, object_id)
+        fields = self.webhook_fields(account_id, event, object_id, user_id)
         return httpx.post(
             callback.uri,
             content=urllib.parse.urlencode(fields),
