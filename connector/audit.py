@@ -23,7 +23,7 @@ from connector.freshbooks.models import (
     Payment,
     parse_stored,
 )
-from connector.route import ALL_EVENT_NAMES, KINDS, RouteSyntaxError, facts_of, tokenize
+from connector.route import ALL_EVENT_NAMES, KINDS, RouteSyntaxError, facts_of, id_problem, tokenize
 from storage import audit, connections, search
 from storage.crypto import Cipher
 from storage.db import Database
@@ -130,6 +130,8 @@ class _Parsed:
             self.channel = found.group(1)
         elif found := _DELIVERY.fullmatch(value):
             self.delivery = int(found.group(1))
+        elif value[:1] in ("D", "d") and value[1:].isdigit():  # D², D٣, or more digits than an id has
+            raise _problem(id_problem(value[1:], "a delivery id"))
         elif lowered in _KIND_WORDS:
             self.names.extend(_KIND_WORDS[lowered])
         elif lowered in STATUSES:

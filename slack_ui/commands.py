@@ -20,7 +20,7 @@ from connector.home import HomeService
 from connector.permissions import Permissions, refusal
 from connector.preview import PreviewService
 from connector.render import OPEN_IN_FRESHBOOKS_ACTION_ID, escape
-from connector.route import RouteSyntaxError, parse_route_command
+from connector.route import RouteSyntaxError, id_problem, parse_id, parse_route_command
 from connector.rules import RuleError, RuleService, ensure_postable
 from connector.status import ConnectionReport
 from slack_ui import views
@@ -231,12 +231,14 @@ class FreshbooksCommand:
     ) -> None:
         words = (command.get("text") or "").split()
         wanted = words[1].lstrip("#") if len(words) == 2 else ""
-        if not wanted.isdigit():
+        rule_id = parse_id(wanted)
+        if rule_id is None:
             usage = "Usage: `/freshbooks unroute RULE-ID` (the number `/freshbooks rules` shows, e.g. `#3`)."
-            ack(response_type="ephemeral", text=usage)
+            problem = f"{id_problem(wanted, 'a rule number')}\n" if wanted else ""
+            ack(response_type="ephemeral", text=problem + usage)
             return
-        removed = self._services.rules.remove(team_id=command["team_id"], rule_id=int(wanted))
-        text = f"Rule #{wanted} removed." if removed else f"There is no rule #{wanted} in this workspace."
+        removed = self._services.rules.remove(team_id=command["team_id"], rule_id=rule_id)
+        text = f"Rule #{rule_id} removed." if removed else f"There is no rule #{rule_id} in this workspace."
         ack(response_type="ephemeral", text=text)
 
     def _audit(

@@ -118,3 +118,28 @@ def test_anyone_can_post_a_sample_message(live: Live) -> None:
         assert sample["text"].startswith("(Sample) Invoice SAMPLE-0042 created")
         assert "made-up data" in str(sample["blocks"])
         assert "metadata" not in sample
+
+
+def test_numbers_in_other_digits_or_too_large_get_a_helpful_answer(live: Live) -> None:
+    live.slack.add_channel(Channel("C0123"))
+    live.connect()
+    cases = {
+        "unroute ²": "Did you mean `2`?",
+        "unroute ٣": "Did you mean `3`?",
+        "unroute #\uff11\uff12": "Did you mean `12`?",
+        "unroute 1234567890123456789012345": "too large to be a rule number",
+        "replay D99999999999999999999999": "too large to be a delivery id",
+        "replay D٣": "Did you mean `3`?",
+        "audit D99999999999999999999": "too large to be a delivery id",
+        "route invoice <#C0123|x> min \u0661\u0660\u0660": "with the digits 0-9, like `100`",
+        "route invoice <#C0123|x> max 1234567890123456789012345678901234567890": "too large",
+        "route invoice <#C0123|x> min 1,234,567,890,123,456": "too large",
+    }
+    for text, hint in cases.items():
+        answer = say(live, text)
+        assert hint in answer, (text, answer)
+    assert rule_count(live) == 0
+    # The largest amount and id still work.
+    assert say(live, "route invoice <#C0123|x> min 999,999,999,999,999.99").startswith("Rule saved")
+    largest = "9" * 18
+    assert say(live, f"unroute {largest}") == f"There is no rule #{largest} in this workspace."
