@@ -29,6 +29,7 @@ from connector.freshbooks.tokens import TokenManager
 from connector.freshbooks.verification import VerificationService
 from connector.home import HomeService
 from connector.ingest.intake import Intake
+from connector.limits import SampleLimit
 from connector.notify import LogNotifier, Notifier, SlackNotifier
 from connector.permissions import Permissions
 from connector.pipeline import wake as wakeup
@@ -330,6 +331,7 @@ def build_services(
             audit=AuditCommands(
                 audit=audit_service, replay=replay, may_manage=Permissions(db=db).may_manage, clock=clock
             ),
+            samples=SampleLimit(db=db, clock=clock),
         ),
     )
     return Services(

@@ -17,6 +17,7 @@ from slack_sdk.errors import SlackApiError
 from connector.clock import Clock
 from connector.freshbooks.connect import ConnectError, ConnectService, DisconnectService
 from connector.home import HomeService
+from connector.limits import SampleLimit, wait_words
 from connector.permissions import Permissions, refusal
 from connector.preview import PreviewService
 from connector.render import OPEN_IN_FRESHBOOKS_ACTION_ID, escape
@@ -44,6 +45,7 @@ class CommandServices:
     permissions: Permissions  # who may run ADMIN_ONLY subcommands (connector.permissions)
     preview: PreviewService  # the rule modal's preview (connector.preview)
     audit: AuditCommands  # audit search and replay (connector.audit, connector.replay)
+    samples: SampleLimit  # one `/freshbooks test` per person per interval (connector.limits)
 
 
 # How long a command may work before it must acknowledge: Slack allows 3 s for the HTTP answer,
@@ -266,6 +268,15 @@ class FreshbooksCommand:
                 )
                 return
             channel = found.group(1)
+        wait = self._services.samples.take(team_id=command["team_id"], user_id=command["user_id"])
+        if wait is not None:
+            ack(
+                response_type="ephemeral",
+                text=f"You posted a sample message a moment ago; you can post another in {wait_words(wait)}. "
+                f"(One sample per person every {wait_words(self._services.samples.interval)}, so that "
+                "nobody floods a channel.)",
+            )
+            return
 
         def post_sample() -> str:
             check = ensure_postable(client, channel)

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from sqlalchemy import func, select
 
 from storage.models import Delivery, RoutingRule
-from tests.conftest import MEMBER, Live
+from tests.conftest import ADMIN, MEMBER, SLACK_BOT_TOKEN, Live, serve_live
+from tests.fakes.freshbooks import FakeFreshBooks
 from tests.fakes.slack import Channel
 
 
@@ -110,7 +113,9 @@ def test_anyone_can_post_a_sample_message(live: Live) -> None:
     live.slack.add_channel(Channel("G0PRIV", is_private=True, is_member=False))
 
     assert "Posted a sample message" in say(live, "test", user_id=MEMBER)
+    live.clock.advance(seconds=30)  # one sample per person every 30 seconds
     assert "Posted a sample message" in say(live, "test <#C0OTHER|other>", user_id=MEMBER)
+    live.clock.advance(seconds=30)
     assert "invite me first" in say(live, "test <#G0PRIV|secret>", user_id=MEMBER)
     assert "Usage" in say(live, "test #nope", user_id=MEMBER)
     for channel in (general, other):
@@ -143,3 +148,34 @@ def test_numbers_in_other_digits_or_too_large_get_a_helpful_answer(live: Live) -
     assert say(live, "route invoice <#C0123|x> min 999,999,999,999,999.99").startswith("Rule saved")
     largest = "9" * 18
     assert say(live, f"unroute {largest}") == f"There is no rule #{largest} in this workspace."
+
+
+def test_samples_are_limited_per_person_in_every_process(
+    live: Live,
+    database_url: str,
+    encryption_key: str,
+    fake_freshbooks: FakeFreshBooks,
+    tmp_path: Path,
+) -> None:
+    general = live.slack.add_channel(Channel("C0GENERAL", name="general"))
+    assert "Posted a sample message" in say(live, "test", user_id=MEMBER)
+    refused = say(live, "test", user_id=MEMBER)
+    assert refused.startswith("You posted a sample message a moment ago; you can post another in 30 seconds.")
+    assert "Posted a sample message" in say(live, "test", user_id=ADMIN)  # the limit is per person
+    # A second server process on the same database (another web worker, another host) knows it too.
+    with serve_live(
+        database_url=database_url,
+        encryption_key=encryption_key,
+        fake_freshbooks=fake_freshbooks,
+        slack=live.slack,
+        clock=live.clock,
+        tmp_path=tmp_path,
+        SLACK_BOT_TOKEN=SLACK_BOT_TOKEN,
+    ) as other:
+        live.clock.advance(seconds=21)
+        assert "you can post another in 9 seconds" in say(other, "test", user_id=MEMBER)
+        live.clock.advance(seconds=9)
+        assert "Posted a sample message" in say(other, "test", user_id=MEMBER)
+        assert "you can post another in 30 seconds" in say(live, "test", user_id=MEMBER)
+    assert len(general.messages) == 3
+    assert len(live.slack.calls_to("chat.postMessage")) == 3
