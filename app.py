@@ -31,7 +31,7 @@ from connector.home import HomeService
 from connector.ingest.intake import Intake
 from connector.limits import SampleLimit
 from connector.notify import LogNotifier, Notifier, SlackNotifier
-from connector.permissions import Permissions
+from connector.permissions import ChannelVisibility, Permissions
 from connector.pipeline import wake as wakeup
 from connector.pipeline.inbox_worker import InboxWorker
 from connector.pipeline.loop import BackgroundLoop
@@ -332,6 +332,7 @@ def build_services(
                 audit=audit_service, replay=replay, may_manage=Permissions(db=db).may_manage, clock=clock
             ),
             samples=SampleLimit(db=db, clock=clock),
+            visibility=ChannelVisibility(clock=clock),
         ),
     )
     return Services(

@@ -18,7 +18,7 @@ from connector.clock import Clock
 from connector.freshbooks.connect import ConnectError, ConnectService, DisconnectService
 from connector.home import HomeService
 from connector.limits import SampleLimit, wait_words
-from connector.permissions import Permissions, refusal
+from connector.permissions import ChannelVisibility, Permissions, refusal
 from connector.preview import PreviewService
 from connector.render import OPEN_IN_FRESHBOOKS_ACTION_ID, escape
 from connector.route import RouteSyntaxError, id_problem, parse_id, parse_route_command
@@ -46,6 +46,7 @@ class CommandServices:
     preview: PreviewService  # the rule modal's preview (connector.preview)
     audit: AuditCommands  # audit search and replay (connector.audit, connector.replay)
     samples: SampleLimit  # one `/freshbooks test` per person per interval (connector.limits)
+    visibility: ChannelVisibility  # private channels a member is not in stay out of their view
 
 
 # How long a command may work before it must acknowledge: Slack allows 3 s for the HTTP answer,
@@ -221,12 +222,22 @@ class FreshbooksCommand:
         ack()
 
     def _rules(
-        self, command: dict[str, Any], ack: Ack, _respond: Respond, _client: WebClient, _started: float
+        self, command: dict[str, Any], ack: Ack, respond: Respond, client: WebClient, started: float
     ) -> None:
-        ack(
-            response_type="ephemeral",
-            text=views.rules_text(self._services.rules.list(team_id=command["team_id"])),
-        )
+        def listing() -> str:
+            team_id, user_id = command["team_id"], command["user_id"]
+            rules = self._services.rules.list(team_id=team_id)
+            if not rules or self._services.permissions.may_manage(client, team_id, user_id):
+                return views.rules_text(rules)
+            hidden = self._services.visibility.hidden(
+                client, team_id=team_id, user_id=user_id, channel_ids={r.channel_id for r in rules}
+            )
+            shown = [r for r in rules if r.channel_id not in hidden]
+            note = "\n_Rules for private channels are shown to the people in them._" if hidden else ""
+            return views.rules_text(shown) + note
+
+        # A member's listing asks Slack who is in which private channel first (two calls, cached).
+        self._answer_in_time(listing, ack, respond, started=started, meanwhile="Listing the rules…")
 
     def _unroute(
         self, command: dict[str, Any], ack: Ack, _respond: Respond, _client: WebClient, _started: float
@@ -287,7 +298,19 @@ class FreshbooksCommand:
             return
 
         def post_sample() -> str:
-            check = ensure_postable(client, channel)
+            team_id, user_id = command["team_id"], command["user_id"]
+            manager = self._services.permissions.may_manage(client, team_id, user_id)
+            hidden = (
+                frozenset()
+                if manager
+                else self._services.visibility.hidden(
+                    client, team_id=team_id, user_id=user_id, channel_ids=[channel]
+                )
+            )
+            if hidden:
+                return "No sample posted: that is a private channel you are not in."
+            # Joining a channel stays an admin's act: a member's sample goes only where the app is.
+            check = ensure_postable(client, channel, join=manager)
             if not check.ok:
                 return f"No sample posted: {check.reason}"
             message = views.sample_message()

@@ -48,7 +48,12 @@ class HomeListeners:
 
     def publish(self, client: WebClient, team_id: str, user_id: str, pages: Pages | None = None) -> None:
         access = self._s.permissions.access(client, team_id, user_id)
-        data = self._s.home.gather(team_id, pages)
+        hidden: frozenset[str] = frozenset()
+        if not access.can_manage:  # a member: nothing of a private channel they are not in
+            hidden = self._s.visibility.hidden(
+                client, team_id=team_id, user_id=user_id, channel_ids=self._s.home.channels_shown(team_id)
+            )
+        data = self._s.home.gather(team_id, pages, hidden)
         view = build_home(data, self._s.clock(), Viewer(can_manage=access.can_manage, admin=access.admin))
         try:
             client.views_publish(user_id=user_id, view=view)
