@@ -30,7 +30,7 @@ from connector.freshbooks.verification import VerificationService
 from connector.home import HomeService
 from connector.ingest.intake import Intake
 from connector.limits import SampleLimit
-from connector.notify import LogNotifier, Notifier, SlackNotifier
+from connector.notify import LogNotifier, Notifier, SlackNotifier, workspace_name
 from connector.permissions import ChannelVisibility, Permissions
 from connector.pipeline import wake as wakeup
 from connector.pipeline.inbox_worker import InboxWorker
@@ -287,6 +287,7 @@ def build_services(
         config=oauth_config,
         clock=clock,
         on_connected=on_connected,
+        workspace_name=lambda team_id: workspace_name(slack.client_for_team(team_id)),
     )
     disconnect = DisconnectService(
         db=db, cipher=cipher, client=freshbooks, tokens=tokens, public_url=settings.public_url, clock=clock
@@ -418,6 +419,7 @@ def create_app(
             setup_todo=settings.missing_setup,
             metrics_body=lambda: metrics.exposition(queues),
             metrics_token=settings.metrics_token.get_secret_value() if settings.metrics_token else None,
+            secure_cookies=(settings.public_url or "").startswith("https://"),
         )
     )
     _slack_routes(flask_app, services.bolt)
