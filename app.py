@@ -32,8 +32,9 @@ from connector.freshbooks.tokens import TokenManager
 from connector.freshbooks.verification import VerificationService
 from connector.home import HomeService
 from connector.ingest.intake import Intake
-from connector.notify import LogNotifier, Notifier, SlackNotifier
-from connector.permissions import Permissions
+from connector.limits import SampleLimit
+from connector.notify import LogNotifier, Notifier, SlackNotifier, workspace_name
+from connector.permissions import ChannelVisibility, Permissions
 from connector.pipeline import wake as wakeup
 from connector.pipeline.inbox_worker import InboxWorker
 from connector.pipeline.loop import BackgroundLoop
@@ -301,6 +302,7 @@ def build_services(
         config=oauth_config,
         clock=clock,
         on_connected=on_connected,
+        workspace_name=lambda team_id: workspace_name(slack.client_for_team(team_id)),
     )
     disconnect = DisconnectService(
         db=db, cipher=cipher, client=freshbooks, tokens=tokens, public_url=settings.public_url, clock=clock
@@ -345,6 +347,8 @@ def build_services(
             audit=AuditCommands(
                 audit=audit_service, replay=replay, may_manage=Permissions(db=db).may_manage, clock=clock
             ),
+            samples=SampleLimit(db=db, clock=clock),
+            visibility=ChannelVisibility(clock=clock),
         ),
     )
     return Services(
@@ -434,6 +438,7 @@ def create_app(
             setup_todo=settings.missing_setup,
             metrics_body=lambda: metrics.exposition(queues),
             metrics_token=settings.metrics_token.get_secret_value() if settings.metrics_token else None,
+            secure_cookies=(settings.public_url or "").startswith("https://"),
         )
     )
     _slack_routes(flask_app, services.bolt)

@@ -66,6 +66,10 @@ QUERIES = [
     ("kind + status delivered", "bill.create delivered"),
     ("rare word + status (worst case)", "client999 status:pending"),
     ("no match", "nosuchclient"),
+    # The word cap's worst case (connector.audit.MAX_WORDS = 4): four words that every event or a
+    # fifth of them carry, whose intersection is empty, so no scan can stop early.
+    ("4 common words, no match (cap)", "ltd acme globex initech"),
+    ("3 common words, no match", "ltd acme globex"),
 ]
 
 

@@ -23,7 +23,7 @@ from connector.freshbooks.models import (
     Payment,
     parse_stored,
 )
-from connector.route import ALL_EVENT_NAMES, KINDS, RouteSyntaxError, facts_of, tokenize
+from connector.route import ALL_EVENT_NAMES, KINDS, RouteSyntaxError, facts_of, id_problem, tokenize
 from storage import audit, connections, search
 from storage.crypto import Cipher
 from storage.db import Database
@@ -31,6 +31,10 @@ from storage.search import STATUS_STATES, BlindIndex, SearchFilter, SearchRow
 
 STATUSES: tuple[str, ...] = tuple(STATUS_STATES)
 RESULT_LIMIT = 10
+# Each word of a number or name is one more blind-index lookup in the search (an IN over
+# search_terms whose cost grows with how many events carry the word): the cap bounds a query's cost
+# to MAX_WORDS such lookups (figures in bench/audit_search.py and the README).
+MAX_WORDS = 4
 
 AUDIT_USAGE = (
     "Usage: `/freshbooks audit [WORDS] [KIND] [STATUS] [#channel] [since:DATE] [until:DATE]`\n"
@@ -130,6 +134,8 @@ class _Parsed:
             self.channel = found.group(1)
         elif found := _DELIVERY.fullmatch(value):
             self.delivery = int(found.group(1))
+        elif value[:1] in ("D", "d") and value[1:].isdigit():  # D², D٣, or more digits than an id has
+            raise _problem(id_problem(value[1:], "a delivery id"))
         elif lowered in _KIND_WORDS:
             self.names.extend(_KIND_WORDS[lowered])
         elif lowered in STATUSES:
@@ -172,6 +178,7 @@ def parse_audit_query(text: str, *, today: dt.date) -> AuditQuery:
             parsed.plain(token.text)
     if parsed.since is not None and parsed.until is not None and parsed.until < parsed.since:
         raise _problem("`until` is before `since`.")
+    _check_word_count(parsed.words)
     return AuditQuery(
         words=tuple(parsed.words),
         event_names=tuple(dict.fromkeys(parsed.names)),
@@ -180,6 +187,20 @@ def parse_audit_query(text: str, *, today: dt.date) -> AuditQuery:
         since=parsed.since,
         until=parsed.until,
         delivery_id=parsed.delivery,
+    )
+
+
+def _check_word_count(words: list[str]) -> None:
+    """At most MAX_WORDS lookups (a word like O'Brien is two: `o` and `brien`), else a helpful answer."""
+    lookups = list(dict.fromkeys(tuple(group) for word in words for group in word_alternatives(word)))
+    if len(lookups) <= MAX_WORDS:
+        return
+    shown = ", ".join(f"`{word[:20]}`" for word in words[:8]) + (", …" if len(words) > 8 else "")
+    raise _problem(
+        f"A search matches at most {MAX_WORDS} words of a number or a name, and this one has "
+        f"{len(lookups)} ({shown}). Keep the most distinctive ones: an invoice or bill number alone is "
+        "enough, and one rare word of a name usually is. Narrow it further with a kind "
+        "(`invoice.paid`), a status (`failed`), a #channel or `since:30d`."
     )
 
 
@@ -329,9 +350,11 @@ class AuditService:
 
     def search(self, *, team_id: str, query: AuditQuery, limit: int = RESULT_LIMIT) -> AuditResult:
         # Terms first: the key may have to be created, which must not happen inside a read.
-        groups = [
-            tuple(self._index.terms(group)) for word in query.words for group in word_alternatives(word)
-        ]
+        groups = list(
+            dict.fromkeys(
+                tuple(self._index.terms(group)) for word in query.words for group in word_alternatives(word)
+            )
+        )
         with self._db.read() as session:
             workspace_id = connections.workspace_of_team(session, team_id)
             if workspace_id is None:

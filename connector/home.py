@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 from connector.clock import Clock
 from connector.route import Rule
 from connector.status import ConnectionReport, workspace_status
-from storage import alerts, allowlist, connections, rules
+from storage import alerts, allowlist, connections, outbox, rules
 from storage.crypto import Cipher
 from storage.db import Database
 from storage.models import Delivery, DeliveryState, Event
@@ -138,7 +138,31 @@ def _delivery_page(session: Session, query: Select[Delivery, str], requested: in
     return Page(_lines(rows), number, total)
 
 
-def gather(db: Database, cipher: Cipher, team_id: str, pages: Pages | None = None) -> HomeData:
+def _alert_channel(cause: str) -> str | None:
+    """`is_archived:C0123` -> `C0123`; None for a cause about the whole workspace."""
+    return cause.partition(":")[2] or None
+
+
+def channels_shown(db: Database, team_id: str) -> set[str]:
+    """Every channel the App Home could name: of rules, deliveries and alerts."""
+    with db.read() as session:
+        workspace = connections.workspace_of_team(session, team_id)
+        if workspace is None:
+            return set()
+        found = rules.channels_of_rules(session, workspace_id=workspace)
+        found |= outbox.channels_of_workspace(session, workspace_id=workspace)
+        causes = (_alert_channel(a.cause) for a in alerts.open_alerts(session, workspace))
+        return found | {c for c in causes if c}
+
+
+def gather(
+    db: Database,
+    cipher: Cipher,
+    team_id: str,
+    pages: Pages | None = None,
+    hidden: frozenset[str] = frozenset(),
+) -> HomeData:
+    """What the Home shows; nothing of a channel in `hidden` (private channels the member is not in)."""
     pages = pages or Pages()
     reports = workspace_status(db, cipher, team_id)
     with db.read() as session:
@@ -150,12 +174,17 @@ def gather(db: Database, cipher: Cipher, team_id: str, pages: Pages | None = Non
             .join(Event, Event.id == Delivery.event_id)
             .where(Delivery.workspace_id == workspace)
         )
+        if hidden:
+            base = base.where(Delivery.channel_id.not_in(hidden))
+        shown_rules = [
+            r for r in rules.rules_of_workspace(session, cipher, workspace) if r.channel_id not in hidden
+        ]
         attention = base.where(Delivery.state.in_((DeliveryState.PARKED, DeliveryState.FAILED)))
         allowed_total = allowlist.count_allowed(session, workspace_id=workspace)
         allowed_page = clamp(pages.allowed, allowed_total)
         return HomeData(
             connections=reports,
-            rules=page_of(rules.rules_of_workspace(session, cipher, workspace), pages.rules),
+            rules=page_of(shown_rules, pages.rules),
             recent=_delivery_page(session, base, pages.recent),
             attention=_delivery_page(session, attention, pages.attention),
             allowed=Page(
@@ -165,7 +194,11 @@ def gather(db: Database, cipher: Cipher, team_id: str, pages: Pages | None = Non
                 allowed_page,
                 allowed_total,
             ),
-            alerts=[a.cause for a in alerts.open_alerts(session, workspace)],
+            alerts=[
+                a.cause
+                for a in alerts.open_alerts(session, workspace)
+                if _alert_channel(a.cause) not in hidden
+            ],
         )
 
 
@@ -177,8 +210,13 @@ class HomeService:
         self._cipher = cipher
         self._clock = clock
 
-    def gather(self, team_id: str, pages: Pages | None = None) -> HomeData:
-        return gather(self._db, self._cipher, team_id, pages)
+    def gather(
+        self, team_id: str, pages: Pages | None = None, hidden: frozenset[str] = frozenset()
+    ) -> HomeData:
+        return gather(self._db, self._cipher, team_id, pages, hidden)
+
+    def channels_shown(self, team_id: str) -> set[str]:
+        return channels_shown(self._db, team_id)
 
     def allow(self, *, team_id: str, user_ids: list[str], by: str) -> int:
         """Put people on this workspace's allowlist; returns how many were not on it already."""

@@ -42,3 +42,15 @@ class LogNotifier:
         # Not the text: it can name the customer's business.
         log.warning("Slack is not configured: a message for user %s in %s was not sent", user_id, team_id)
         return False
+
+
+def workspace_name(client: WebClient | None) -> str | None:
+    """The workspace's name as Slack shows it (auth.test needs no scope); None when Slack does not say."""
+    if client is None:
+        return None
+    try:
+        name = client.auth_test().get("team")
+    except SlackApiError as exc:
+        log.warning("auth.test failed: %s", exc.response.get("error"))
+        return None
+    return str(name) if name else None

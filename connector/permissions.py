@@ -6,16 +6,22 @@ rule modals, App Home buttons) needs `may_manage`; changing the allowlist itself
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
+import threading
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from typing import TypeVar
 
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
+from connector.clock import Clock
 from storage import allowlist, connections
 from storage.db import Database
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 WHO_MAY_MANAGE = "workspace admins, owners and people they allow in the FreshBooks app's Home tab"
 ALLOWLIST_REFUSAL = "Only workspace admins and owners can change who else may manage the FreshBooks app."
@@ -66,3 +72,95 @@ class Permissions:
     def may_manage(self, client: WebClient, team_id: str, user_id: str) -> bool:
         # The allowlist is a local read; users.info (a Slack call) only when it says no.
         return self.allowlisted(team_id, user_id) or is_admin(client, user_id)
+
+
+# -- what a member may see ----------------------------------------------------------------------
+
+VISIBILITY_CACHE = dt.timedelta(seconds=60)
+_PAGE = 200  # Slack recommends no more than 200 results a page
+
+
+def _conversations(client: WebClient, *, types: str, user: str | None = None) -> dict[str, bool]:
+    """users.conversations, every page: channel id -> is_private."""
+    found: dict[str, bool] = {}
+    cursor = ""
+    while True:
+        page = client.users_conversations(limit=_PAGE, cursor=cursor or None, types=types, user=user)
+        for channel in page.get("channels") or []:
+            found[str(channel["id"])] = bool(channel.get("is_private"))
+        cursor = (page.get("response_metadata") or {}).get("next_cursor") or ""
+        if not cursor:
+            return found
+
+
+def _is_private(client: WebClient, channel_id: str) -> bool:
+    """conversations.info for a channel the app is not in; one it cannot see counts as private."""
+    try:
+        return bool(client.conversations_info(channel=channel_id)["channel"].get("is_private"))
+    except SlackApiError:
+        return True
+
+
+def _private_check(client: WebClient, channel_id: str) -> Callable[[], bool]:
+    return lambda: _is_private(client, channel_id)
+
+
+class ChannelVisibility:
+    """Which channels' rules and deliveries a member (someone who may not manage) must not see:
+    private channels they are not in. Admins and allowlisted people see everything (callers check).
+
+    Two users.conversations calls answer it (Tier 3, about 50 a minute): the app's own channels
+    (which are private), then the member's private channels that the app shares ("non-public
+    channels are restricted to those where the calling user shares membership"). A private channel
+    the app has left is hidden from members, and so is everything when Slack does not answer.
+    Answers are cached for VISIBILITY_CACHE (per process), so opening the Home again costs nothing.
+    """
+
+    def __init__(self, *, clock: Clock, ttl: dt.timedelta = VISIBILITY_CACHE) -> None:
+        self._clock = clock
+        self._ttl = ttl
+        self._cache: dict[tuple[str, ...], tuple[dt.datetime, object]] = {}
+        self._lock = threading.Lock()
+
+    def _cached(self, key: tuple[str, ...], load: Callable[[], T]) -> T:
+        now = self._clock()
+        with self._lock:
+            hit = self._cache.get(key)
+            if hit is not None and now - hit[0] < self._ttl:
+                return hit[1]  # type: ignore[return-value]
+        value = load()
+        with self._lock:
+            if len(self._cache) > 10_000:  # many people and channels: start again rather than grow
+                self._cache.clear()
+            self._cache[key] = (now, value)
+        return value
+
+    def hidden(
+        self, client: WebClient, *, team_id: str, user_id: str, channel_ids: Iterable[str]
+    ) -> frozenset[str]:
+        """The channels among `channel_ids` this member must not see."""
+        wanted = set(channel_ids)
+        if not wanted:
+            return frozenset()
+        try:
+            apps = self._cached(
+                ("app", team_id), lambda: _conversations(client, types="public_channel,private_channel")
+            )
+        except SlackApiError as exc:
+            log.warning("users.conversations failed: %s", exc.response.get("error"))
+            return frozenset(wanted)
+        private = {c for c in wanted if apps.get(c, True)}
+        for channel_id in [c for c in private if c not in apps]:  # the app is not in it
+            if not self._cached(("info", team_id, channel_id), _private_check(client, channel_id)):
+                private.discard(channel_id)
+        if not private:
+            return frozenset()
+        try:
+            mine = self._cached(
+                ("user", team_id, user_id),
+                lambda: _conversations(client, user=user_id, types="private_channel"),
+            )
+        except SlackApiError as exc:
+            log.warning("users.conversations failed: %s", exc.response.get("error"))
+            return frozenset(private)
+        return frozenset(private - set(mine))

@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 
 from connector.audit import AuditSyntaxError, parse_audit_query
 from connector.clock import Clock
-from connector.route import RouteSyntaxError, tokenize
+from connector.route import RouteSyntaxError, id_problem, tokenize
 from storage import audit, connections, outbox
 from storage.crypto import Cipher
 from storage.db import Database
@@ -90,6 +90,9 @@ def parse_replay_command(text: str, *, today: dt.date) -> ReplayCommand:
         return ReplayFailed(to_channel=to_channel, since=since)
     found_id = _ID.fullmatch(first)
     if not found_id:
+        digits = first[1:] if first[:1] in ("#", "D", "d") else first
+        if digits.isdigit():  # digits other than 0-9 ('²', '٣'), or too many for an id
+            raise _problem(id_problem(digits, "a delivery id"))
         raise _problem(f"`{first[:40]}` is not a delivery id (like `D123`) or `failed`.")
     if since is not None:
         raise _problem("`since` goes with `replay failed`, not with one delivery.")

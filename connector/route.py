@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import difflib
 import re
+import unicodedata
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from decimal import Decimal
@@ -275,10 +276,61 @@ def parse_patterns(text: str) -> tuple[str, ...]:
     return _simplify(patterns)
 
 
-# ASCII digits only: \d would also accept Arabic-Indic and other digits that Decimal reads.
-_PLAIN_AMOUNT = re.compile(r"[0-9]+(?:\.[0-9]{1,2})?")
-_GROUPED_AMOUNT = re.compile(r"[0-9]{1,3}(?:,[0-9]{3})+(?:\.[0-9]{1,2})?")
+# -- numbers people type --------------------------------------------------------------------------
+# ASCII digits only, and bounded: str.isdigit() and \d accept '²' and '٣' (int() refuses the first,
+# reads the second), and int() of a 25-digit id overflows the database's 64-bit integer.
+
+MAX_ID_DIGITS = 18  # every id fits a signed 64-bit integer (PostgreSQL bigint, SQLite INTEGER)
+_ID = re.compile(rf"[0-9]{{1,{MAX_ID_DIGITS}}}")
+
+
+def ascii_spelling(text: str) -> str | None:
+    """A number typed in other digits (Arabic-Indic 100, a superscript 2), spelled with 0-9; None if
+    `text` is already ASCII or has a character that is no digit. Pure."""
+    if text.isascii():
+        return None
+    spelled: list[str] = []
+    for char in text:
+        if char.isascii():
+            spelled.append(char)
+            continue
+        value = unicodedata.digit(char, None)
+        if value is None:
+            return None
+        spelled.append(str(value))
+    return "".join(spelled)
+
+
+def parse_id(text: str) -> int | None:
+    """A rule or delivery id as typed (or carried in a button): 1 to 18 ASCII digits, else None. Pure."""
+    return int(text) if _ID.fullmatch(text) else None
+
+
+def id_problem(text: str, noun: str) -> str:
+    """Why `text` is not `noun` (e.g. "a rule number"), in words for the person who typed it. Pure."""
+    shown = _shown(text)
+    spelled = ascii_spelling(text)
+    if spelled is not None and spelled.isascii() and spelled.isdigit():
+        if len(spelled) <= MAX_ID_DIGITS:
+            return f"`{shown}` is written with digits other than 0-9. Did you mean `{spelled}`?"
+        text = spelled
+    if text.isascii() and text.isdigit():
+        return f"`{shown}` is too large to be {noun}."
+    return f"`{shown}` is not {noun}."
+
+
+# ASCII digits only: \d would also accept Arabic-Indic and other digits that Decimal reads. At
+# most 15 digits before the point (a quadrillion): the stored text stays short, and so does the form.
+MAX_AMOUNT_DIGITS = 15
+_PLAIN_AMOUNT = re.compile(rf"[0-9]{{1,{MAX_AMOUNT_DIGITS}}}(?:\.[0-9]{{1,2}})?")
+_GROUPED_AMOUNT = re.compile(r"[0-9]{1,3}(?:,[0-9]{3}){1,4}(?:\.[0-9]{1,2})?")
 _AMOUNT_EXAMPLES = "Write amounts like `5000`, `5,000` or `5000.50`."
+TOO_LARGE = "Amounts go up to 999,999,999,999,999.99."
+
+
+def amount_too_large(text: str) -> bool:
+    """More than MAX_AMOUNT_DIGITS digits before the decimal point. Pure."""
+    return sum(c.isdigit() for c in text.partition(".")[0]) > MAX_AMOUNT_DIGITS
 
 
 def _amount_problem(text: str) -> str:
@@ -289,6 +341,11 @@ def _amount_problem(text: str) -> str:
         return f"`{shown}` is negative; amounts here are zero or more. {_AMOUNT_EXAMPLES}"
     if text[0] in "$€£¥":
         return f"Leave the currency symbol out of `{shown}`; add `currency USD` (or another code) instead."
+    spelled = ascii_spelling(text)
+    if spelled is not None and re.fullmatch(r"[0-9,.]+", spelled):
+        return f"Write `{shown}` with the digits 0-9, like `{_shown(spelled)}`."
+    if re.fullmatch(r"[0-9,]+(?:\.[0-9]*)?", text) and amount_too_large(text):
+        return f"`{shown}` is too large. {TOO_LARGE}"
     if re.fullmatch(r"[0-9,]*\.[0-9]{3,}", text):
         return f"`{shown}` has more than two decimal places. {_AMOUNT_EXAMPLES}"
     if re.fullmatch(r"[0-9,]+(?:\.[0-9]{1,2})?", text):

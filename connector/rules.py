@@ -25,8 +25,9 @@ class ChannelCheck:
     joined: bool = False
 
 
-def ensure_postable(client: WebClient, channel_id: str) -> ChannelCheck:
-    """Can the bot post in this channel? Join a public channel it is not in (channels:join)."""
+def ensure_postable(client: WebClient, channel_id: str, *, join: bool = True) -> ChannelCheck:
+    """Can the bot post in this channel? Join a public channel it is not in (channels:join) when
+    `join` (people who may manage the setup); otherwise say who can add the app."""
     try:
         channel = client.conversations_info(channel=channel_id)["channel"]
     except SlackApiError as exc:
@@ -44,6 +45,12 @@ def ensure_postable(client: WebClient, channel_id: str) -> ChannelCheck:
     if channel.get("is_private"):
         return ChannelCheck(
             False, "That channel is private and I am not in it: invite me first with `/invite @FreshBooks`."
+        )
+    if not join:
+        return ChannelCheck(
+            False,
+            "I am not in that channel. An admin can add me (`/invite @FreshBooks`), "
+            "or try a channel I am in.",
         )
     try:
         client.conversations_join(channel=channel_id)

@@ -16,7 +16,13 @@ from werkzeug.exceptions import HTTPException
 from werkzeug.routing import Map
 
 from connector import metrics
-from connector.freshbooks.connect import Connected, ConnectError, ConnectService
+from connector.freshbooks.connect import (
+    ChooseBusiness,
+    Connected,
+    ConnectError,
+    ConnectService,
+    PendingConnect,
+)
 from connector.ingest.form import MAX_BODY_BYTES
 from connector.ingest.intake import Intake
 from connector.ingest.signature import SIGNATURE_HEADER
@@ -39,8 +45,9 @@ BODY_LIMITS: dict[str, int] = {
     # view_submission sends it URL-encoded inside a form field, which can triple it. Messages are
     # smaller (40,000 characters of text, 50 blocks).
     "slack_events": 1024 * 1024,
-    # Our own page's form: a choice token and a business id.
+    # Our own pages' forms: a choice token and a business id; the confirmation's token and answer.
     "connector.freshbooks_oauth_choose": 4 * 1024,
+    "connector.freshbooks_oauth_confirm": 4 * 1024,
     # GETs carry no body.
     "connector.freshbooks_oauth_callback": 0,
     "connector.healthz": 0,
@@ -90,6 +97,57 @@ def _paragraph(text: str) -> str:
     return f"<p>{html.escape(text)}</p>"
 
 
+# The return page's confirmation is bound to the browser that was shown it (signed double submit).
+CONNECT_COOKIE = "fbslack_connect"
+_NO_FRAMES = {
+    "Cache-Control": "no-store",
+    "Referrer-Policy": "no-referrer",
+    "X-Frame-Options": "DENY",  # no clickjacking of the Connect button
+    "Content-Security-Policy": "frame-ancestors 'none'",
+}
+
+
+def _review_page(pending: PendingConnect, *, state: str, code: str, secure_cookie: bool) -> Response:
+    """Which Slack workspace the books would join, and a POST form to confirm (or cancel) it."""
+    where = html.escape(pending.workspace_name or "this Slack workspace")
+    hidden = "".join(
+        f"<input type='hidden' name='{name}' value='{html.escape(value, quote=True)}'>"
+        for name, value in (("state", state), ("code", code), ("form_token", pending.form_token))
+    )
+    body = (
+        f"<p>FreshBooks will be connected to the Slack workspace <strong>{where}</strong> "
+        f"(<code>{html.escape(pending.team_id)}</code>): its invoices, payments, bills and expenses "
+        "will be posted in that workspace's channels.</p>"
+        "<p>Continue only if you started this with <code>/freshbooks connect</code> in that "
+        "workspace. Nothing is connected until you press Connect.</p>"
+        f"<form method='post' action='/freshbooks/oauth/confirm'>{hidden}"
+        f"<button type='submit' name='action' value='connect'>Connect to {where}</button> "
+        "<button type='submit' name='action' value='cancel'>Cancel</button></form>"
+    )
+    response = _page("Connect FreshBooks to Slack?", body)
+    response.headers.update(_NO_FRAMES)
+    response.set_cookie(
+        CONNECT_COOKIE,
+        pending.browser_nonce,
+        max_age=600,
+        path="/freshbooks/oauth",
+        secure=secure_cookie,
+        httponly=True,
+        samesite="Lax",  # sent with our own form's POST, not with another site's
+    )
+    return response
+
+
+def _answer_page(
+    result: Connected | ChooseBusiness | None,
+    connected_page: Callable[[Connected], Response],
+    choice_page: Callable[[ChooseBusiness], Response],
+) -> Response:
+    if result is None:
+        return _page("Nothing was connected", _paragraph("You cancelled. You can close this tab."))
+    return connected_page(result) if isinstance(result, Connected) else choice_page(result)
+
+
 def _bearer_matches(header: str | None, token: str) -> bool:
     """`Authorization: Bearer <token>`, compared in constant time. Pure."""
     scheme, _, presented = (header or "").strip().partition(" ")
@@ -98,18 +156,8 @@ def _bearer_matches(header: str | None, token: str) -> bool:
     return hmac.compare_digest(presented.strip().encode("utf-8"), token.encode("utf-8"))
 
 
-def create_blueprint(
-    *,
-    intake: Intake,
-    connect: ConnectService,
-    health: Callable[[], Health],
-    setup_todo: Callable[[], list[str]],
-    metrics_body: Callable[[], bytes],
-    metrics_token: str | None = None,
-) -> Blueprint:
-    """The routes. `metrics_body` renders /metrics; with `metrics_token` set, a scrape must present
-    it as `Authorization: Bearer <token>`."""
-    bp = Blueprint("connector", __name__)
+def _add_connect_routes(bp: Blueprint, *, connect: ConnectService, secure_cookies: bool) -> None:
+    """The FreshBooks OAuth return: review and confirm, then the business choice."""
 
     @bp.before_app_request
     def limit_body() -> None:
@@ -125,18 +173,44 @@ def create_blueprint(
             ),
         )
 
+    def not_connected(exc: ConnectError) -> Response:
+        return _page("FreshBooks was not connected", _paragraph(str(exc)), status=400)
+
     @bp.get("/freshbooks/oauth/callback")
     def freshbooks_oauth_callback() -> Response:
+        """Back from FreshBooks: say which Slack workspace the books would join and ask first."""
+        state, code, error = (
+            request.args.get("state", ""),
+            request.args.get("code"),
+            request.args.get("error"),
+        )
         try:
-            result = connect.complete(
-                state=request.args.get("state", ""),
-                code=request.args.get("code"),
-                error=request.args.get("error"),
+            if error or not code:
+                connect.complete(state=state, code=code, error=error)  # spends the link, then says why
+            pending = connect.review(state=state)
+        except ConnectError as exc:
+            return not_connected(exc)
+        return _review_page(pending, state=state, code=code or "", secure_cookie=secure_cookies)
+
+    @bp.post("/freshbooks/oauth/confirm")
+    def freshbooks_oauth_confirm() -> Response:
+        try:
+            result = connect.confirm(
+                state=request.form.get("state", ""),
+                code=request.form.get("code") or None,
+                form_token=request.form.get("form_token", ""),
+                browser_nonce=request.cookies.get(CONNECT_COOKIE, ""),
+                cancel=request.form.get("action") == "cancel",
             )
         except ConnectError as exc:
-            return _page("FreshBooks was not connected", _paragraph(str(exc)), status=400)
-        if isinstance(result, Connected):
-            return connected_page(result)
+            response = not_connected(exc)  # the cookie stays: the page's own form may still be sent
+        else:
+            response = _answer_page(result, connected_page, choice_page)
+            response.delete_cookie(CONNECT_COOKIE, path="/freshbooks/oauth")
+        response.headers.update(_NO_FRAMES)
+        return response
+
+    def choice_page(result: ChooseBusiness) -> Response:
         choices = "".join(
             "<form method='post' action='/freshbooks/oauth/choose'>"
             f"<input type='hidden' name='choice' value='{html.escape(result.choice_token)}'>"
@@ -160,6 +234,23 @@ def create_blueprint(
         except ConnectError as exc:
             return _page("FreshBooks was not connected", _paragraph(str(exc)), status=400)
         return connected_page(result)
+
+
+def create_blueprint(
+    *,
+    intake: Intake,
+    connect: ConnectService,
+    health: Callable[[], Health],
+    setup_todo: Callable[[], list[str]],
+    metrics_body: Callable[[], bytes],
+    metrics_token: str | None = None,
+    secure_cookies: bool = False,
+) -> Blueprint:
+    """The routes. `metrics_body` renders /metrics; with `metrics_token` set, a scrape must present
+    it as `Authorization: Bearer <token>`."""
+    bp = Blueprint("connector", __name__)
+
+    _add_connect_routes(bp, connect=connect, secure_cookies=secure_cookies)
 
     @bp.post("/freshbooks/webhooks/<token>")
     def freshbooks_webhook(token: str) -> Response:

@@ -42,20 +42,19 @@ class AuditCommands:
     may_manage: MayManage
     clock: Callable[[], dt.datetime]
 
-    def run_audit(self, command: dict[str, Any], ack: Answer) -> None:
+    def audit_answer(self, command: dict[str, Any]) -> str:
+        """What `/freshbooks audit ...` answers: the matches, one delivery's history, or why not."""
         text = (command.get("text") or "").strip()[len("audit") :]
         try:
             query = self.audit.parse(text)
         except AuditSyntaxError as exc:
-            ack(response_type="ephemeral", text=str(exc))
-            return
+            return str(exc)
         team_id = command["team_id"]
         if query.delivery_id is not None:
             history = self.audit.history(team_id=team_id, delivery_id=query.delivery_id)
-            ack(response_type="ephemeral", text=_history_or_missing(history, query.delivery_id))
-            return
+            return _history_or_missing(history, query.delivery_id)
         result = self.audit.search(team_id=team_id, query=query)
-        ack(response_type="ephemeral", text=audit_views.search_text(result, query))
+        return audit_views.search_text(result, query)
 
     def run_replay(self, command: dict[str, Any], ack: Answer, client: WebClient) -> None:
         text = (command.get("text") or "").strip()[len("replay") :]

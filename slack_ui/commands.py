@@ -17,10 +17,11 @@ from slack_sdk.errors import SlackApiError
 from connector.clock import Clock
 from connector.freshbooks.connect import ConnectError, ConnectService, DisconnectService
 from connector.home import HomeService
-from connector.permissions import Permissions, refusal
+from connector.limits import SampleLimit, wait_words
+from connector.permissions import ChannelVisibility, Permissions, refusal
 from connector.preview import PreviewService
 from connector.render import OPEN_IN_FRESHBOOKS_ACTION_ID, escape
-from connector.route import RouteSyntaxError, parse_route_command
+from connector.route import RouteSyntaxError, id_problem, parse_id, parse_route_command
 from connector.rules import RuleError, RuleService, ensure_postable
 from connector.status import ConnectionReport
 from slack_ui import views
@@ -45,6 +46,8 @@ class CommandServices:
     permissions: Permissions  # who may run ADMIN_ONLY subcommands (connector.permissions)
     preview: PreviewService  # the rule modal's preview (connector.preview)
     audit: AuditCommands  # audit search and replay (connector.audit, connector.replay)
+    samples: SampleLimit  # one `/freshbooks test` per person per interval (connector.limits)
+    visibility: ChannelVisibility  # private channels a member is not in stay out of their view
 
 
 Handler = Callable[[dict[str, Any], DeferredAck, Respond, WebClient], None]
@@ -193,31 +196,45 @@ class FreshbooksCommand:
             return
         ack()
 
-    def _rules(
-        self, command: dict[str, Any], ack: DeferredAck, _respond: Respond, _client: WebClient
-    ) -> None:
-        ack(
-            response_type="ephemeral",
-            text=views.rules_text(self._services.rules.list(team_id=command["team_id"])),
-        )
+    def _rules(self, command: dict[str, Any], ack: DeferredAck, _respond: Respond, client: WebClient) -> None:
+        def listing() -> str:
+            team_id, user_id = command["team_id"], command["user_id"]
+            rules = self._services.rules.list(team_id=team_id)
+            if not rules or self._services.permissions.may_manage(client, team_id, user_id):
+                return views.rules_text(rules)
+            hidden = self._services.visibility.hidden(
+                client, team_id=team_id, user_id=user_id, channel_ids={r.channel_id for r in rules}
+            )
+            shown = [r for r in rules if r.channel_id not in hidden]
+            note = "\n_Rules for private channels are shown to the people in them._" if hidden else ""
+            return views.rules_text(shown) + note
+
+        # A member's listing asks Slack who is in which private channel first (two calls, cached).
+        ack.meanwhile = "Listing the rules…"
+        ack(response_type="ephemeral", text=listing())
 
     def _unroute(
         self, command: dict[str, Any], ack: DeferredAck, _respond: Respond, _client: WebClient
     ) -> None:
         words = (command.get("text") or "").split()
         wanted = words[1].lstrip("#") if len(words) == 2 else ""
-        if not wanted.isdigit():
+        rule_id = parse_id(wanted)
+        if rule_id is None:
             usage = "Usage: `/freshbooks unroute RULE-ID` (the number `/freshbooks rules` shows, e.g. `#3`)."
-            ack(response_type="ephemeral", text=usage)
+            problem = f"{id_problem(wanted, 'a rule number')}\n" if wanted else ""
+            ack(response_type="ephemeral", text=problem + usage)
             return
-        removed = self._services.rules.remove(team_id=command["team_id"], rule_id=int(wanted))
-        text = f"Rule #{wanted} removed." if removed else f"There is no rule #{wanted} in this workspace."
+        removed = self._services.rules.remove(team_id=command["team_id"], rule_id=rule_id)
+        text = f"Rule #{rule_id} removed." if removed else f"There is no rule #{rule_id} in this workspace."
         ack(response_type="ephemeral", text=text)
 
     def _audit(
         self, command: dict[str, Any], ack: DeferredAck, _respond: Respond, _client: WebClient
     ) -> None:
-        self._services.audit.run_audit(command, ack)
+        # The word cap bounds the search's cost; a database slow for other reasons still answers
+        # by response_url instead of missing Slack's 3 s.
+        ack.meanwhile = "Searching the audit trail…"
+        ack(response_type="ephemeral", text=self._services.audit.audit_answer(command))
 
     def _replay(
         self, command: dict[str, Any], ack: DeferredAck, _respond: Respond, client: WebClient
@@ -237,13 +254,33 @@ class FreshbooksCommand:
                 )
                 return
             channel = found.group(1)
+        wait = self._services.samples.take(team_id=command["team_id"], user_id=command["user_id"])
+        if wait is not None:
+            ack(
+                response_type="ephemeral",
+                text=f"You posted a sample message a moment ago; you can post another in {wait_words(wait)}. "
+                f"(One sample per person every {wait_words(self._services.samples.interval)}, so that "
+                "nobody floods a channel.)",
+            )
+            return
 
         ack.meanwhile = f"Posting a sample message to <#{channel}>…"
-        ack(response_type="ephemeral", text=self._post_sample(client, channel))
+        ack(response_type="ephemeral", text=self._post_sample(command, client, channel))
 
-    @staticmethod
-    def _post_sample(client: WebClient, channel: str) -> str:
-        check = ensure_postable(client, channel)
+    def _post_sample(self, command: dict[str, Any], client: WebClient, channel: str) -> str:
+        team_id, user_id = command["team_id"], command["user_id"]
+        manager = self._services.permissions.may_manage(client, team_id, user_id)
+        hidden = (
+            frozenset()
+            if manager
+            else self._services.visibility.hidden(
+                client, team_id=team_id, user_id=user_id, channel_ids=[channel]
+            )
+        )
+        if hidden:
+            return "No sample posted: that is a private channel you are not in."
+        # Joining a channel stays an admin's act: a member's sample goes only where the app is.
+        check = ensure_postable(client, channel, join=manager)
         if not check.ok:
             return f"No sample posted: {check.reason}"
         message = views.sample_message()

@@ -19,6 +19,7 @@ from slack_sdk.errors import SlackApiError
 
 from connector.home import Pages
 from connector.permissions import ALLOWLIST_REFUSAL, is_admin, refusal
+from connector.route import parse_id
 from connector.rules import RuleError, ensure_postable
 from slack_ui import modals, views
 from slack_ui.commands import CommandServices
@@ -47,7 +48,12 @@ class HomeListeners:
 
     def publish(self, client: WebClient, team_id: str, user_id: str, pages: Pages | None = None) -> None:
         access = self._s.permissions.access(client, team_id, user_id)
-        data = self._s.home.gather(team_id, pages)
+        hidden: frozenset[str] = frozenset()
+        if not access.can_manage:  # a member: nothing of a private channel they are not in
+            hidden = self._s.visibility.hidden(
+                client, team_id=team_id, user_id=user_id, channel_ids=self._s.home.channels_shown(team_id)
+            )
+        data = self._s.home.gather(team_id, pages, hidden)
         view = build_home(data, self._s.clock(), Viewer(can_manage=access.can_manage, admin=access.admin))
         try:
             client.views_publish(user_id=user_id, view=view)
@@ -81,9 +87,9 @@ class HomeListeners:
             if not self._s.permissions.may_manage(client, team_id, user_id):
                 self._tell(client, body, "Not allowed", refusal(what))
                 return
-            value = _value(body)
-            if value.isdigit():
-                do(team_id, user_id, int(value))
+            thing_id = parse_id(_value(body))
+            if thing_id is not None:
+                do(team_id, user_id, thing_id)
             self.publish(client, team_id, user_id, _pages_of(body))
 
         return handle
@@ -139,8 +145,8 @@ class HomeListeners:
         if not self._s.permissions.may_manage(client, team_id, body["user"]["id"]):
             self._tell(client, body, "Not allowed", refusal("change rules"))
             return
-        value = _value(body)
-        rule = self._s.rules.get(team_id=team_id, rule_id=int(value)) if value.isdigit() else None
+        rule_id = parse_id(_value(body))
+        rule = self._s.rules.get(team_id=team_id, rule_id=rule_id) if rule_id is not None else None
         if rule is None:
             self._tell(client, body, "Rule not found", "That rule is gone (deleted meanwhile?).")
             return

@@ -19,9 +19,13 @@ from connector.preview import SCAN_CAP, Preview
 from connector.render import clip, format_date, format_money, one_line
 from connector.route import (
     KINDS,
+    MAX_ID_DIGITS,
+    TOO_LARGE,
     RouteSpec,
     RouteSyntaxError,
     Rule,
+    amount_too_large,
+    ascii_spelling,
     facts_of,
     parse_amount,
     parse_patterns,
@@ -177,8 +181,9 @@ def read_metadata(text: str | None) -> dict[str, Any]:
     if not isinstance(meta, dict):
         meta = {}
     rule_id = meta.get("rule_id")
+    valid_id = isinstance(rule_id, int) and not isinstance(rule_id, bool) and 0 < rule_id < 10**MAX_ID_DIGITS
     return {
-        "rule_id": rule_id if isinstance(rule_id, int) and not isinstance(rule_id, bool) else None,
+        "rule_id": rule_id if valid_id else None,
         "from_command": meta.get("from_command") is True,
     }
 
@@ -193,6 +198,11 @@ def _amount_problem(text: str) -> str:
         return "Amounts here are zero or more."
     if text[0] in "$€£¥":
         return "Leave out the currency symbol; set the currency below instead."
+    spelled = ascii_spelling(text)
+    if spelled is not None and re.fullmatch(r"[0-9,.]+", spelled):
+        return f"Write it with the digits 0-9, like {spelled[:20]}."
+    if re.fullmatch(r"[0-9,]+(?:\.[0-9]*)?", text) and amount_too_large(text):
+        return f"That is too large. {TOO_LARGE}"
     if re.fullmatch(r"[0-9,]*\.[0-9]{3,}", text):
         return f"Use at most two decimal places. {_AMOUNT_HINT}"
     if re.fullmatch(r"[0-9,]+(?:\.[0-9]{1,2})?", text):

@@ -425,6 +425,10 @@ def flag_callbacks_alert(session: Session, *, connection_id: int, at: dt.datetim
     return bool(result.rowcount)  # type: ignore[attr-defined]
 
 
+def team_of_workspace(session: Session, workspace_id: int) -> str | None:
+    return session.scalar(select(Workspace.slack_team_id).where(Workspace.id == workspace_id))
+
+
 def workspace_of_team(session: Session, team_id: str) -> int | None:
     return session.scalar(select(Workspace.id).where(Workspace.slack_team_id == team_id))
 

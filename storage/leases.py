@@ -28,3 +28,13 @@ def try_acquire(session: Session, *, name: str, owner: str, now: dt.datetime, tt
     except IntegrityError:
         return False  # another process created it first
     return True
+
+
+def acquire_or_held_until(
+    session: Session, *, name: str, owner: str, now: dt.datetime, ttl: dt.timedelta
+) -> dt.datetime | None:
+    """Like try_acquire; None when taken, else when the current holder's lease ends (at least now)."""
+    if try_acquire(session, name=name, owner=owner, now=now, ttl=ttl):
+        return None
+    until = session.scalar(select(JobLease.until).where(JobLease.name == name))
+    return max(until, now) if until is not None else now

@@ -50,6 +50,18 @@ class ClaimedState:
     slack_user_id: str
 
 
+def peek_state(session: Session, state: str, *, now: dt.datetime) -> ClaimedState | StateProblem:
+    """What claim_state would find, without using the state (the confirmation page reads it)."""
+    row = session.scalar(select(OAuthState).where(OAuthState.state_hash == _hash(state)))
+    if row is None:
+        return StateProblem.UNKNOWN
+    if row.used_at is not None:
+        return StateProblem.USED
+    if row.expires_at <= now:
+        return StateProblem.EXPIRED
+    return ClaimedState(id=row.id, workspace_id=row.workspace_id, slack_user_id=row.slack_user_id)
+
+
 def claim_state(session: Session, state: str, *, now: dt.datetime) -> ClaimedState | StateProblem:
     """Use a state once: compare-and-swap on used_at, so two callbacks racing cannot both win."""
     row = session.scalar(select(OAuthState).where(OAuthState.state_hash == _hash(state)))

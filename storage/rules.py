@@ -94,6 +94,12 @@ def rules_of_workspace(session: Session, cipher: Cipher, workspace_id: int) -> l
     return [_to_rule(row, cipher) for row in rows]
 
 
+def channels_of_rules(session: Session, *, workspace_id: int) -> set[str]:
+    return set(
+        session.scalars(select(RoutingRule.channel_id).where(RoutingRule.workspace_id == workspace_id))
+    )
+
+
 def rules_of_connection(session: Session, cipher: Cipher, connection_id: int) -> list[Rule]:
     rows = session.scalars(
         select(RoutingRule).where(RoutingRule.connection_id == connection_id).order_by(RoutingRule.id)

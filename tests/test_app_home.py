@@ -91,6 +91,27 @@ def test_a_member_sees_the_home_without_controls(desk: Desk) -> None:  # noqa: F
     assert "can change rules" in text
 
 
+def test_a_member_sees_nothing_of_a_private_channel_they_are_not_in(desk: Desk) -> None:  # noqa: F811
+    live = desk.live
+    live.slack.add_channel(Channel(PRIVATE, name="board", is_private=True, members={ADMIN}))
+    live.slack.add_channel(Channel("G0LEFT", name="left", is_private=True, is_member=False))
+    live.slack.add_channel(Channel(ACCOUNTING, name="accounting", members={MEMBER}))
+    assert live.slash(f"route invoice <#{ACCOUNTING}|accounting>").json()["text"].startswith("Rule saved")
+    saved = live.slash(f"route invoice <#{PRIVATE}|board> min 250,000").json()["text"]
+    assert saved.startswith("Rule saved")
+    delivered = desk.queue(PRIVATE, 2) + desk.queue(ACCOUNTING)
+    parked = desk.queue("G0LEFT")  # the app is not in it: parked, and an alert names the channel
+    desk.drain()
+    assert desk.states(delivered + parked) == ["delivered"] * 3 + ["parked"]
+
+    member = json.dumps(open_home(live, MEMBER))
+    assert ACCOUNTING in member and "Acme Bookkeeping" in member
+    assert [s for s in (PRIVATE, "250,000", "G0LEFT") if s in member] == []
+    assert "Nothing parked or failed" in member
+    admin = json.dumps(open_home(live, ADMIN))
+    assert all(s in admin for s in (PRIVATE, "250,000", "G0LEFT", "Needs attention"))
+
+
 # -- pages -----------------------------------------------------------------------------------------
 
 

@@ -59,6 +59,8 @@ def test_query_words_kinds_statuses_channel_and_dates() -> None:
         ("#accounting", "#accounting"),
         ('"Acme', "closing quote"),
         ("since:2026-11-20 until:2026-11-01", "before"),
+        ("acme globex initech umbrella hooli", "at most 4 words"),
+        ('"Acme Widgets Holdings" O\'Brien', "this one has 5"),
     ],
 )
 def test_bad_queries_say_what_was_wrong(text: str, named: str) -> None:
@@ -66,6 +68,14 @@ def test_bad_queries_say_what_was_wrong(text: str, named: str) -> None:
         parse_audit_query(text, today=TODAY)
     assert named in str(raised.value)
     assert "Usage: `/freshbooks audit" in str(raised.value)
+
+
+def test_the_word_cap_counts_lookups_not_repeats() -> None:
+    assert parse_audit_query('"Acme Widgets Holdings Ltd" invoice.paid failed since:30d', today=TODAY).words
+    assert parse_audit_query("acme acme ACME Acme acme", today=TODAY).words  # one lookup, five times
+    with pytest.raises(AuditSyntaxError) as raised:
+        parse_audit_query("a b c d e f g h i j k", today=TODAY)
+    assert "`a`, `b`, `c`, `d`, `e`, `f`, `g`, `h`, …" in str(raised.value)
 
 
 def test_numbers_match_without_prefix_or_zeros_and_names_by_word() -> None:
@@ -150,6 +160,30 @@ def test_audit_finds_by_number_name_kind_status_channel_and_date(live: Live) -> 
     assert lines(audit(live, f"since:{today + dt.timedelta(days=1)}")) == []
     assert lines(audit(live, f"until:{today - dt.timedelta(days=1)}")) == []
     assert "Nothing in the audit trail matches" in audit(live, "nobody")
+
+
+def test_audit_words_are_capped_with_a_helpful_answer(live: Live) -> None:
+    setup_books(live)
+    answer = audit(live, "acme corp gordon shumway ikea")
+    assert answer.startswith("A search matches at most 4 words of a number or a name")
+    assert "invoice or bill number alone is enough" in answer
+    assert "Acme Corp" in audit(live, '"Acme Corp" acme corp')  # repeats are one lookup each
+
+
+def test_a_search_the_database_holds_up_is_answered_by_response_url(live: Live) -> None:
+    if live.services.db.dialect != "postgresql":
+        pytest.skip("SQLite readers are never blocked by a writer (WAL)")
+    setup_books(live)
+    with live.services.db.engine.connect() as blocker:
+        # Another session holds the events table (a migration, a long report): the search waits.
+        blocker.exec_driver_sql("LOCK TABLE events IN ACCESS EXCLUSIVE MODE")
+        began = time.monotonic()
+        ack = live.slash("audit ikea").json()
+        assert time.monotonic() - began < 3
+        assert ack["text"] == "Searching the audit trail…"
+        blocker.rollback()
+    (follow_up,) = live.slack.wait_for_responses(1, timeout=20)
+    assert "BN101" in follow_up["text"]
 
 
 def test_audit_shows_events_no_rule_sent_anywhere(live: Live) -> None:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import datetime as dt
+import html
+import re
 import urllib.parse
 
 import httpx
@@ -26,11 +28,28 @@ def connect_link(live: Live, user_id: str = ADMIN) -> str:
     return str(button["url"])
 
 
+def form_fields(page: str) -> dict[str, str]:
+    """The hidden fields of the return page's confirmation form."""
+    return {name: html.unescape(value) for name, value in re.findall(r"name='(\w+)' value='([^']*)'", page)}
+
+
+def confirm(
+    browser: httpx.Client, live: Live, page: httpx.Response, action: str = "connect"
+) -> httpx.Response:
+    assert page.status_code == 200, page.text
+    assert "Connect FreshBooks to Slack?" in page.text
+    return browser.post(
+        f"{live.url}/freshbooks/oauth/confirm", data={**form_fields(page.text), "action": action}
+    )
+
+
 def approve(live: Live, link: str) -> httpx.Response:
-    """The user's browser: FreshBooks' authorize page redirects back to our callback."""
-    redirect = httpx.get(link)
-    assert redirect.status_code == 302
-    return httpx.get(redirect.headers["location"])
+    """The user's browser: FreshBooks' authorize page redirects back to our callback, which asks
+    which Slack workspace the books join; the person presses Connect."""
+    with httpx.Client() as browser:
+        redirect = browser.get(link)
+        assert redirect.status_code == 302
+        return confirm(browser, live, browser.get(redirect.headers["location"]))
 
 
 def connection_rows(live: Live) -> list[FreshBooksConnection]:
@@ -93,7 +112,8 @@ def test_bad_states_get_a_clear_page_and_store_nothing(live: Live, problem: str)
     link = connect_link(live)
     redirect = httpx.get(link).headers["location"]
     if problem == "reused":
-        assert httpx.get(redirect).status_code == 200
+        with httpx.Client() as browser:
+            assert confirm(browser, live, browser.get(redirect)).status_code == 200
         connections_before = len(connection_rows(live))
         second = httpx.get(link).headers["location"]  # a fresh code, but the same state
         page = httpx.get(second)
@@ -114,7 +134,8 @@ def test_bad_states_get_a_clear_page_and_store_nothing(live: Live, problem: str)
 
 def test_a_bad_code_gets_a_clear_page_and_stores_nothing(live: Live) -> None:
     redirect = httpx.get(connect_link(live)).headers["location"]
-    page = httpx.get(redirect.replace("code=", "code=x"))
+    with httpx.Client() as browser:
+        page = confirm(browser, live, browser.get(redirect.replace("code=", "code=x")))
     assert page.status_code == 400
     assert "did not accept this authorization" in page.text
     assert connection_rows(live) == []
@@ -262,3 +283,49 @@ def test_state_expires_after_ten_minutes_exactly(live: Live) -> None:
     live.clock.advance(minutes=9, seconds=59)
     assert httpx.get(redirect).status_code == 200
     assert live.clock() - dt.timedelta(minutes=10) < live.clock()
+
+
+def test_the_return_page_names_the_workspace_and_stores_nothing_until_confirmed(live: Live) -> None:
+    redirect = httpx.get(connect_link(live)).headers["location"]
+    with httpx.Client() as browser:
+        page = browser.get(redirect)
+        assert page.status_code == 200
+        # Which Slack workspace the books would join (auth.test's name), before anything happens.
+        assert "the Slack workspace <strong>Fake Team</strong> (<code>T0001</code>)" in page.text
+        assert "Connect to Fake Team" in page.text
+        assert connection_rows(live) == []
+        assert live.fake.calls_to("POST", "/auth/oauth/token") == []  # the code is not even exchanged
+        assert page.headers["X-Frame-Options"] == "DENY"
+        assert "frame-ancestors 'none'" in page.headers["Content-Security-Policy"]
+        cookie = page.headers["set-cookie"]
+        assert "HttpOnly" in cookie and "SameSite=Lax" in cookie and "Path=/freshbooks/oauth" in cookie
+        fields = form_fields(page.text)
+
+        # Another site's page posting the same form from this browser sends no SameSite cookie.
+        forged = httpx.post(f"{live.url}/freshbooks/oauth/confirm", data={**fields, "action": "connect"})
+        assert forged.status_code == 400 and "did not come from the page" in forged.text
+        # Nor does a token made up, or one from another link, pass with the cookie.
+        for bad in ("x", fields["form_token"][:-4] + "AAAA"):
+            tampered = browser.post(
+                f"{live.url}/freshbooks/oauth/confirm",
+                data={**fields, "form_token": bad, "action": "connect"},
+            )
+            assert tampered.status_code == 400 and "did not come from the page" in tampered.text
+        assert connection_rows(live) == []
+
+        done = confirm(browser, live, page)
+        assert done.status_code == 200, done.text
+        assert "Acme Bookkeeping is connected" in done.text
+    assert len(connection_rows(live)) == 1
+
+
+def test_cancel_on_the_return_page_connects_nothing_and_spends_the_link(live: Live) -> None:
+    redirect = httpx.get(connect_link(live)).headers["location"]
+    with httpx.Client() as browser:
+        page = browser.get(redirect)
+        cancelled = confirm(browser, live, page, action="cancel")
+        assert "Nothing was connected" in cancelled.text
+        again = browser.get(redirect)
+    assert again.status_code == 400 and "already used" in again.text
+    assert connection_rows(live) == []
+    assert live.fake.calls_to("POST", "/auth/oauth/token") == []

@@ -21,9 +21,10 @@ import urllib.parse
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Any
 
 import httpx
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import func, select
 
@@ -31,7 +32,7 @@ from connector.events import SUPPORTED_EVENTS, VERIFY_EVENT
 from connector.ingest.form import MAX_BODY_BYTES, MalformedWebhook, parse_fields
 from connector.ingest.signature import SIGNATURE_HEADER, compute_signature
 from storage.models import WebhookInbox
-from tests.conftest import ADMIN, FB_ACCOUNT, MEMBER, Live, signed_slack_post
+from tests.conftest import ADMIN, FB_ACCOUNT, MEMBER, Live, clock_start, signed_slack_post
 from tests.fakes.slack import Channel
 
 EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "75"))
@@ -406,4 +407,100 @@ def test_slash_command_fuzz(live: Live) -> None:
     with errors_logged() as late:  # a listener that failed after its acknowledgement logs later
         one()
         assert slash(live, "rules", ADMIN).status_code == 200  # still answering
+    assert not late, describe(late)
+
+
+# -- numbers in any script ------------------------------------------------------------------------
+# str.isdigit() accepts '²' and '٣', int() reads '٣' but not '²', and an id of 25 digits overflows
+# the database's 64-bit integer: every number a command reads must come back as a helpful answer.
+
+unicode_numbers = st.one_of(
+    st.text(alphabet=st.characters(categories=["Nd", "No", "Nl"]), min_size=1, max_size=30),
+    st.text(alphabet=st.characters(categories=["Nd", "No"]) | st.sampled_from("0123456789,."), max_size=30),
+    st.integers(min_value=10**15, max_value=10**40).map(str),  # past 64 bits, no leading zeros
+    st.from_regex(r"[0-9]{1,3}(,[0-9]{3}){4,8}(\.[0-9]{1,2})?", fullmatch=True),
+)
+# The cases that answered 500 before (issue 12), always tried whatever hypothesis draws.
+KNOWN_NUMBERS = [
+    ("unroute {}", "²"),
+    ("unroute {}", "٣"),
+    ("unroute {}", "1234567890123456789012345"),
+    ("replay D{}", "99999999999999999999999"),
+    ("route invoice <#C0ACCOUNT|accounting> min {}", "\u0661\u0660\u0660"),
+    ("route invoice <#C0ACCOUNT|accounting> min {}", "1" * 40),
+]
+NUMBER_COMMANDS = [
+    "unroute {}",
+    "unroute #{}",
+    "replay D{}",
+    "replay {}",
+    "replay {} to <#C0ACCOUNT|accounting>",
+    "route invoice <#C0ACCOUNT|accounting> min {}",
+    "route invoice <#C0ACCOUNT|accounting> min 1 max {}",
+    "audit D{}",
+    "audit {}",
+    "audit since:{}d",
+    "replay failed since {}",
+]
+
+
+def known_numbers(test: Any) -> Any:
+    for template, number in reversed(KNOWN_NUMBERS):
+        test = example(template=template, number=number)(test)
+    return test
+
+
+def test_numbers_in_any_script_are_parsed_or_explained() -> None:
+    """The parsers alone, many examples: a number is read (and fits the database) or explained."""
+    from connector.audit import AuditSyntaxError, parse_audit_query
+    from connector.replay import ReplayOne, ReplaySyntaxError, parse_replay_command
+    from connector.route import MAX_AMOUNT_DIGITS, RouteSyntaxError, parse_id, parse_route_command
+
+    today = clock_start().date()
+
+    @settings(max_examples=EXAMPLES * 4, deadline=None, derandomize=True, database=None)
+    @given(number=unicode_numbers)
+    def one(number: str) -> None:
+        rule_id = parse_id(number)
+        assert rule_id is None or 0 <= rule_id < 2**63
+        try:
+            replay = parse_replay_command(f"D{number}", today=today)
+        except ReplaySyntaxError as exc:
+            assert "Usage" in str(exc)
+        else:
+            assert isinstance(replay, ReplayOne) and 0 <= replay.delivery_id < 2**63
+        try:
+            spec = parse_route_command(f"route invoice <#C0ACCOUNT> min {number}".removeprefix("route "))
+        except RouteSyntaxError as exc:
+            assert exc.problem.strip()
+        else:
+            assert spec.min_amount is not None
+            assert len(str(int(spec.min_amount))) <= MAX_AMOUNT_DIGITS
+        try:
+            query = parse_audit_query(f"D{number} since:{number}d", today=today)
+        except AuditSyntaxError as exc:
+            assert "Usage" in str(exc)
+        else:
+            assert query.delivery_id is None or 0 <= query.delivery_id < 2**63
+
+    one()
+
+
+def test_slash_command_numbers_fuzz(live: Live) -> None:
+    """The same numbers through signed slash commands over real HTTP: a 200 and words, never a 500."""
+    live.slack.add_channel(Channel(ACCOUNTING, name="accounting"))
+    live.connect_and_register("invoice.create")
+
+    @FUZZ
+    @given(template=st.sampled_from(NUMBER_COMMANDS), number=unicode_numbers)
+    @known_numbers
+    def one(template: str, number: str) -> None:
+        with errors_logged() as errors:
+            response = slash(live, template.format(number), ADMIN)
+        assert response.status_code == 200, (response.status_code, response.text[:500])
+        assert response.json()["text"].strip(), response.text[:500]
+        assert not errors, describe(errors)
+
+    with errors_logged() as late:
+        one()
     assert not late, describe(late)

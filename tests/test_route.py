@@ -23,6 +23,7 @@ from connector.freshbooks.models import (
 from connector.route import (
     ALL_EVENT_NAMES,
     KINDS,
+    MAX_AMOUNT_DIGITS,
     USAGE,
     RoutableEvent,
     RouteSpec,
@@ -333,7 +334,8 @@ def test_parse_amount(text: str, expected: str) -> None:
         ("$5000", "currency symbol"),
         ("5000.", "is not an amount"),
         (".5", "is not an amount"),
-        ("\u0661\u0662\u0663", "is not an amount"),  # Arabic-Indic digits: Decimal would read them, we do not
+        ("\u0661\u0662\u0663", "with the digits 0-9, like `123`"),  # Decimal reads them, we do not
+        ("1" * 16, "too large"),  # 16 digits: above MAX_AMOUNT_DIGITS
         ("NaN", "is not an amount"),
         ("Infinity", "is not an amount"),
     ],
@@ -542,7 +544,7 @@ def test_channels_are_the_union_of_individually_matching_rules(e: RoutableEvent,
 
 
 @given(
-    st.integers(min_value=0, max_value=10**15),
+    st.integers(min_value=0, max_value=10**MAX_AMOUNT_DIGITS - 1),
     st.integers(min_value=0, max_value=2),
     st.booleans(),
 )

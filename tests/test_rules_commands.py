@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from sqlalchemy import func, select
 
 from storage.models import Delivery, RoutingRule
-from tests.conftest import MEMBER, Live
+from tests.conftest import ADMIN, MEMBER, SLACK_BOT_TOKEN, Live, serve_live
+from tests.fakes.freshbooks import FakeFreshBooks
 from tests.fakes.slack import Channel
 
 
@@ -110,11 +113,120 @@ def test_anyone_can_post_a_sample_message(live: Live) -> None:
     live.slack.add_channel(Channel("G0PRIV", is_private=True, is_member=False))
 
     assert "Posted a sample message" in say(live, "test", user_id=MEMBER)
-    assert "Posted a sample message" in say(live, "test <#C0OTHER|other>", user_id=MEMBER)
-    assert "invite me first" in say(live, "test <#G0PRIV|secret>", user_id=MEMBER)
+    live.clock.advance(seconds=30)  # one sample per person every 30 seconds
+    # A member's sample goes only where the app already is: joining a channel is an admin's act.
+    assert "An admin can add me" in say(live, "test <#C0OTHER|other>", user_id=MEMBER)
+    assert not other.is_member and live.slack.calls_to("conversations.join") == []
+    assert "Posted a sample message" in say(live, "test <#C0OTHER|other>", user_id=ADMIN)
+    assert other.is_member
+    live.clock.advance(seconds=30)
+    assert "private channel you are not in" in say(live, "test <#G0PRIV|secret>", user_id=MEMBER)
+    live.clock.advance(seconds=30)
+    assert "invite me first" in say(live, "test <#G0PRIV|secret>", user_id=ADMIN)
     assert "Usage" in say(live, "test #nope", user_id=MEMBER)
     for channel in (general, other):
         (sample,) = channel.messages
         assert sample["text"].startswith("(Sample) Invoice SAMPLE-0042 created")
         assert "made-up data" in str(sample["blocks"])
         assert "metadata" not in sample
+
+
+def test_numbers_in_other_digits_or_too_large_get_a_helpful_answer(live: Live) -> None:
+    live.slack.add_channel(Channel("C0123"))
+    live.connect()
+    cases = {
+        "unroute ²": "Did you mean `2`?",
+        "unroute ٣": "Did you mean `3`?",
+        "unroute #\uff11\uff12": "Did you mean `12`?",
+        "unroute 1234567890123456789012345": "too large to be a rule number",
+        "replay D99999999999999999999999": "too large to be a delivery id",
+        "replay D٣": "Did you mean `3`?",
+        "audit D99999999999999999999": "too large to be a delivery id",
+        "route invoice <#C0123|x> min \u0661\u0660\u0660": "with the digits 0-9, like `100`",
+        "route invoice <#C0123|x> max 1234567890123456789012345678901234567890": "too large",
+        "route invoice <#C0123|x> min 1,234,567,890,123,456": "too large",
+    }
+    for text, hint in cases.items():
+        answer = say(live, text)
+        assert hint in answer, (text, answer)
+    assert rule_count(live) == 0
+    # The largest amount and id still work.
+    assert say(live, "route invoice <#C0123|x> min 999,999,999,999,999.99").startswith("Rule saved")
+    largest = "9" * 18
+    assert say(live, f"unroute {largest}") == f"There is no rule #{largest} in this workspace."
+
+
+def test_samples_are_limited_per_person_in_every_process(
+    live: Live,
+    database_url: str,
+    encryption_key: str,
+    fake_freshbooks: FakeFreshBooks,
+    tmp_path: Path,
+) -> None:
+    general = live.slack.add_channel(Channel("C0GENERAL", name="general"))
+    assert "Posted a sample message" in say(live, "test", user_id=MEMBER)
+    refused = say(live, "test", user_id=MEMBER)
+    assert refused.startswith("You posted a sample message a moment ago; you can post another in 30 seconds.")
+    assert "Posted a sample message" in say(live, "test", user_id=ADMIN)  # the limit is per person
+    # A second server process on the same database (another web worker, another host) knows it too.
+    with serve_live(
+        database_url=database_url,
+        encryption_key=encryption_key,
+        fake_freshbooks=fake_freshbooks,
+        slack=live.slack,
+        clock=live.clock,
+        tmp_path=tmp_path,
+        SLACK_BOT_TOKEN=SLACK_BOT_TOKEN,
+    ) as other:
+        live.clock.advance(seconds=21)
+        assert "you can post another in 9 seconds" in say(other, "test", user_id=MEMBER)
+        live.clock.advance(seconds=9)
+        assert "Posted a sample message" in say(other, "test", user_id=MEMBER)
+        assert "you can post another in 30 seconds" in say(live, "test", user_id=MEMBER)
+    assert len(general.messages) == 3
+    assert len(live.slack.calls_to("chat.postMessage")) == 3
+
+
+def test_members_see_no_rule_of_a_private_channel_they_are_not_in(live: Live) -> None:
+    live.slack.add_channel(Channel("C0PUB", name="public"))
+    board = live.slack.add_channel(Channel("G0BOARD", name="board", is_private=True, members={ADMIN}))
+    live.slack.add_channel(Channel("G0MINE", name="mine", is_private=True, members={MEMBER}))
+    left = live.slack.add_channel(Channel("G0LEFT", name="left", is_private=True, members={MEMBER}))
+    live.connect()
+    for text in (
+        "route invoice <#C0PUB|public>",
+        'route invoice <#G0BOARD|board> min 250,000 client "Wayne Enterprises"',
+        "route bill <#G0MINE|mine> max 75",
+        "route payment <#G0LEFT|left> min 31,337",
+    ):
+        assert say(live, text).startswith("Rule saved"), text
+    left.is_member = False  # the app was removed from it: nobody can tell a member who is in it now
+    secrets = ("G0BOARD", "250,000", "Wayne", "G0LEFT", "31,337")
+
+    member_view = say(live, "rules", user_id=MEMBER)
+    assert "→ <#C0PUB>" in member_view and "→ <#G0MINE> max 75" in member_view
+    assert [s for s in secrets if s in member_view] == []
+    assert "shown to the people in them" in member_view
+    admin_view = say(live, "rules")
+    assert all(s in admin_view for s in secrets)
+    status = say(live, "status", user_id=MEMBER)
+    assert "Acme Bookkeeping" in status and [s for s in secrets if s in status] == []
+
+    # Who is in which channel is asked once a minute at most (users.conversations is Tier 3).
+    asked = len(live.slack.calls_to("users.conversations"))
+    board.members.add(MEMBER)
+    assert "G0BOARD" not in say(live, "rules", user_id=MEMBER)
+    assert len(live.slack.calls_to("users.conversations")) == asked
+    live.clock.advance(seconds=61)
+    assert "→ <#G0BOARD> min 250,000" in say(live, "rules", user_id=MEMBER)
+
+
+def test_when_slack_cannot_say_who_is_where_members_see_only_public_rules(live: Live) -> None:
+    live.slack.add_channel(Channel("C0PUB", name="public"))
+    live.slack.add_channel(Channel("G0MINE", name="mine", is_private=True, members={MEMBER}))
+    live.connect()
+    say(live, "route invoice <#C0PUB|public>")
+    say(live, "route bill <#G0MINE|mine>")
+    live.slack.script("users.conversations", "ratelimited")
+    listing = say(live, "rules", user_id=MEMBER)
+    assert "C0PUB" not in listing and "G0MINE" not in listing  # fail closed: nothing is known

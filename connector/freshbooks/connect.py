@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
+import hmac
 import logging
+import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
 from urllib.parse import urlencode
@@ -14,7 +17,7 @@ from connector.freshbooks.client import Business, FreshBooksClient, FreshBooksEr
 from connector.freshbooks.tokens import NoToken, TokenSource
 from connector.notify import Notifier
 from storage import audit, connections, oauth
-from storage.crypto import Cipher
+from storage.crypto import Cipher, DecryptionError
 from storage.db import Database
 from storage.oauth import StateProblem
 
@@ -57,6 +60,24 @@ class Connected:
 class ChooseBusiness:
     choice_token: str
     businesses: tuple[Business, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class PendingConnect:
+    """The return page's question: connect FreshBooks to this Slack workspace? Nothing is stored
+    until the person confirms with a POST carrying `form_token`, from the browser holding
+    `browser_nonce` in a cookie."""
+
+    team_id: str
+    workspace_name: str | None
+    form_token: str
+    browser_nonce: str
+
+
+NOT_FROM_THIS_PAGE = (
+    "This confirmation did not come from the page this browser was shown, so nothing was connected. "
+    "Run /freshbooks connect in Slack to start again."
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,6 +124,7 @@ class ConnectService:
         config: OAuthConfig | None,
         clock: Clock,
         on_connected: Callable[[int, str], None],
+        workspace_name: Callable[[str], str | None] = lambda _team_id: None,
     ) -> None:
         self._db = db
         self._cipher = cipher
@@ -110,6 +132,7 @@ class ConnectService:
         self._config = config
         self._clock = clock
         self._on_connected = on_connected
+        self._workspace_name = workspace_name  # team id -> the name Slack shows, when it says
 
     def _require_config(self) -> OAuthConfig:
         if self._config is None:
@@ -129,6 +152,54 @@ class ConnectService:
                 session, workspace_id=workspace.id, slack_user_id=user_id, now=now, ttl=STATE_TTL
             )
         return authorize_url(config, state)
+
+    def review(self, *, state: str) -> PendingConnect:
+        """The OAuth redirect came back: which workspace this link was made for, and the tokens
+        of the confirmation form. Reads only: the state stays unused and the code unexchanged, so
+        a link someone else made (an attacker's workspace) connects nothing unless confirmed."""
+        self._require_config()
+        with self._db.read() as session:
+            found = oauth.peek_state(session, state, now=self._clock())
+            team_id = (
+                connections.team_of_workspace(session, found.workspace_id)
+                if not isinstance(found, StateProblem)
+                else None
+            )
+        if isinstance(found, StateProblem):
+            raise ConnectError(_STATE_MESSAGES[found])
+        nonce = secrets.token_urlsafe(24)
+        # Encrypted (Fernet authenticates it): only this server can make one, for this state.
+        form_token = self._cipher.encrypt_json({"state": _digest(state), "nonce": _digest(nonce)})
+        return PendingConnect(
+            team_id=team_id or "",
+            workspace_name=self._workspace_name(team_id) if team_id else None,
+            form_token=form_token,
+            browser_nonce=nonce,
+        )
+
+    def confirm(
+        self, *, state: str, code: str | None, form_token: str, browser_nonce: str, cancel: bool = False
+    ) -> Connected | ChooseBusiness | None:
+        """The person confirmed (or cancelled) on the return page: only now is anything used or
+        stored. None when cancelled (the link is spent)."""
+        if not self._form_matches(state, form_token, browser_nonce):
+            raise ConnectError(NOT_FROM_THIS_PAGE)
+        if cancel:
+            with self._db.session() as session:
+                oauth.claim_state(session, state, now=self._clock())
+            return None
+        return self.complete(state=state, code=code, error=None)
+
+    def _form_matches(self, state: str, form_token: str, browser_nonce: str) -> bool:
+        try:
+            signed = self._cipher.decrypt_json(form_token)
+        except (DecryptionError, ValueError, UnicodeError):
+            return False
+        if not isinstance(signed, dict) or not browser_nonce:
+            return False
+        same_state = hmac.compare_digest(str(signed.get("state", "")), _digest(state))
+        same_browser = hmac.compare_digest(str(signed.get("nonce", "")), _digest(browser_nonce))
+        return same_state and same_browser
 
     def complete(self, *, state: str, code: str | None, error: str | None) -> Connected | ChooseBusiness:
         """The OAuth redirect: claim the state, exchange the code, read the identity."""
@@ -228,6 +299,10 @@ class ConnectService:
         )
         self._on_connected(connection_id, user_id)
         return Connected(connection_id=connection_id, business_name=business.name, reconnected=not created)
+
+
+def _digest(value: str) -> str:
+    return hashlib.sha256(value.encode("utf-8")).hexdigest()
 
 
 class ConnectionSetup:

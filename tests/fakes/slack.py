@@ -89,6 +89,7 @@ class Channel:
     messages: list[dict[str, Any]] = field(default_factory=list)
     # Set for a channel of one installed workspace: other workspaces' tokens get channel_not_found.
     team_id: str | None = None
+    members: set[str] = field(default_factory=set)  # people in it (the bot is `is_member`)
 
     def info(self) -> dict[str, Any]:
         return {"id": self.id, "name": self.name, "is_channel": not self.is_private,
@@ -231,6 +232,7 @@ class FakeSlack:
             "conversations.history": self._conversations_history,
             "conversations.replies": self._conversations_replies,
             "users.info": self._users_info,
+            "users.conversations": self._users_conversations,
             "views.publish": self._views_publish,
             "views.open": self._views_open,
             "views.update": self._views_update,
@@ -639,6 +641,37 @@ class FakeSlack:
         if user is None:
             raise _Error("user_not_found")
         return {"user": dict(user)}
+
+    def _users_conversations(self, params: Params) -> dict[str, Any]:
+        """users.conversations: the calling bot's channels, or with `user` that person's, where
+        "non-public channels are restricted to those where the calling user shares membership".
+        `types` defaults to public_channel; cursor pagination, `limit` at most 1000."""
+        types = set(str(params.get("types") or "public_channel").split(","))
+        if not types <= {"public_channel", "private_channel", "mpim", "im"}:
+            raise _Error("invalid_types")
+        limit = int(params.get("limit") or 100)
+        if not 1 <= limit <= 1000:
+            raise _Error("invalid_limit")
+        user = params.get("user")
+        if user is not None and str(user) not in self.users:
+            raise _Error("user_not_found")
+        found = []
+        for channel in self.channels.values():
+            if channel.id.startswith("D") or (
+                channel.team_id and self._caller and channel.team_id != self._caller.team_id
+            ):
+                continue  # DMs are `im`, which this app never asks for; another workspace's channel
+            kind = "private_channel" if channel.is_private else "public_channel"
+            if kind not in types or (_flag(params.get("exclude_archived")) and channel.is_archived):
+                continue
+            if user is None:
+                if channel.is_member:
+                    found.append(channel.info())
+            elif str(user) in channel.members and (not channel.is_private or channel.is_member):
+                found.append(channel.info())
+        start = int(params.get("cursor") or 0)
+        page, more = found[start : start + limit], len(found) > start + limit
+        return {"channels": page, "response_metadata": {"next_cursor": str(start + limit) if more else ""}}
 
     def _readable(self, params: Params) -> Channel:
         channel = self._channel(params)
