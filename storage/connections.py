@@ -255,14 +255,22 @@ def store_tokens(
     return bool(result.rowcount)  # type: ignore[attr-defined]
 
 
-def mark_needs_reconnect(session: Session, *, connection_id: int, reason: str) -> bool:
-    """Flag a connection whose grant FreshBooks refused; True if this call changed its status."""
+def mark_needs_reconnect(
+    session: Session, *, connection_id: int, reason: str, expected_version: int | None = None
+) -> bool:
+    """Flag a connection whose grant FreshBooks refused; True if this call changed its status.
+
+    With `expected_version`, only if the refused refresh token is still the stored one: a pair
+    stored since (token_version moved on) means the grant is alive, whatever that token got."""
+    conditions = [
+        FreshBooksConnection.id == connection_id,
+        FreshBooksConnection.status == ConnectionStatus.ACTIVE,
+    ]
+    if expected_version is not None:
+        conditions.append(FreshBooksConnection.token_version == expected_version)
     result = session.execute(
         update(FreshBooksConnection)
-        .where(
-            FreshBooksConnection.id == connection_id,
-            FreshBooksConnection.status == ConnectionStatus.ACTIVE,
-        )
+        .where(*conditions)
         .values(
             status=ConnectionStatus.NEEDS_RECONNECT,
             status_reason=reason[:200],

@@ -357,11 +357,24 @@ class Hook:
         return answer.status_code
 
 
-def connect_and_register(settings: Settings, freshbooks: FakeFreshBooks, *events: str) -> Hook:
+def connect_and_register(
+    settings: Settings,
+    freshbooks: FakeFreshBooks,
+    *events: str,
+    token_lifetime: dt.timedelta | None = None,
+) -> Hook:
     """A FreshBooks connection with verified callbacks, through the app's own services in this
-    process: the fake FreshBooks sends `callback.verify` to the running server, as FreshBooks does."""
+    process: the fake FreshBooks sends `callback.verify` to the running server, as FreshBooks does.
+
+    With `token_lifetime`, the access token is stored as expiring that long from now and the
+    fake issues tokens of that lifetime from now on (default: FreshBooks' 12 hours). Its issue
+    time is not stored, as after a connect: a token living less than the default refresh margin
+    is refreshed on first use, and from then on its lifetime is known."""
     from app import build_services
 
+    lifetime = token_lifetime or dt.timedelta(hours=12)
+    if token_lifetime is not None:
+        freshbooks.expires_in = int(token_lifetime.total_seconds())
     freshbooks.grant(FB_TOKEN, FB_REFRESH)
     account_id = freshbooks.identity.businesses[0].account_id
     services = build_services(settings)
@@ -377,7 +390,7 @@ def connect_and_register(settings: Settings, freshbooks: FakeFreshBooks, *events
                 business_name="Process Test Business",
                 access_token=FB_TOKEN,
                 refresh_token=FB_REFRESH,
-                token_expires_at=dt.datetime.now(dt.UTC) + dt.timedelta(hours=12),
+                token_expires_at=dt.datetime.now(dt.UTC) + lifetime,
                 now=dt.datetime.now(dt.UTC),
             )
         assert services.registrar is not None, "PUBLIC_URL must be set to register callbacks"

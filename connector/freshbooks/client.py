@@ -14,11 +14,14 @@ import http.cookiejar
 import json
 import logging
 import random
+import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
+from concurrent.futures import Future
+from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 
@@ -28,6 +31,8 @@ from connector.events import ObjectKind
 log = logging.getLogger(__name__)
 
 USER_AGENT = "fbslack/0.1 (+FreshBooks-to-Slack connector)"
+
+T = TypeVar("T")
 
 
 class ErrorKind(enum.StrEnum):
@@ -328,6 +333,7 @@ class FreshBooksClient:
             # set in an answer to one (a load balancer's, a CDN's) must not go out with another's.
             cookies=http.cookiejar.CookieJar(policy=http.cookiejar.DefaultCookiePolicy(allowed_domains=[])),
         )
+        self._timeout = timeout
         self._max_retries = max_retries
         self._max_wait = max_wait
         self._sleep = sleep
@@ -352,21 +358,36 @@ class FreshBooksClient:
         json_body: Any = None,
         form: dict[str, str] | None = None,
         params: Any = None,
+        deadline: float | None = None,
     ) -> Any:
-        """Send one API call with retries; return the decoded JSON body (None for 204)."""
+        """Send one API call with retries; return the decoded JSON body (None for 204).
+
+        `deadline` (a time.monotonic() value): no attempt starts, no phase of one waits, and no
+        retry sleeps past it. Each phase is bounded, not the whole call (see `within`).
+        """
         # Only 429 is safe to repeat for a POST (FreshBooks did not act on it); other failures of
         # a non-idempotent call are left to the caller, who can list before re-creating.
         idempotent = method in ("GET", "PUT", "DELETE")
         attempt = 0
         while True:
             try:
-                return self._send(method, path, token=token, json_body=json_body, form=form, params=params)
+                return self._send(
+                    method,
+                    path,
+                    token=token,
+                    json_body=json_body,
+                    form=form,
+                    params=params,
+                    deadline=deadline,
+                )
             except FreshBooksError as error:
                 metrics.FRESHBOOKS_API_ERRORS.labels(kind=error.kind).inc()
                 retryable = error.kind is ErrorKind.RATE_LIMITED or (idempotent and error.transient)
                 if not retryable or attempt >= self._max_retries:
                     raise
                 wait = self._backoff(attempt, error)
+                if deadline is not None and time.monotonic() + wait >= deadline:
+                    raise
                 log.warning(
                     "freshbooks %s %s failed (%s), retry %d in %.1fs",
                     method,
@@ -379,12 +400,26 @@ class FreshBooksClient:
                 attempt += 1
 
     def _send(
-        self, method: str, path: str, *, token: str | None, json_body: Any, form: Any, params: Any
+        self,
+        method: str,
+        path: str,
+        *,
+        token: str | None,
+        json_body: Any,
+        form: Any,
+        params: Any,
+        deadline: float | None = None,
     ) -> Any:
         headers = {"Authorization": f"Bearer {token}"} if token else {}
+        timeout = self._timeout
+        if deadline is not None:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise FreshBooksError(ErrorKind.NETWORK, "timed out")
+            timeout = min(self._timeout, left)
         try:
             response = self._http.request(
-                method, path, json=json_body, data=form, params=params, headers=headers
+                method, path, json=json_body, data=form, params=params, headers=headers, timeout=timeout
             )
         except httpx.TimeoutException:
             raise FreshBooksError(ErrorKind.NETWORK, "timed out") from None
@@ -407,12 +442,41 @@ class FreshBooksClient:
 
     # -- OAuth and identity (reference §7) -----------------------------------------------------
 
-    def _token_call(self, form: dict[str, str], now: dt.datetime) -> TokenGrant:
+    def _token_call(
+        self, form: dict[str, str], now: dt.datetime, deadline: float | None = None
+    ) -> TokenGrant:
         # Form-encoded, as FreshBooks' own SDK sends it. Never retried after a 5xx: a refresh that
         # reached FreshBooks may already have spent the single-use refresh token.
-        body = self.request("POST", "/auth/oauth/token", token=None, form=form)
+        body = self.request("POST", "/auth/oauth/token", token=None, form=form, deadline=deadline)
         with _reading_answer():
             return _parse_grant(body, now)
+
+    @staticmethod
+    def within(seconds: float, call: Callable[[float], T]) -> T:
+        """`call(deadline)`'s result, or a NETWORK error once `seconds` have passed, whatever the
+        network does meanwhile.
+
+        httpx bounds each phase of a request (connect, every read, every write), not the whole:
+        an answer trickling in a byte at a time, or a DNS lookup (never bounded), can outlast any
+        timeout. So the call runs on a helper thread and the caller stops waiting at the deadline.
+        `call` gets the deadline (time.monotonic()) for its own timeouts and retries, so the
+        helper ends soon after in all but a trickle; whatever it returns late is dropped.
+        """
+        deadline = time.monotonic() + seconds
+        future: Future[T] = Future()
+
+        def run() -> None:
+            try:
+                future.set_result(call(deadline))
+            except BaseException as exc:  # handed to the caller, who re-raises it
+                future.set_exception(exc)
+
+        threading.Thread(target=run, name="freshbooks-deadline", daemon=True).start()
+        try:
+            return future.result(timeout=max(0.0, seconds))
+        except FutureTimeout:
+            metrics.FRESHBOOKS_API_ERRORS.labels(kind=ErrorKind.NETWORK).inc()
+            raise FreshBooksError(ErrorKind.NETWORK, f"no answer within {seconds:.1f} s") from None
 
     def exchange_code(
         self, *, code: str, redirect_uri: str, client_id: str, client_secret: str, now: dt.datetime
@@ -429,18 +493,28 @@ class FreshBooksClient:
         )
 
     def refresh_tokens(
-        self, *, refresh_token: str, redirect_uri: str, client_id: str, client_secret: str, now: dt.datetime
+        self,
+        *,
+        refresh_token: str,
+        redirect_uri: str,
+        client_id: str,
+        client_secret: str,
+        now: dt.datetime,
+        within: float | None = None,
     ) -> TokenGrant:
-        return self._token_call(
-            {
-                "grant_type": "refresh_token",
-                "refresh_token": refresh_token,
-                "client_id": client_id,
-                "client_secret": client_secret,
-                "redirect_uri": redirect_uri,
-            },
-            now,
-        )
+        """A new token pair for a (single-use) refresh token. With `within`, the call is over,
+        answered or given up, within that many seconds (see `within`): what the refresh lease
+        (connector.freshbooks.tokens) needs, so that it can end before anyone else refreshes."""
+        form = {
+            "grant_type": "refresh_token",
+            "refresh_token": refresh_token,
+            "client_id": client_id,
+            "client_secret": client_secret,
+            "redirect_uri": redirect_uri,
+        }
+        if within is None:
+            return self._token_call(form, now)
+        return self.within(within, lambda deadline: self._token_call(form, now, deadline))
 
     def identity(self, *, token: str) -> Identity:
         body = self.request("GET", "/auth/api/v1/users/me", token=token)

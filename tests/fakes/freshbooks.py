@@ -3,6 +3,7 @@
 It registers callbacks and, like FreshBooks, POSTs `callback.verify` to the callback URI at once:
 before the registration call has even returned, which is the race the connector must survive.
 It signs webhooks the way FreshBooks does (json.dumps of the form fields in wire order).
+A token refresh can be held unanswered (`hold_refresh`), so the caller can be killed mid-refresh.
 """
 
 from __future__ import annotations
@@ -100,6 +101,22 @@ class Scripted:
     headers: dict[str, str] = field(default_factory=dict)
 
 
+# Not an answer: the connection is closed without an HTTP response.
+DROPPED = Scripted(0, None)
+
+
+@dataclass
+class Hold:
+    """A refresh held back until the test lets it go (`FakeFreshBooks.hold_refresh`)."""
+
+    spent: bool
+    arrived: threading.Event = field(default_factory=threading.Event)
+    released: threading.Event = field(default_factory=threading.Event)
+
+    def release(self) -> None:
+        self.released.set()
+
+
 @dataclass
 class Call:
     method: str
@@ -131,7 +148,9 @@ class FakeFreshBooks:
         )
         self.codes: dict[str, tuple[FakeIdentity, str]] = {}  # code -> (identity, redirect_uri)
         self.grants: dict[str, FakeGrant] = {}  # by current refresh token
-        self.refreshes = 0
+        self.refreshes = 0  # refresh requests FreshBooks acted on (a new pair or a refusal)
+        self._refresh_hold: Hold | None = None
+        self.holds: list[Hold] = []  # every hold_refresh, in order
         # Access tokens this fake issued expire `expires_in` seconds after issue (by `now`), as
         # FreshBooks' do; those made valid with `grant` never expire.
         self.token_expiry: dict[str, float] = {}
@@ -153,6 +172,8 @@ class FakeFreshBooks:
         return self
 
     def __exit__(self, *exc: object) -> None:
+        for hold in self.holds:
+            hold.release()  # a held handler thread would keep server_close() waiting
         self._server.shutdown()
         self._server.server_close()
 
@@ -174,6 +195,24 @@ class FakeFreshBooks:
         """Make an existing token pair valid (as if the customer had connected earlier)."""
         self.valid_tokens.add(access_token)
         self.grants[refresh_token] = FakeGrant(self.identity, access_token, refresh_token)
+
+    def hold_refresh(self, *, spent: bool) -> Hold:
+        """Hold the next token refresh (grant_type=refresh_token) until `release()`, then close its
+        connection unanswered: kill the caller meanwhile and it died mid-refresh.
+
+        spent=False: FreshBooks never acted on it (lost on the way there), the refresh token is
+        still good. spent=True: FreshBooks issued a new pair first, so the refresh token is spent,
+        and the answer is lost on the way back (reference §10.8: only a reconnect recovers)."""
+        hold = Hold(spent=spent)
+        with self._lock:
+            self._refresh_hold = hold
+            self.holds.append(hold)
+        return hold
+
+    def _take_refresh_hold(self) -> Hold | None:
+        with self._lock:
+            hold, self._refresh_hold = self._refresh_hold, None
+        return hold
 
     def add_object(self, account_id: str, kind: str, obj: dict[str, Any]) -> None:
         self.objects[(account_id, kind, str(obj["id"]))] = obj
@@ -380,13 +419,21 @@ class FakeFreshBooks:
                 return invalid
             return self._issue(issued[0])
         if form.get("grant_type") == "refresh_token":
+            hold = self._take_refresh_hold()
+            if hold is not None and not hold.spent:
+                hold.arrived.set()
+                hold.released.wait(120)
+                return DROPPED
             with self._lock:
                 # Single-use: the old refresh token stops working the moment it is used.
                 grant = self.grants.pop(form.get("refresh_token", ""), None)
                 self.refreshes += 1
-            if grant is None:
-                return invalid
-            return self._issue(grant.identity)
+            answer = invalid if grant is None else self._issue(grant.identity)
+            if hold is not None:
+                hold.arrived.set()
+                hold.released.wait(120)
+                return DROPPED
+            return answer
         return Scripted(400, {"error": "unsupported_grant_type", "error_description": "?"})
 
     def _me(self, token: str) -> Scripted:
@@ -482,6 +529,9 @@ class FakeFreshBooks:
                         body = raw.decode("utf-8", "replace")
                 headers = {k.lower(): v for k, v in self.headers.items()}
                 answer = fake._handle(self.command, self.path, headers, body)
+                if answer is DROPPED:
+                    self.close_connection = True
+                    return
                 payload = b"" if answer.body is None else wire_json(answer.body)
                 self.send_response(answer.status)
                 for key, value in answer.headers.items():
