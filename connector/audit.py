@@ -31,6 +31,9 @@ from storage.search import STATUS_STATES, BlindIndex, SearchFilter, SearchRow
 
 STATUSES: tuple[str, ...] = tuple(STATUS_STATES)
 RESULT_LIMIT = 10
+# A search is stopped by the database after this long: with the acknowledgement's second, the
+# answer still reaches the person within Slack's 3 s, and a broad query cannot load the database.
+SEARCH_SECONDS = 1.5
 # Each word of a number or name is one more blind-index lookup in the search (an IN over
 # search_terms whose cost grows with how many events carry the word): the cap bounds a query's cost
 # to MAX_WORDS such lookups (figures in bench/audit_search.py and the README).
@@ -280,6 +283,7 @@ class AuditHit:
 class AuditResult:
     hits: list[AuditHit]
     more: bool  # there are older matches than the ones shown
+    too_slow: bool = False  # stopped at SEARCH_SECONDS: the query must be narrowed
 
 
 @dataclass(frozen=True, slots=True)
@@ -348,7 +352,15 @@ class AuditService:
             until=_start_of(query.until + dt.timedelta(days=1)) if query.until else None,
         )
 
-    def search(self, *, team_id: str, query: AuditQuery, limit: int = RESULT_LIMIT) -> AuditResult:
+    def search(
+        self,
+        *,
+        team_id: str,
+        query: AuditQuery,
+        limit: int = RESULT_LIMIT,
+        time_limit: float | None = SEARCH_SECONDS,
+    ) -> AuditResult:
+        """Newest matches first; None as `time_limit` waits as long as the database takes (the CLI)."""
         # Terms first: the key may have to be created, which must not happen inside a read.
         groups = list(
             dict.fromkeys(
@@ -360,7 +372,10 @@ class AuditService:
             if workspace_id is None:
                 return AuditResult([], more=False)
             spec = self._filter(workspace_id, query, groups)
-            rows = search.search(session, spec, limit=limit + 1)
+            try:
+                rows = search.search(session, spec, limit=limit + 1, time_limit=time_limit)
+            except search.SearchTooSlow:
+                return AuditResult([], more=False, too_slow=True)
         hits = [_hit(row, self._cipher) for row in rows[:limit]]
         return AuditResult(hits, more=len(rows) > limit)
 

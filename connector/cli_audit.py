@@ -105,7 +105,9 @@ def cmd_audit(args: argparse.Namespace, settings: Settings) -> int:
                 error = f" ({line.detail['error']})" if line.detail.get("error") else ""
                 print(f"  {_when(line.at)}  {line.kind} {line.outcome}{who}{error}")
             return 0
-        result = service.search(team_id=team, query=query, limit=args.limit)
+        result = service.search(
+            team_id=team, query=query, limit=args.limit, time_limit=None
+        )  # a terminal waits
         for hit in result.hits:
             print(plain_hit(hit))
         if not result.hits:

@@ -40,6 +40,11 @@ def hit_line(hit: AuditHit) -> str:
 
 
 def search_text(result: AuditResult, query: AuditQuery) -> str:
+    if result.too_slow:
+        return (
+            "That search matches too much of the audit trail to finish in time. Narrow it: a date "
+            "(`since:7d`), a kind (`invoice.paid`), a status or a `#channel`, or a rarer word."
+        )
     if not result.hits:
         hint = "" if not query.is_empty else "\n\n" + AUDIT_USAGE
         return "Nothing in the audit trail matches." + hint

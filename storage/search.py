@@ -10,16 +10,20 @@ what makes the search work, and it is all a dump reveals (how often a term repea
 from __future__ import annotations
 
 import base64
+import contextlib
 import datetime as dt
 import hashlib
 import hmac
 import os
 import threading
-from collections.abc import Callable, Iterable, Sequence
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, func, select
+import psycopg
+from sqlalchemy import ColumnElement, Select, func, select, text
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
 from storage.crypto import Cipher
@@ -123,9 +127,46 @@ class SearchRow:
     delivered_at: dt.datetime | None
 
 
-def search(session: Session, spec: SearchFilter, *, limit: int) -> list[SearchRow]:
+class SearchTooSlow(Exception):
+    """The search ran past its time limit and was stopped by the database."""
+
+
+@contextlib.contextmanager
+def _time_limit(session: Session, seconds: float | None) -> Iterator[None]:
+    """Stop the statements run inside after `seconds`, on the database's side: a search made of
+    words every event carries scans the whole trail, and nobody waits for it. PostgreSQL cancels
+    at statement_timeout (for this transaction only); SQLite's progress handler interrupts."""
+    if seconds is None:
+        yield
+        return
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(text(f"SET LOCAL statement_timeout = {max(1, int(seconds * 1000))}"))
+        try:
+            yield
+        except OperationalError as exc:
+            if isinstance(exc.orig, psycopg.errors.QueryCanceled):
+                raise SearchTooSlow from None
+            raise
+        return
+    raw = session.connection().connection.driver_connection
+    deadline = time.monotonic() + seconds
+    raw.set_progress_handler(lambda: int(time.monotonic() > deadline), 1000)  # type: ignore[union-attr]
+    try:
+        yield
+    except OperationalError as exc:
+        if "interrupted" in str(exc.orig):
+            raise SearchTooSlow from None
+        raise
+    finally:
+        raw.set_progress_handler(None, 0)  # type: ignore[union-attr]
+
+
+def search(
+    session: Session, spec: SearchFilter, *, limit: int, time_limit: float | None = None
+) -> list[SearchRow]:
     """Newest first. Events no rule sent anywhere appear (without a delivery) unless the query
-    names a status or a channel. Every condition is scoped to the workspace."""
+    names a status or a channel. Every condition is scoped to the workspace. Raises SearchTooSlow
+    past `time_limit` seconds."""
     needs_delivery = bool(spec.states) or spec.channel_id is not None
     # Deliveries of an event are in its connection's workspace, which the event filter pins down.
     # (Repeating workspace_id in the join lets SQLite's planner pick the workspace index: a scan.)
@@ -174,7 +215,8 @@ def search(session: Session, spec: SearchFilter, *, limit: int) -> list[SearchRo
         .order_by(Event.created_at.desc(), Event.id.desc())
         .limit(limit)
     )
-    return [_row(row) for row in session.execute(query)]
+    with _time_limit(session, time_limit):
+        return [_row(row) for row in session.execute(query)]
 
 
 def delivery_row(session: Session, *, workspace_id: int, delivery_id: int) -> SearchRow | None:

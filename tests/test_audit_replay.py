@@ -183,7 +183,24 @@ def test_a_search_the_database_holds_up_is_answered_by_response_url(live: Live) 
         assert ack["text"] == "Searching the audit trail…"
         blocker.rollback()
     (follow_up,) = live.slack.wait_for_responses(1, timeout=20)
-    assert "BN101" in follow_up["text"]
+    assert "BN101" in follow_up["text"] or "too much" in follow_up["text"]
+
+
+def test_a_search_past_its_time_is_stopped_and_answered_within_slacks_time(live: Live) -> None:
+    if live.services.db.dialect != "postgresql":
+        pytest.skip("SQLite readers are never blocked by a writer: tests/test_audit_search_limits.py")
+    setup_books(live)
+    with live.services.db.engine.connect() as blocker:
+        blocker.exec_driver_sql("LOCK TABLE events IN ACCESS EXCLUSIVE MODE")
+        began = time.monotonic()
+        ack = live.slash("audit ikea").json()
+        assert ack["text"] == "Searching the audit trail…"
+        # The database stops the search (statement_timeout) while the lock is still held.
+        (follow_up,) = live.slack.wait_for_responses(1, timeout=20)
+        answered = time.monotonic() - began
+        blocker.rollback()
+    assert "matches too much of the audit trail" in follow_up["text"]
+    assert answered < 3.0  # arrival to answer, as Slack's 3 s count it (less the internet)
 
 
 def test_audit_shows_events_no_rule_sent_anywhere(live: Live) -> None:
