@@ -78,6 +78,10 @@ SLASH_COMMAND_ACK_SECONDS = Histogram(
     " for the whole round trip).",
     buckets=(0.05, 0.1, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0),
 )
+SLASH_COMMANDS_HANDED_OVER = Counter(
+    "fbslack_slash_commands_handed_over_total",
+    "/freshbooks commands acknowledged before their work finished, whose answer went to the response_url.",
+)
 WEBHOOK_TO_POST_SECONDS = Histogram(
     "fbslack_webhook_to_post_seconds",
     "Time from accepting a webhook to Slack accepting the post of its event, per delivery.",

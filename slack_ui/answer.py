@@ -88,6 +88,7 @@ class DeferredAck:
             if self._acknowledged.is_set():
                 return
             self._late = True
+            metrics.SLASH_COMMANDS_HANDED_OVER.inc()
             self._acknowledge(text=self.meanwhile, blocks=None, response_type="ephemeral")
 
     def _acknowledge(self, **answer: Any) -> None:

@@ -76,7 +76,7 @@ def test_twenty_concurrent_commands_on_a_busy_machine_are_acknowledged_within_a_
         text, user = command
         start.wait()
         began = time.monotonic()
-        answer = live.slash(text, user_id=user)
+        answer = live.slash(text, user_id=user, follow=False)
         return text, answer.status_code, time.monotonic() - began, answer.text
 
     total_before, within_before = acks_within(SERVER_ACK_SECONDS)
@@ -109,7 +109,7 @@ def test_a_route_slack_is_too_slow_to_check_in_time_is_answered_by_response_url(
     # first and the rule is checked and saved after that.
     live.slack.latency = 1.2
     began = time.monotonic()
-    ack = live.slash("route invoice <#C0ACC|accounting> min 100", user_id=ADMIN)
+    ack = live.slash("route invoice <#C0ACC|accounting> min 100", user_id=ADMIN, follow=False)
     assert time.monotonic() - began < SLACK_ACK_SECONDS
     assert ack.status_code == 200
     assert ack.json()["text"] == "Working on `/freshbooks route`…"
@@ -127,7 +127,7 @@ def test_work_that_fails_after_the_acknowledgement_is_reported_by_response_url(l
     # The sample post takes effect and then the connection drops, twice (once more than the
     # client's own retry on a connection error): the command's work ends with an exception.
     live.slack.script("chat.postMessage", STORE_THEN_DROP, STORE_THEN_DROP)
-    ack = live.slash("test <#C0ACC|accounting>", user_id=MEMBER)
+    ack = live.slash("test <#C0ACC|accounting>", user_id=MEMBER, follow=False)
     assert ack.json()["text"] == "Posting a sample message to <#C0ACC>…"
     (follow_up,) = live.slack.wait_for_responses(1, timeout=20)
     assert follow_up["text"] == "Something went wrong before this finished. Try again in a moment."

@@ -178,7 +178,7 @@ def test_a_search_the_database_holds_up_is_answered_by_response_url(live: Live) 
         # Another session holds the events table (a migration, a long report): the search waits.
         blocker.exec_driver_sql("LOCK TABLE events IN ACCESS EXCLUSIVE MODE")
         began = time.monotonic()
-        ack = live.slash("audit ikea").json()
+        ack = live.slash("audit ikea", follow=False).json()
         assert time.monotonic() - began < 3
         assert ack["text"] == "Searching the audit trail…"
         blocker.rollback()
@@ -193,7 +193,7 @@ def test_a_search_past_its_time_is_stopped_and_answered_within_slacks_time(live:
     with live.services.db.engine.connect() as blocker:
         blocker.exec_driver_sql("LOCK TABLE events IN ACCESS EXCLUSIVE MODE")
         began = time.monotonic()
-        ack = live.slash("audit ikea").json()
+        ack = live.slash("audit ikea", follow=False).json()
         assert ack["text"] == "Searching the audit trail…"
         # The database stops the search (statement_timeout) while the lock is still held.
         (follow_up,) = live.slack.wait_for_responses(1, timeout=20)

@@ -20,7 +20,7 @@ from sqlalchemy import select
 
 from connector.freshbooks.models import Money
 from connector.preview import Example, Preview, PreviewService, RecordedEvent, evaluate
-from connector.route import ALL_EVENT_NAMES, KINDS, RouteSpec, Rule, facts_of
+from connector.route import ALL_EVENT_NAMES, KINDS, MAX_AMOUNT_DIGITS, RouteSpec, Rule, facts_of
 from slack_ui import modals
 from slack_ui.modals import FormErrors, RuleForm, form_from_rule, rule_modal, validate
 from storage import connections, events, outbox, rules
@@ -621,8 +621,12 @@ def test_a_saved_amount_always_fits_its_input(digits: int) -> None:
     for element in inputs.values():
         assert len(element["initial_value"]) <= element["max_length"] == modals.AMOUNT_INPUT_MAX
     spec = validate(form_from_rule(rule))
-    assert isinstance(spec, RouteSpec)
-    assert (spec.min_amount, spec.max_amount) == (cents, whole)  # and it reads back as it was saved
+    if digits <= MAX_AMOUNT_DIGITS:
+        assert isinstance(spec, RouteSpec)
+        assert (spec.min_amount, spec.max_amount) == (cents, whole)  # and it reads back as it was saved
+    else:  # saved before amounts were capped: shown whole, and the form asks for a smaller one
+        assert isinstance(spec, FormErrors)
+        assert "too large" in spec.errors["max"]
 
 
 def test_amounts_show_separators_only_when_they_fit() -> None:
@@ -637,8 +641,19 @@ def test_amounts_show_separators_only_when_they_fit() -> None:
 def test_the_edit_modal_opens_on_a_31_digit_minimum(desk: Desk) -> None:  # noqa: F811
     live = desk.live
     huge = "1" * 31
-    answer = live.slash(f"route invoice <#{ACCOUNTING}|accounting> min {huge}").json()["text"]
-    assert answer.startswith("Rule saved"), answer
+    # Saved before amounts were capped at 15 digits: a command cannot make one any more.
+    assert "too large" in live.slash(f"route invoice <#{ACCOUNTING}|accounting> min {huge}").json()["text"]
+    spec = RouteSpec(("invoice",), ACCOUNTING, None, Decimal(huge), None, None, False, None)
+    with live.services.db.session() as session:
+        rules.create_rule(
+            session,
+            live.services.cipher,
+            workspace_id=desk.workspace_id,
+            connection_id=desk.connection_id,
+            spec=spec,
+            created_by="UADMIN",
+            now=live.clock(),
+        )
     assert home_action(live, "home_rule_edit", "1").status_code == 200
     eventually(lambda: bool(live.slack.opened_modals), "edit modal opened")
     modal = live.slack.modals[live.slack.opened_modals[-1]]
@@ -646,6 +661,7 @@ def test_the_edit_modal_opens_on_a_31_digit_minimum(desk: Desk) -> None:  # noqa
     minimum = _amount_inputs(modal)[modals.MIN_BLOCK]
     assert minimum["initial_value"] == huge
     assert len(minimum["initial_value"]) <= minimum["max_length"]
-    # Saved again unchanged, it is the same rule.
-    assert submit(live, live.slack.opened_modals[-1], state_of(modal)).json()["response_action"] == "update"
+    # Saved again unchanged, the form asks for an amount within the cap; the rule is as it was.
+    answer = submit(live, live.slack.opened_modals[-1], state_of(modal)).json()
+    assert answer["response_action"] == "errors" and "too large" in answer["errors"][modals.MIN_BLOCK]
     assert rows(live)[0].min_amount == huge

@@ -197,6 +197,7 @@ class FakeSlack:
         self.ephemerals: list[Params] = []
         self.latency = 0.0  # seconds added to every Web API answer (set by load tests)
         self.responses: list[Params] = []  # what was POSTed to response_url (see response_url())
+        self._responded: list[tuple[str, Params]] = []  # the same, with the response_url's name
         # Multi-workspace install (OAuth): workspaces that can install, tokens issued per workspace.
         self.client_id, self.client_secret = CLIENT_ID, CLIENT_SECRET
         self.workspaces: dict[str, Workspace] = {}
@@ -369,6 +370,16 @@ class FakeSlack:
                 )
             return list(self.responses)
 
+    def take_response(self, name: str, timeout: float = 20) -> Params:
+        """Wait for the post to response_url `name`, and take it out of `responses`."""
+        with self._cond:
+            if not self._cond.wait_for(lambda: any(n == name for n, _ in self._responded), timeout=timeout):
+                raise AssertionError(f"nothing was posted to response_url {name} within {timeout}s")
+            index = next(i for i, (n, _) in enumerate(self._responded) if n == name)
+            _, params = self._responded.pop(index)
+            self.responses.remove(params)
+            return params
+
     def wait_for_calls(self, method: str, n: int, timeout: float = 5) -> list[Call]:
         """Block until `method` was called at least `n` times; raise AssertionError at the deadline."""
         with self._cond:
@@ -411,6 +422,7 @@ class FakeSlack:
         if method.startswith("/respond/"):
             with self._cond:
                 self.responses.append(params)
+                self._responded.append((method.removeprefix("/respond/"), params))
                 self._cond.notify_all()
             return 200, {}, {"ok": True}
         with self._cond:
