@@ -19,35 +19,35 @@ from slack_bolt.adapter.flask.handler import to_bolt_request, to_flask_response
 from slack_sdk import WebClient
 from sqlalchemy.exc import SQLAlchemyError
 
-from connector import metrics
-from connector.audit import AuditService
-from connector.clock import Clock, system_clock
-from connector.deliver.engine import DeliveryEngine
-from connector.enrich import Enricher
+from connector.domain.clock import Clock, system_clock
+from connector.domain.settings import Settings, load_settings
+from connector.features.audit.replay import ReplayService
+from connector.features.audit.search import AuditService
+from connector.features.home import HomeService
+from connector.features.permissions import Permissions
+from connector.features.retention import RetentionPurge
+from connector.features.rules.preview import PreviewService
+from connector.features.rules.service import RuleService
+from connector.features.status import workspace_status
 from connector.freshbooks.callbacks import CallbackRegistrar
 from connector.freshbooks.client import FreshBooksClient
 from connector.freshbooks.connect import ConnectionSetup, ConnectService, DisconnectService, OAuthConfig
 from connector.freshbooks.monitor import CHECK_INTERVAL, CallbackMonitor
 from connector.freshbooks.tokens import TokenManager
 from connector.freshbooks.verification import VerificationService
-from connector.home import HomeService
-from connector.ingest.intake import Intake
-from connector.notify import LogNotifier, Notifier, SlackNotifier
-from connector.permissions import Permissions
+from connector.ops.web import Health, create_blueprint
 from connector.pipeline import wake as wakeup
+from connector.pipeline.deliver.engine import DeliveryEngine
+from connector.pipeline.enrich.enrich import Enricher
+from connector.pipeline.enrich.reconcile import Reconciler
 from connector.pipeline.inbox_worker import InboxWorker
+from connector.pipeline.ingest.intake import Intake
 from connector.pipeline.loop import BackgroundLoop
+from connector.pipeline.route.router import Router
 from connector.pipeline.wake import WakeListener, WakeSender
-from connector.preview import PreviewService
-from connector.reconcile import Reconciler
-from connector.replay import ReplayService
-from connector.retention import RetentionPurge
-from connector.router import Router
-from connector.rules import RuleService
-from connector.settings import Settings, load_settings
-from connector.slack_tokens import SlackTokens
-from connector.status import workspace_status
-from connector.web import Health, create_blueprint
+from connector.slack.notify import LogNotifier, Notifier, SlackNotifier
+from connector.slack.slack_tokens import SlackTokens
+from connector.telemetry import metrics
 from slack_ui.answer import ARRIVED
 from slack_ui.audit_commands import AuditCommands
 from slack_ui.bolt_app import build_bolt_app, build_multi_workspace, build_slack_access

@@ -268,7 +268,7 @@ def plan(args: argparse.Namespace) -> dict[str, Any]:
 def migrate_and_seed(url: str, rules_by_channel: dict[str, str]) -> str:
     """Migrate; add a workspace, a connection (tokens the fake FreshBooks accepts), one verified
     callback with a known verifier and one routing rule per channel; return the webhook URL token."""
-    from connector.route import RouteSpec
+    from connector.features.rules.syntax import RouteSpec
     from storage import connections, migrate, rules
     from storage.crypto import Cipher
     from storage.db import Database
@@ -914,7 +914,12 @@ def markdown(results: dict[str, Any]) -> str:
 
 def code_versions() -> dict[str, str]:
     """Short hashes of the files that decide delivery behaviour: results name the code they measured."""
-    files = ("connector/deliver/engine.py", "storage/outbox.py", "connector/pipeline/loop.py", "app.py")
+    files = (
+        "connector/pipeline/deliver/engine.py",
+        "storage/outbox.py",
+        "connector/pipeline/loop.py",
+        "app.py",
+    )
     found = {}
     for name in files:
         with contextlib.suppress(OSError):

@@ -14,19 +14,19 @@ from slack_bolt import Ack, App, BoltContext, Respond
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
-from connector.clock import Clock
+from connector.domain.clock import Clock
+from connector.features.home import HomeService
+from connector.features.permissions import Permissions, refusal
+from connector.features.rules.modal import RuleForm, rule_modal
+from connector.features.rules.preview import PreviewService
+from connector.features.rules.service import RuleError, RuleService, ensure_postable
+from connector.features.rules.syntax import RouteSyntaxError, parse_route_command
+from connector.features.status import ConnectionReport
 from connector.freshbooks.connect import ConnectError, ConnectService, DisconnectService
-from connector.home import HomeService
-from connector.permissions import Permissions, refusal
-from connector.preview import PreviewService
-from connector.render import OPEN_IN_FRESHBOOKS_ACTION_ID, escape
-from connector.route import RouteSyntaxError, parse_route_command
-from connector.rules import RuleError, RuleService, ensure_postable
-from connector.status import ConnectionReport
+from connector.pipeline.render.messages import OPEN_IN_FRESHBOOKS_ACTION_ID, escape
 from slack_ui import views
 from slack_ui.answer import ACK_BUDGET_SECONDS, ARRIVED, DeferredAck, run_in_time
 from slack_ui.audit_commands import AuditCommands
-from slack_ui.modals import RuleForm, rule_modal
 from slack_ui.views import HELP_TEXT
 
 log = logging.getLogger(__name__)
@@ -42,9 +42,9 @@ class CommandServices:
     rules: RuleService
     home: HomeService
     clock: Clock
-    permissions: Permissions  # who may run ADMIN_ONLY subcommands (connector.permissions)
-    preview: PreviewService  # the rule modal's preview (connector.preview)
-    audit: AuditCommands  # audit search and replay (connector.audit, connector.replay)
+    permissions: Permissions  # who may run ADMIN_ONLY subcommands (connector.features.permissions)
+    preview: PreviewService  # the rule modal's preview (connector.features.rules.preview)
+    audit: AuditCommands  # audit search and replay (connector.features.audit)
 
 
 Handler = Callable[[dict[str, Any], DeferredAck, Respond, WebClient], None]

@@ -24,9 +24,9 @@ from slack_sdk.signature import SignatureVerifier
 from werkzeug.serving import make_server
 
 from app import Services
-from connector.ingest.signature import SIGNATURE_HEADER
-from connector.logs import NOISY_LOGGERS, JsonFormatter
-from connector.settings import Settings, load_settings
+from connector.domain.settings import Settings, load_settings
+from connector.ops.logs import NOISY_LOGGERS, JsonFormatter
+from connector.pipeline.ingest.signature import SIGNATURE_HEADER
 from storage import connections, migrate
 from storage.connections import NewConnection
 from storage.crypto import Cipher
@@ -299,7 +299,7 @@ def no_secret_in_any_log(request: pytest.FixtureRequest) -> Iterator[None]:
     live: Live | None = request.getfixturevalue("live") if "live" in request.fixturenames else None
     collect = _Collect()
     root = logging.getLogger()
-    # Production's levels (connector.logs.configure_logging at LOG_LEVEL=INFO), restored afterwards.
+    # Production's levels (connector.ops.logs.configure_logging at LOG_LEVEL=INFO), restored afterwards.
     saved = {name: logging.getLogger(name).level for name in NOISY_LOGGERS}
     saved_root = root.level
     root.setLevel(min(saved_root or logging.WARNING, logging.INFO))

@@ -30,8 +30,8 @@ from slack_sdk.signature import SignatureVerifier
 from sqlalchemy import create_engine, select, update
 from sqlalchemy.pool import NullPool
 
-from connector.ingest.signature import SIGNATURE_HEADER, compute_signature
-from connector.settings import Settings, load_settings
+from connector.domain.settings import Settings, load_settings
+from connector.pipeline.ingest.signature import SIGNATURE_HEADER, compute_signature
 from storage import connections, outbox
 from storage.db import Database
 from storage.models import ChannelPacing, Delivery, DeliveryState, Event, InboxState, WebhookInbox
@@ -138,7 +138,7 @@ class ServerProcess:
         with self.log_path.open("ab") as log:
             log.write(f"\n===== start #{self.starts} of server {self.name} =====\n".encode())
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "connector.cli", "serve"],
+                [sys.executable, "-m", "connector.ops.cli", "serve"],
                 cwd=REPO,
                 env=self.env,
                 stdin=subprocess.DEVNULL,
@@ -241,7 +241,7 @@ def expire_leases_of(database_url: str, pids: Iterable[int], *, no_one_else: boo
 
     A stand-in for waiting out the lease (60 s for a delivery): it is exactly what the clock would
     do, only sooner, and only for rows whose owner is dead. Owners are `host:pid:nonce`
-    (connector.process.worker_id). The channels such a delivery held are freed too, their next post
+    (connector.domain.process.worker_id). The channels such a delivery held are freed too, their next post
     no sooner than a pacing gap from now (the dead process may have just posted there).
 
     A channel's busy mark names no owner: one the dead process held after finishing its delivery

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 
-from connector.permissions import ALLOWLIST_REFUSAL, refusal
+from connector.features.permissions import ALLOWLIST_REFUSAL, refusal
 from storage import allowlist, connections
 from storage.db import Database
 from tests.conftest import ADMIN, MEMBER, FakeClock, Live

@@ -11,9 +11,9 @@ import pytest
 from slack_sdk.models.views import View
 from sqlalchemy import update
 
-from connector.home import PAGE, DeliveryLine, HomeData, Page, Pages, page_of
-from connector.route import RouteSpec, Rule
-from connector.status import ConnectionReport
+from connector.features.home import PAGE, DeliveryLine, HomeData, Page, Pages, page_of
+from connector.features.rules.syntax import RouteSpec, Rule
+from connector.features.status import ConnectionReport
 from slack_ui.home import MAX_BLOCKS, Viewer, build_home
 from storage import rules
 from storage.models import Delivery, DeliveryState

@@ -12,8 +12,14 @@ import httpx
 import pytest
 from sqlalchemy import select
 
-from connector.audit import AuditQuery, AuditSyntaxError, number_values, parse_audit_query, word_alternatives
-from connector.replay import ReplayFailed, ReplayOne, ReplaySyntaxError, parse_replay_command
+from connector.features.audit.replay import ReplayFailed, ReplayOne, ReplaySyntaxError, parse_replay_command
+from connector.features.audit.search import (
+    AuditQuery,
+    AuditSyntaxError,
+    number_values,
+    parse_audit_query,
+    word_alternatives,
+)
 from storage import connections, outbox
 from storage.models import AppSecret, Delivery, DeliveryState, SearchTerm
 from tests.conftest import ADMIN, FB_ACCOUNT, MEMBER, Live
@@ -328,7 +334,7 @@ def test_replay_refuses_a_channel_it_cannot_post_in(live: Live) -> None:
 def test_cli_audit_and_replay_share_the_code_paths(live: Live, capsys: pytest.CaptureFixture[str]) -> None:
     import argparse
 
-    from connector.cli_audit import cmd_audit, cmd_replay
+    from connector.features.audit.cli import cmd_audit, cmd_replay
 
     setup_books(live)
     settings = live.settings

@@ -15,7 +15,7 @@ import pytest
 from sqlalchemy import Connection, func, select, text
 from sqlalchemy.exc import DBAPIError
 
-from connector.ingest.batcher import CommitFailed, GroupCommit
+from connector.pipeline.ingest.batcher import CommitFailed, GroupCommit
 from storage import inbox
 from storage.crypto import Cipher
 from storage.db import Database

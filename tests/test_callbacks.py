@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from sqlalchemy import select, update
 
-from connector.events import SUPPORTED_EVENTS
+from connector.domain.events import SUPPORTED_EVENTS
 from connector.freshbooks.callbacks import plan_callbacks, webhook_url
 from connector.freshbooks.client import CallbackInfo
 from storage.models import FreshBooksCallback

@@ -14,7 +14,7 @@ import httpx
 import pytest
 from cryptography.fernet import Fernet
 
-FBSLACK = [sys.executable, "-m", "connector.cli"]
+FBSLACK = [sys.executable, "-m", "connector.ops.cli"]
 MIGRATIONS = Path(__file__).resolve().parents[1] / "storage" / "migrations" / "versions"
 
 

@@ -9,9 +9,9 @@ import httpx
 import pytest
 from sqlalchemy import func, select
 
-from connector.events import SUPPORTED_EVENTS
+from connector.domain.events import SUPPORTED_EVENTS
 from connector.freshbooks.connect import SCOPES
-from connector.ingest.signature import compute_signature
+from connector.pipeline.ingest.signature import compute_signature
 from storage.models import AuditEntry, FreshBooksCallback, FreshBooksConnection
 from tests.conftest import ADMIN, FB_ACCOUNT, MEMBER, Live
 from tests.fakes.freshbooks import FakeBusiness, Scripted

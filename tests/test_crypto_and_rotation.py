@@ -188,7 +188,7 @@ def test_cli_rotate(database_url: str, db: Database, clock: FakeClock, tmp_path:
         "DATA_DIR": str(tmp_path),
     }
     done = subprocess.run(
-        [sys.executable, "-m", "connector.cli", "keys", "rotate", "--batch-size", "2"],
+        [sys.executable, "-m", "connector.ops.cli", "keys", "rotate", "--batch-size", "2"],
         env=env,
         capture_output=True,
         text=True,

@@ -21,9 +21,9 @@ from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 from sqlalchemy import select
 
-from connector.backoff import SCHEDULE
-from connector.deliver.engine import LEASE, DeliveryEngine
-from connector.deliver.errors import (
+from connector.pipeline.backoff import SCHEDULE
+from connector.pipeline.deliver.engine import LEASE, DeliveryEngine
+from connector.pipeline.deliver.errors import (
     ERROR_TABLE,
     MAX_CODE_LENGTH,
     Outcome,
@@ -31,8 +31,8 @@ from connector.deliver.errors import (
     classify,
     error_code,
 )
-from connector.notify import SlackNotifier
-from connector.render import METADATA_EVENT_TYPE
+from connector.pipeline.render.messages import METADATA_EVENT_TYPE
+from connector.slack.notify import SlackNotifier
 from storage import alerts, events, outbox
 from storage.db import Database
 from storage.models import Delivery, DeliveryState, Event, FreshBooksConnection, Workspace
@@ -64,7 +64,7 @@ GAP = 1.1  # seconds the clock moves between rounds: past the 1.05 s channel gap
 UPDATED = "2026-11-24 09:00:00"
 
 
-# -- the reference's error table (slack.md §2), transcribed, against connector/deliver/errors.py ---------
+# -- the reference's error table (slack.md §2), transcribed, against connector/pipeline/deliver/errors.py
 
 RETRY_CODES = ["ratelimited", "rate_limited", "service_unavailable", "request_timeout", "team_added_to_org",
                "org_login_required", "http_500", "http_503"]  # fmt: skip

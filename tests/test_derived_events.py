@@ -11,8 +11,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 from sqlalchemy import select
 
-from connector.derive import derive, invoice_is_material_change, is_overdue
 from connector.freshbooks.models import parse_bill, parse_invoice
+from connector.pipeline.enrich.derive import derive, invoice_is_material_change, is_overdue
 from storage.models import Event
 from tests.conftest import FB_ACCOUNT, Live
 

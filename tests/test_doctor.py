@@ -8,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from connector import doctor
+from connector.ops import doctor
 from storage.db import Database
 from tests.conftest import Live
 
@@ -80,10 +80,10 @@ def test_the_command_exits_non_zero_and_says_what_to_do(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("SLACK_", "FRESHBOOKS_", "DATABASE_URL"))}
     env.update(DATA_DIR=str(tmp_path), SLACK_API_URL="http://127.0.0.1:9/api/")
     subprocess.run(
-        [sys.executable, "-m", "connector.cli", "db", "upgrade"], env=env, check=True, capture_output=True
+        [sys.executable, "-m", "connector.ops.cli", "db", "upgrade"], env=env, check=True, capture_output=True
     )
     done = subprocess.run(
-        [sys.executable, "-m", "connector.cli", "doctor"],
+        [sys.executable, "-m", "connector.ops.cli", "doctor"],
         env=env,
         capture_output=True,
         text=True,

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from connector.events import IGNORED_EVENTS, SUPPORTED_EVENTS
-from connector.ingest.form import (
+from connector.domain.events import IGNORED_EVENTS, SUPPORTED_EVENTS
+from connector.pipeline.ingest.form import (
     MalformedWebhook,
     Notification,
     is_verify,

@@ -9,7 +9,7 @@ import socket
 import pytest
 from prometheus_client import REGISTRY
 
-from connector.events import ObjectKind
+from connector.domain.events import ObjectKind
 from connector.freshbooks.client import (
     ErrorKind,
     FreshBooksClient,

@@ -13,7 +13,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from connector.events import ObjectKind
+from connector.domain.events import ObjectKind
 from connector.freshbooks.models import (
     PARSERS,
     Bill,

@@ -27,9 +27,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import func, select
 
-from connector.events import SUPPORTED_EVENTS, VERIFY_EVENT
-from connector.ingest.form import MAX_BODY_BYTES, MalformedWebhook, parse_fields
-from connector.ingest.signature import SIGNATURE_HEADER, compute_signature
+from connector.domain.events import SUPPORTED_EVENTS, VERIFY_EVENT
+from connector.pipeline.ingest.form import MAX_BODY_BYTES, MalformedWebhook, parse_fields
+from connector.pipeline.ingest.signature import SIGNATURE_HEADER, compute_signature
 from storage.models import WebhookInbox
 from tests.conftest import ADMIN, FB_ACCOUNT, MEMBER, Live, signed_slack_post
 from tests.fakes.slack import Channel

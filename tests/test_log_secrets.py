@@ -9,7 +9,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from connector.logs import configure_logging
+from connector.ops.logs import configure_logging
 from tests.conftest import FB_ACCOUNT, SLACK_BOT_TOKEN, SLACK_SIGNING_SECRET, Live
 from tests.fakes.slack import Channel
 from tests.test_connect import approve, connect_link, wait_for_dm

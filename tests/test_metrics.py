@@ -21,9 +21,9 @@ from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import select
 from werkzeug.serving import make_server
 
-from connector import metrics
-from connector.ingest.signature import SIGNATURE_HEADER, compute_signature
-from connector.settings import ConfigError, Settings
+from connector.domain.settings import ConfigError, Settings
+from connector.pipeline.ingest.signature import SIGNATURE_HEADER, compute_signature
+from connector.telemetry import metrics
 from storage import connections
 from storage.crypto import Cipher
 from storage.db import Database
@@ -233,7 +233,7 @@ def test_metrics_token_opens_the_metrics(protected: str) -> None:
 
 @pytest.mark.parametrize("token", ["short", "has a space in it somewhere"])
 def test_a_weak_metrics_token_is_refused_without_echoing_it(token: str) -> None:
-    from connector.settings import load_settings
+    from connector.domain.settings import load_settings
 
     with pytest.raises(ConfigError) as caught:
         load_settings({"METRICS_TOKEN": token})
@@ -355,7 +355,7 @@ def test_serve_merges_the_metrics_of_every_process(
     log_path = tmp_path / "serve.log"
     with log_path.open("wb") as log:
         server = subprocess.Popen(
-            [sys.executable, "-m", "connector.cli", "serve"],
+            [sys.executable, "-m", "connector.ops.cli", "serve"],
             env=env,
             stdin=subprocess.DEVNULL,
             stdout=log,

@@ -1,4 +1,4 @@
-"""Time comes from one clock: the app reads the wall clock only in connector/clock.py."""
+"""Time comes from one clock: the app reads the wall clock only in connector/domain/clock.py."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
-CLOCK_MODULE = REPO / "connector" / "clock.py"
+CLOCK_MODULE = REPO / "connector" / "domain" / "clock.py"
 # Reading the wall clock: datetime.now/utcnow/today, date.today, time.time. Durations
 # (time.monotonic, perf_counter) are not timestamps and stay allowed.
 WALL_CLOCK_CALLS = {("datetime", "now"), ("datetime", "utcnow"), ("datetime", "today"), ("date", "today")}

@@ -13,11 +13,11 @@ import httpx
 import pytest
 from sqlalchemy import select
 
-from connector.backoff import retry_delay
-from connector.enrich import GONE, change_marker
 from connector.freshbooks.models import EASTERN
-from connector.ingest.signature import SIGNATURE_HEADER, compute_signature
+from connector.pipeline.backoff import retry_delay
+from connector.pipeline.enrich.enrich import GONE, change_marker
 from connector.pipeline.inbox_worker import InboxWorker, Processed, RetryLater
+from connector.pipeline.ingest.signature import SIGNATURE_HEADER, compute_signature
 from storage import inbox
 from storage.models import Event, InboxState, WebhookInbox
 from tests.conftest import FB_ACCOUNT, Live

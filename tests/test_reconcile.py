@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from connector.events import ObjectKind
+from connector.domain.events import ObjectKind
 from connector.freshbooks.models import EASTERN
-from connector.reconcile import (
+from connector.pipeline.enrich.reconcile import (
     POLL_OVERLAP,
     PolledChange,
     lease_for,

@@ -20,8 +20,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from slack_sdk.models.blocks import Block
 
-from connector import render as r
-from connector.events import SUPPORTED_EVENTS, ObjectKind
+from connector.domain.events import SUPPORTED_EVENTS, ObjectKind
 from connector.freshbooks.models import (
     Bill,
     Expense,
@@ -35,7 +34,16 @@ from connector.freshbooks.models import (
     parse_object,
     parse_payment,
 )
-from connector.render import EVENT_NAMES, RENDERERS, Message, RenderContext, UnknownEvent, render, render_card
+from connector.pipeline.render import messages as r
+from connector.pipeline.render.messages import (
+    EVENT_NAMES,
+    RENDERERS,
+    Message,
+    RenderContext,
+    UnknownEvent,
+    render,
+    render_card,
+)
 
 FIXTURE_DIR = Path(__file__).parent / "fixtures" / "freshbooks"
 FIXTURES = sorted(FIXTURE_DIR.glob("*.json"))

@@ -1,6 +1,6 @@
 """Hostile clients, no proxy in front (issue 12 section 3): body limits, slow clients, balance.
 
-The first tests drive connector.front in this process with a tiny WSGI app and short limits; the
+The first tests drive connector.ops.front in this process with a tiny WSGI app and short limits; the
 rest start the production server (`fbslack serve`, SQLite) once and talk to it over 127.0.0.1 as
 an attacker would: raw sockets, 200 MiB bodies, 200 connections trickling a byte a second.
 """
@@ -22,9 +22,9 @@ import httpx
 import pytest
 from cryptography.fernet import Fernet
 
-from connector.front import Front, Limits
-from connector.ingest.signature import SIGNATURE_HEADER, compute_signature
-from connector.web import BODY_LIMITS
+from connector.ops.front import Front, Limits
+from connector.ops.web import BODY_LIMITS
+from connector.pipeline.ingest.signature import SIGNATURE_HEADER, compute_signature
 from storage.db import Database
 from tests.conftest import SLACK_BOT_TOKEN, SLACK_SIGNING_SECRET, make_settings
 from tests.fakes.freshbooks import FakeFreshBooks
@@ -44,7 +44,7 @@ def _echo(environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
 
 @contextlib.contextmanager
 def front(limits: Limits, body_limit: int = 100) -> Iterator[int]:
-    """connector.front on a loop thread, serving `_echo`; the port."""
+    """connector.ops.front on a loop thread, serving `_echo`; the port."""
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
     sock.listen(64)

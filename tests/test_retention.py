@@ -7,7 +7,7 @@ import datetime as dt
 import pytest
 from sqlalchemy import func, select
 
-from connector.retention import RetentionPurge
+from connector.features.retention import RetentionPurge
 from storage import audit, connections, inbox
 from storage.crypto import Cipher
 from storage.db import Database

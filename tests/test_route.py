@@ -12,15 +12,8 @@ import pytest
 from hypothesis import assume, given
 from hypothesis import strategies as st
 
-from connector.events import SUPPORTED_EVENTS, ObjectKind
-from connector.freshbooks.models import (
-    Money,
-    parse_bill,
-    parse_expense,
-    parse_invoice,
-    parse_payment,
-)
-from connector.route import (
+from connector.domain.events import SUPPORTED_EVENTS, ObjectKind
+from connector.features.rules.syntax import (
     ALL_EVENT_NAMES,
     KINDS,
     USAGE,
@@ -36,6 +29,13 @@ from connector.route import (
     pattern_matches,
     rule_matches,
     targets,
+)
+from connector.freshbooks.models import (
+    Money,
+    parse_bill,
+    parse_expense,
+    parse_invoice,
+    parse_payment,
 )
 
 FIXTURES = Path(__file__).parent / "fixtures" / "freshbooks" / "objects"

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from cryptography.fernet import Fernet
 
-from connector.settings import ConfigError, Settings, load_settings, normalize_database_url
+from connector.domain.settings import ConfigError, Settings, load_settings, normalize_database_url
 
 
 def test_defaults_need_nothing(tmp_path: Path) -> None:
@@ -123,7 +123,7 @@ def test_serve_with_a_bad_production_setting_says_one_line_and_no_traceback(tmp_
         DATA_DIR=str(tmp_path),
     )
     done = subprocess.run(
-        [sys.executable, "-m", "connector.cli", "serve"],
+        [sys.executable, "-m", "connector.ops.cli", "serve"],
         env=env,
         capture_output=True,
         text=True,

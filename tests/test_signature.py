@@ -11,8 +11,8 @@ from urllib.parse import urlencode
 from hypothesis import given
 from hypothesis import strategies as st
 
-from connector.ingest.form import parse_fields
-from connector.ingest.signature import compute_signature, signature_matches
+from connector.pipeline.ingest.form import parse_fields
+from connector.pipeline.ingest.signature import compute_signature, signature_matches
 
 VECTOR_BODY = (
     b"name=invoice.create&object_id=1234567&account_id=6BApk&business_id=6543&identity_id=1234&user_id=1"

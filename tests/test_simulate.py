@@ -17,12 +17,12 @@ import pytest
 from sqlalchemy import func, select
 from werkzeug.serving import make_server
 
-from connector import simulate
-from connector.events import ObjectKind
+from connector.domain.events import ObjectKind
+from connector.features.rules.syntax import facts_of
 from connector.freshbooks.models import Invoice, Payment, parse_invoice, parse_object
-from connector.ingest.form import parse_notification
-from connector.render import SIMULATED_NOTE, RenderContext, render
-from connector.route import facts_of
+from connector.ops import simulate
+from connector.pipeline.ingest.form import parse_notification
+from connector.pipeline.render.messages import SIMULATED_NOTE, RenderContext, render
 from storage import connections, simulated
 from storage.crypto import Cipher
 from storage.db import Database
@@ -32,7 +32,7 @@ from tests.fakes.freshbooks import FakeFreshBooks
 from tests.fakes.slack import Channel
 from tests.test_end_to_end import drain
 
-FBSLACK = [sys.executable, "-m", "connector.cli", "simulate"]
+FBSLACK = [sys.executable, "-m", "connector.ops.cli", "simulate"]
 NOW = dt.datetime(2026, 11, 24, 15, 30, tzinfo=dt.UTC)
 EXEC, ACCOUNTING = "C0EXECALR", "C0ACCOUNT"
 VERIFIER = "sim-verifier-0123456789"

@@ -26,8 +26,8 @@ from slack_sdk.errors import SlackApiError
 from slack_sdk.oauth.installation_store import Installation
 from sqlalchemy import func, select
 
-from connector.settings import ConfigError
-from connector.slack_tokens import SlackTokens, needs_refresh
+from connector.domain.settings import ConfigError
+from connector.slack.slack_tokens import SlackTokens, needs_refresh
 from slack_ui.oauth import BOT_SCOPES, failure_reason, installation_from_oauth
 from storage import connections, installations
 from storage.crypto import Cipher, generate_key
@@ -691,7 +691,7 @@ def test_single_workspace_mode_has_no_install_pages(live: Live) -> None:
 
 
 def test_doctor_checks_every_installed_workspace(multi: Live) -> None:
-    from connector import doctor
+    from connector.ops import doctor
 
     tokens = multi.services.slack_tokens
     assert tokens is not None

@@ -8,7 +8,7 @@ import threading
 import pytest
 from sqlalchemy import select, update
 
-from connector.events import ObjectKind
+from connector.domain.events import ObjectKind
 from connector.freshbooks.client import FreshBooksClient, FreshBooksError
 from connector.freshbooks.tokens import NoToken, TokenManager, TokenRevoked, is_due, refresh_margin
 from storage import connections
@@ -180,7 +180,7 @@ def test_a_401_refreshes_once_and_retries(live: Live) -> None:
     live.fake.add_object(FB_ACCOUNT, "invoices", {"id": 1, "updated": "u"})
     tokens = manager(live)
     client = FreshBooksClient(base_url=live.fake.base_url)
-    from connector.events import ObjectKind
+    from connector.domain.events import ObjectKind
 
     obj = tokens.call(
         cid,

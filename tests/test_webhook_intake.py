@@ -20,7 +20,7 @@ from connector.freshbooks.verification import (
     UNKNOWN_CALLBACK_GRACE,
     decide,
 )
-from connector.ingest.signature import compute_signature
+from connector.pipeline.ingest.signature import compute_signature
 from storage.inbox import REPEAT_WINDOW
 from storage.models import CallbackVerification, FreshBooksCallback, InboxState, WebhookDigest, WebhookInbox
 from tests.conftest import FB_ACCOUNT, Live, clock_start

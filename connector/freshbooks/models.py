@@ -16,7 +16,7 @@ from decimal import Decimal
 from typing import Literal, TypeAlias, TypeVar, overload
 from zoneinfo import ZoneInfo
 
-from connector.events import ObjectKind
+from connector.domain.events import ObjectKind
 
 # The accounting API writes `YYYY-MM-DD HH:MM:SS` without an offset, in US/Eastern wall-clock time,
 # except for bills and bill vendors, which are UTC (reference §6 and §10 gotcha 9).

@@ -9,10 +9,10 @@ from dataclasses import dataclass
 
 from sqlalchemy.orm import Session
 
-from connector import metrics
-from connector.backoff import retry_delay
-from connector.clock import Clock
-from connector.process import worker_id
+from connector.domain.clock import Clock
+from connector.domain.process import worker_id
+from connector.pipeline.backoff import retry_delay
+from connector.telemetry import metrics
 from storage import inbox
 from storage.crypto import Cipher
 from storage.db import Database

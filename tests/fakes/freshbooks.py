@@ -22,7 +22,7 @@ from typing import Any
 
 import httpx
 
-from connector.ingest.signature import SIGNATURE_HEADER, compute_signature
+from connector.pipeline.ingest.signature import SIGNATURE_HEADER, compute_signature
 
 NOT_FOUND = {"errno": 404, "message": "Requested resource could not be found."}
 UNAUTHORIZED = {

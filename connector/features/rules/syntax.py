@@ -1,0 +1,527 @@
+"""Routing rules: which Slack channels hear about a FreshBooks event, and the `/freshbooks route` syntax.
+
+Pure: no I/O, no clock. Evaluation is `targets(event, rules)`; `facts_of` turns a typed FreshBooks
+object into the few facts rules look at, and `parse_route_command` turns the slash command's text
+into a `RouteSpec` or a `RouteSyntaxError` whose message is ready to show the Slack user (mrkdwn).
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from decimal import Decimal
+
+from connector.domain.events import SUPPORTED_EVENTS, ObjectKind
+from connector.freshbooks.models import Bill, Expense, FreshBooksObject, Invoice, Money, Payment
+
+# Events FreshBooks never sends; connector.pipeline.enrich (derive, reconcile) computes them from state.
+_DERIVED_EVENTS: dict[str, ObjectKind] = {
+    "invoice.paid": ObjectKind.INVOICE,
+    "invoice.partially_paid": ObjectKind.INVOICE,
+    "invoice.overdue": ObjectKind.INVOICE,
+    "bill.paid": ObjectKind.BILL,
+}
+
+_KIND_OF_EVENT: dict[str, str] = {
+    name: kind.value for name, kind in (*SUPPORTED_EVENTS.items(), *_DERIVED_EVENTS.items())
+}
+
+ALL_EVENT_NAMES: tuple[str, ...] = tuple(_KIND_OF_EVENT)
+KINDS: tuple[str, ...] = ("invoice", "payment", "bill", "expense")
+_ALL = "all"
+
+# Every accepted spelling (lower-cased) -> its canonical pattern.
+_PATTERN_SPELLINGS: dict[str, str] = {
+    _ALL: _ALL,
+    **{kind: kind for kind in KINDS},
+    **{f"{kind}s": kind for kind in KINDS},
+    **{name.lower(): name for name in ALL_EVENT_NAMES},
+}
+_CANONICAL_PATTERNS: tuple[str, ...] = (_ALL, *KINDS, *ALL_EVENT_NAMES)
+
+USAGE = (
+    "Usage: `/freshbooks route EVENTS #channel [min AMOUNT] [max AMOUNT] [currency CODE] [billable] "
+    '[client "NAME" | vendor "NAME"]`\n'
+    "EVENTS is `all`, a kind (`invoice`, `payment`, `bill`, `expense`) or an event such as "
+    "`invoice.create` or `invoice.paid`; separate several with commas.\n"
+    "Example: `/freshbooks route invoice.create #exec-alerts min 5000`"
+)
+
+
+# -- the facts a rule looks at ------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class RoutableEvent:
+    name: str  # e.g. "invoice.paid"
+    kind: str  # "invoice" | "payment" | "bill" | "expense"
+    amount: Money | None  # in the event's own currency; None when unknown (e.g. a deleted object)
+    billable: bool | None  # expenses: True if tied to a client; None for other kinds
+    counterparty: str | None  # client name (invoice/payment) or vendor name (bill/expense)
+
+
+@dataclass(frozen=True, slots=True)
+class _Facts:
+    amount: Money | None = None
+    billable: bool | None = None
+    counterparty: str | None = None
+
+
+_UNKNOWN = _Facts()
+
+
+def _invoice_facts(obj: FreshBooksObject) -> _Facts:
+    return _Facts(obj.amount, None, obj.client_name) if isinstance(obj, Invoice) else _UNKNOWN
+
+
+def _payment_facts(obj: FreshBooksObject) -> _Facts:
+    if not isinstance(obj, Payment):
+        return _UNKNOWN
+    # A payment carries no client name; it comes from the included client, else the included invoice.
+    name = obj.client.display_name if obj.client else None
+    if name is None and obj.invoice is not None:
+        name = obj.invoice.client_name
+    return _Facts(obj.amount, None, name)
+
+
+def _bill_facts(obj: FreshBooksObject) -> _Facts:
+    # `amount` is required by parse_bill, so the `total_amount` fallback never comes into play.
+    return _Facts(obj.amount, None, obj.vendor_name) if isinstance(obj, Bill) else _UNKNOWN
+
+
+def _expense_facts(obj: FreshBooksObject) -> _Facts:
+    return _Facts(obj.amount, obj.billable, obj.vendor) if isinstance(obj, Expense) else _UNKNOWN
+
+
+_FACTS: dict[str, Callable[[FreshBooksObject], _Facts]] = {
+    ObjectKind.INVOICE.value: _invoice_facts,
+    ObjectKind.PAYMENT.value: _payment_facts,
+    ObjectKind.BILL.value: _bill_facts,
+    ObjectKind.EXPENSE.value: _expense_facts,
+}
+
+
+def facts_of(event_name: str, obj: FreshBooksObject | None) -> RoutableEvent:
+    """What rules need to know about an event. No object, or one of another kind, means unknown facts.
+
+    Raises ValueError for a name outside ALL_EVENT_NAMES: routing an event nobody can subscribe to is a bug.
+    """
+    kind = _KIND_OF_EVENT.get(event_name)
+    if kind is None:
+        raise ValueError(f"not a routable event name: {event_name!r}")
+    facts = _UNKNOWN if obj is None else _FACTS[kind](obj)
+    return RoutableEvent(
+        name=event_name,
+        kind=kind,
+        amount=facts.amount,
+        billable=facts.billable,
+        counterparty=facts.counterparty,
+    )
+
+
+# -- rules and their evaluation -----------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Rule:
+    id: int
+    patterns: tuple[str, ...]  # normalised by parse_patterns
+    channel_id: str
+    min_amount: Decimal | None = None
+    max_amount: Decimal | None = None
+    currency: str | None = None  # ISO code, upper-case
+    billable_only: bool = False
+    counterparty: str | None = None  # matched case-insensitively, whitespace collapsed
+    paused: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    channel_id: str
+    rule_ids: tuple[int, ...]  # every rule that sent the event to this channel
+
+
+def _normalise_name(name: str) -> str:
+    """The form client and vendor names are compared in: trimmed, inner whitespace collapsed, casefolded."""
+    return " ".join(name.split()).casefold()
+
+
+def pattern_matches(pattern: str, event_name: str) -> bool:
+    """`all`, a bare kind (matching its derived events too) or an exact name; `pattern` is normalised."""
+    if pattern == _ALL:
+        return True
+    if pattern in KINDS:
+        return event_name.startswith(f"{pattern}.")
+    return pattern == event_name
+
+
+def _amount_matches(rule: Rule, amount: Money | None) -> bool:
+    if rule.currency is None and rule.min_amount is None and rule.max_amount is None:
+        return True
+    if amount is None:
+        return False
+    if rule.currency is not None and amount.currency.upper() != rule.currency:
+        return False
+    # Bounds are read in the event's own currency: no conversion, by design.
+    if rule.min_amount is not None and amount.amount < rule.min_amount:
+        return False
+    return rule.max_amount is None or amount.amount <= rule.max_amount
+
+
+def rule_matches(rule: Rule, event: RoutableEvent) -> bool:
+    """Does `rule` send `event` to its channel?"""
+    if rule.paused or not any(pattern_matches(p, event.name) for p in rule.patterns):
+        return False
+    if not _amount_matches(rule, event.amount):
+        return False
+    # `billable` only filters expenses: an expense not tied to a client (or not known to be) is internal.
+    if rule.billable_only and event.kind == ObjectKind.EXPENSE and event.billable is not True:
+        return False
+    if rule.counterparty is None:
+        return True
+    wanted = _normalise_name(rule.counterparty)
+    return event.counterparty is not None and _normalise_name(event.counterparty) == wanted
+
+
+def targets(event: RoutableEvent, rules: Iterable[Rule]) -> list[Target]:
+    """One target per channel, ordered by the lowest id of the rules that matched it."""
+    by_channel: dict[str, list[int]] = {}
+    for rule in sorted(rules, key=lambda r: r.id):
+        if rule_matches(rule, event):
+            ids = by_channel.setdefault(rule.channel_id, [])
+            if rule.id not in ids:
+                ids.append(rule.id)
+    return [Target(channel_id, tuple(ids)) for channel_id, ids in by_channel.items()]
+
+
+# -- the /freshbooks route command --------------------------------------------------------------
+
+
+class RouteSyntaxError(ValueError):
+    """A route command we cannot read. str() is the problem and the usage, ready for Slack (mrkdwn)."""
+
+    def __init__(self, problem: str) -> None:
+        super().__init__(f"{problem}\n{USAGE}")
+        self.problem = problem
+
+
+@dataclass(frozen=True, slots=True)
+class RouteSpec:
+    patterns: tuple[str, ...]
+    channel_id: str
+    channel_name: str | None
+    min_amount: Decimal | None
+    max_amount: Decimal | None
+    currency: str | None
+    billable_only: bool
+    counterparty: str | None
+
+
+def _shown(text: str, limit: int = 40) -> str:
+    """User input echoed back in `code`: shortened, and unable to close the code span or form a mention.
+
+    Slack already turns the user's own &, < and > into entities in command text; what is left between
+    < and > is a Slack control sequence (a channel, user or @here), which must not go live again.
+    """
+    cut = text if len(text) <= limit else f"{text[: limit - 1]}…"
+    return cut.replace("`", "'").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def _either(choices: Iterable[str]) -> str:
+    """`a`, `a or b`, `a, b or c`."""
+    items = list(choices)
+    return items[0] if len(items) == 1 else f"{', '.join(items[:-1])} or {items[-1]}"
+
+
+def _pattern_problem(item: str) -> str:
+    shown = _shown(item)
+    candidates = [p.lower() for p in _CANONICAL_PATTERNS]
+    close = difflib.get_close_matches(item[:60].lower(), candidates, n=3, cutoff=0.6)
+    if close:
+        names = _either(f"`{_PATTERN_SPELLINGS[c]}`" for c in close)
+        return f"`{shown}` is not an event I know. Did you mean {names}?"
+    return f"`{shown}` is not an event I know. Events: `{_ALL}`, " + ", ".join(
+        f"`{p}`" for p in (*KINDS, *ALL_EVENT_NAMES)
+    )
+
+
+def _simplify(patterns: list[str]) -> tuple[str, ...]:
+    """Drop duplicates and patterns a broader one already covers (`all`, a bare kind), keeping order."""
+    if _ALL in patterns:
+        return (_ALL,)
+    kinds = {p for p in patterns if p in KINDS}
+    kept: list[str] = []
+    for pattern in patterns:
+        covered = pattern not in KINDS and pattern.split(".", 1)[0] in kinds
+        if not covered and pattern not in kept:
+            kept.append(pattern)
+    return tuple(kept)
+
+
+def parse_patterns(text: str) -> tuple[str, ...]:
+    """`"invoice.create, Bills"` -> `("invoice.create", "bill")`: validated, canonical case, simplified."""
+    items = [item.strip() for item in text.split(",")]
+    items = [item for item in items if item]
+    if not items:
+        raise RouteSyntaxError("Name the events to route first, for example `invoice.create` or `all`.")
+    patterns: list[str] = []
+    for item in items:
+        canonical = _PATTERN_SPELLINGS.get(item.lower())
+        if canonical is None:
+            raise RouteSyntaxError(_pattern_problem(item))
+        patterns.append(canonical)
+    return _simplify(patterns)
+
+
+# ASCII digits only: \d would also accept Arabic-Indic and other digits that Decimal reads.
+_PLAIN_AMOUNT = re.compile(r"[0-9]+(?:\.[0-9]{1,2})?")
+_GROUPED_AMOUNT = re.compile(r"[0-9]{1,3}(?:,[0-9]{3})+(?:\.[0-9]{1,2})?")
+_AMOUNT_EXAMPLES = "Write amounts like `5000`, `5,000` or `5000.50`."
+
+
+def _amount_problem(text: str) -> str:
+    shown = _shown(text)
+    if not text:
+        return f"An amount is missing. {_AMOUNT_EXAMPLES}"
+    if text.startswith("-"):
+        return f"`{shown}` is negative; amounts here are zero or more. {_AMOUNT_EXAMPLES}"
+    if text[0] in "$€£¥":
+        return f"Leave the currency symbol out of `{shown}`; add `currency USD` (or another code) instead."
+    if re.fullmatch(r"[0-9,]*\.[0-9]{3,}", text):
+        return f"`{shown}` has more than two decimal places. {_AMOUNT_EXAMPLES}"
+    if re.fullmatch(r"[0-9,]+(?:\.[0-9]{1,2})?", text):
+        return f"The commas in `{shown}` should separate groups of three digits, like `1,234,567.89`."
+    return f"`{shown}` is not an amount. {_AMOUNT_EXAMPLES}"
+
+
+def parse_amount(text: str) -> Decimal:
+    """`5000`, `5,000`, `5000.50` or `1,234,567.89` as a Decimal; anything else is a RouteSyntaxError."""
+    text = text.strip()
+    if _PLAIN_AMOUNT.fullmatch(text) or _GROUPED_AMOUNT.fullmatch(text):
+        return Decimal(text.replace(",", ""))
+    raise RouteSyntaxError(_amount_problem(text))
+
+
+@dataclass(frozen=True, slots=True)
+class Token:
+    text: str
+    quoted: bool
+
+
+# Slack clients (macOS autocorrect in particular) often turn typed straight quotes into curly ones.
+_OPEN_QUOTES = '"“”„'
+_CLOSE_QUOTES = '"“”'
+
+
+def tokenize(args: str) -> list[Token]:
+    """Whitespace-separated words; a word starting with a double quote runs to the closing quote.
+
+    Not shlex: a single quote is an apostrophe in names like O'Brien, not a quote.
+    """
+    tokens: list[Token] = []
+    i, n = 0, len(args)
+    while i < n:
+        if args[i].isspace():
+            i += 1
+            continue
+        if args[i] in _OPEN_QUOTES:
+            end = next((j for j in range(i + 1, n) if args[j] in _CLOSE_QUOTES), None)
+            if end is None:
+                raise RouteSyntaxError(
+                    'A quoted name is missing its closing quote ("), like `client "Acme Inc"`.'
+                )
+            tokens.append(Token(args[i + 1 : end], quoted=True))
+            i = end + 1
+            continue
+        start = i
+        while i < n and not args[i].isspace():
+            i += 1
+        tokens.append(Token(args[start:i], quoted=False))
+    return tokens
+
+
+_VALUE_OPTIONS = ("min", "max", "currency", "client", "vendor")
+_FLAG_OPTIONS = ("billable",)
+_OPTIONS = (*_VALUE_OPTIONS, *_FLAG_OPTIONS)
+_VALUE_HINTS = {
+    "min": "an amount, like `min 5000`",
+    "max": "an amount, like `max 5000`",
+    "currency": "a three-letter code, like `currency USD`",
+    "client": 'a client name, like `client "Acme Inc"`',
+    "vendor": 'a vendor name, like `vendor "Acme Inc"`',
+}
+
+# <#C0123|exec-alerts> when the command escapes channels (manifest should_escape: true), or <#C0123>.
+# Private channels may still carry the older G prefix.
+_CHANNEL = re.compile(r"<#([CG][A-Z0-9]+)(?:\|([^<>|]*))?>")
+_CURRENCY = re.compile(r"[A-Za-z]{3}")
+
+
+def _option_word(token: Token) -> str | None:
+    word = token.text.lower()
+    return word if not token.quoted and word in _OPTIONS else None
+
+
+def _is_channelish(token: Token) -> bool:
+    return not token.quoted and token.text.startswith(("<", "#"))
+
+
+def _channel(token: Token | None) -> tuple[str, str | None]:
+    if token is None or _option_word(token) is not None:
+        raise RouteSyntaxError(
+            "Which channel? Add it after the events, picking it with `#` so Slack links it."
+        )
+    match = _CHANNEL.fullmatch(token.text)
+    if match is not None:
+        return match.group(1), match.group(2) or None
+    shown = _shown(token.text)
+    if token.text.lower() in _PATTERN_SPELLINGS:
+        raise RouteSyntaxError(
+            f"Separate events with commas, like `invoice.create,{shown}`, then the channel."
+        )
+    if token.text.startswith("<@"):
+        raise RouteSyntaxError(f"`{shown}` is a person, not a channel. Pick a channel with `#`.")
+    raise RouteSyntaxError(
+        f"`{shown}` is not a linked channel. Pick the channel with `#` so Slack links it "
+        "(it turns blue), then send the command."
+    )
+
+
+def _unescape(text: str) -> str:
+    # Slack sends the user's &, < and > as entities in command text; names are stored as typed.
+    return text.replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&")
+
+
+@dataclass(slots=True)
+class _Options:
+    min_amount: Decimal | None = None
+    max_amount: Decimal | None = None
+    currency: str | None = None
+    billable_only: bool = False
+    counterparty: str | None = None
+    counterparty_role: str | None = None
+
+
+def _unknown_option(token: Token, previous: str | None) -> str:
+    shown = _shown(token.text)
+    if previous in ("client", "vendor"):
+        return f'`{shown}` is not an option. Put a name with spaces in quotes, like `{previous} "Acme Inc"`.'
+    if _CHANNEL.fullmatch(token.text):
+        return "A rule posts to one channel. Add a second rule for the other channel."
+    close = difflib.get_close_matches(token.text[:60].lower(), _OPTIONS, n=1, cutoff=0.6)
+    if close:
+        return f"`{shown}` is not an option. Did you mean `{close[0]}`?"
+    return f"`{shown}` is not an option. Options: " + ", ".join(f"`{o}`" for o in _OPTIONS) + "."
+
+
+def _set_value(options: _Options, option: str, token: Token) -> None:
+    if option in ("min", "max"):
+        try:
+            amount = parse_amount(token.text)
+        except RouteSyntaxError as exc:
+            raise RouteSyntaxError(f"After `{option}`: {exc.problem}") from None
+        if option == "min":
+            options.min_amount = amount
+        else:
+            options.max_amount = amount
+    elif option == "currency":
+        if not _CURRENCY.fullmatch(token.text):
+            raise RouteSyntaxError(
+                f"`{_shown(token.text)}` is not a currency code. Use three letters, like `currency USD`."
+            )
+        options.currency = token.text.upper()
+    else:  # client or vendor
+        name = " ".join(_unescape(token.text).split())
+        if not name:
+            raise RouteSyntaxError(f'The {option} name is empty. Write it like `{option} "Acme Inc"`.')
+        if options.counterparty_role is not None:
+            raise RouteSyntaxError(
+                f"A rule filters on one name: use `client` or `vendor`, not both "
+                f"(found `{options.counterparty_role}` and `{option}`)."
+            )
+        options.counterparty, options.counterparty_role = name, option
+
+
+def _parse_options(tokens: list[Token]) -> _Options:
+    options = _Options()
+    seen: set[str] = set()
+    previous: str | None = None
+    i = 0
+    while i < len(tokens):
+        token = tokens[i]
+        option = _option_word(token)
+        if option is None:
+            raise RouteSyntaxError(_unknown_option(token, previous))
+        if option in seen:
+            raise RouteSyntaxError(f"`{option}` appears twice. Give each option once.")
+        seen.add(option)
+        previous = option
+        if option in _FLAG_OPTIONS:
+            options.billable_only = True
+            i += 1
+            continue
+        value = tokens[i + 1] if i + 1 < len(tokens) else None
+        if value is None or _option_word(value) is not None:
+            raise RouteSyntaxError(f"`{option}` needs {_VALUE_HINTS[option]}.")
+        _set_value(options, option, value)
+        i += 2
+    return options
+
+
+def _matches_kind(patterns: tuple[str, ...], kinds: tuple[str, ...]) -> bool:
+    return any(
+        pattern_matches(p, name)
+        for p in patterns
+        for name in ALL_EVENT_NAMES
+        if _KIND_OF_EVENT[name] in kinds
+    )
+
+
+def _check_consistent(patterns: tuple[str, ...], options: _Options) -> None:
+    low, high = options.min_amount, options.max_amount
+    if low is not None and high is not None and low > high:
+        raise RouteSyntaxError(f"`min {low}` is above `max {high}`, so nothing could match.")
+    if options.billable_only and not _matches_kind(patterns, ("expense",)):
+        raise RouteSyntaxError(
+            "`billable` only filters expenses, and this rule matches no expense events. "
+            "Drop `billable` or add `expense`."
+        )
+    # One counterparty field serves both roles, so a role the patterns never produce would be dead.
+    role_kinds = {"client": ("invoice", "payment"), "vendor": ("bill", "expense")}
+    role = options.counterparty_role
+    if role is not None and not _matches_kind(patterns, role_kinds[role]):
+        kinds = _either(f"`{k}`" for k in role_kinds[role])
+        raise RouteSyntaxError(f"`{role}` filters {kinds} events, and this rule matches none of them.")
+
+
+def parse_route_command(args: str) -> RouteSpec:
+    """The text after `/freshbooks route` as a RouteSpec; any problem is a RouteSyntaxError, never a crash."""
+    tokens = tokenize(args)
+    if not tokens:
+        raise RouteSyntaxError("Tell me which events to route and to which channel.")
+    if _is_channelish(tokens[0]):
+        raise RouteSyntaxError("Name the events first, then the channel.")
+    # The events end at the first word not joined to the previous one by a comma ("invoice, bill").
+    end = 1
+    while (
+        end < len(tokens)
+        and not _is_channelish(tokens[end])
+        and (tokens[end - 1].text.endswith(",") or tokens[end].text.startswith(","))
+    ):
+        end += 1
+    patterns = parse_patterns(" ".join(t.text for t in tokens[:end]))
+    channel_id, channel_name = _channel(tokens[end] if end < len(tokens) else None)
+    options = _parse_options(tokens[end + 1 :])
+    _check_consistent(patterns, options)
+    return RouteSpec(
+        patterns=patterns,
+        channel_id=channel_id,
+        channel_name=channel_name,
+        min_amount=options.min_amount,
+        max_amount=options.max_amount,
+        currency=options.currency,
+        billable_only=options.billable_only,
+        counterparty=options.counterparty,
+    )

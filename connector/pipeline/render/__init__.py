@@ -1,0 +1,1 @@
+"""Render: typed FreshBooks objects in, Slack messages (Block Kit) out. Pure."""
