@@ -268,7 +268,7 @@ def plan(args: argparse.Namespace) -> dict[str, Any]:
 def migrate_and_seed(url: str, rules_by_channel: dict[str, str]) -> str:
     """Migrate; add a workspace, a connection (tokens the fake FreshBooks accepts), one verified
     callback with a known verifier and one routing rule per channel; return the webhook URL token."""
-    from connector.features.rules.syntax import RouteSpec
+    from connector.domain.rules import RouteSpec
     from storage import connections, migrate, rules
     from storage.crypto import Cipher
     from storage.db import Database

@@ -141,7 +141,7 @@ def _fakes(workspaces: int, channels: int) -> tuple[type, type]:
 
 def migrate_and_seed(url: str, workspaces: int, channels: int) -> list[str]:
     """Migrate; return each workspace's webhook URL token (index = workspace number)."""
-    from connector.features.rules.syntax import RouteSpec
+    from connector.domain.rules import RouteSpec
     from storage import connections, migrate, rules
     from storage.crypto import Cipher
     from storage.db import Database

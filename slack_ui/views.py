@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from connector.features.rules.syntax import Rule
+from connector.domain.rules import Rule
 from connector.features.status import ConnectionReport
 from connector.freshbooks.models import parse_invoice
 from connector.pipeline.render.messages import Message, RenderContext, escape, render

@@ -11,8 +11,8 @@ import pytest
 from slack_sdk.models.views import View
 from sqlalchemy import update
 
+from connector.domain.rules import RouteSpec, Rule
 from connector.features.home import PAGE, DeliveryLine, HomeData, Page, Pages, page_of
-from connector.features.rules.syntax import RouteSpec, Rule
 from connector.features.status import ConnectionReport
 from slack_ui.home import MAX_BLOCKS, Viewer, build_home
 from storage import rules

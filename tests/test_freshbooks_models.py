@@ -14,6 +14,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from connector.domain.events import ObjectKind
+from connector.domain.money import Money
 from connector.freshbooks.models import (
     PARSERS,
     Bill,
@@ -21,7 +22,6 @@ from connector.freshbooks.models import (
     Client,
     Expense,
     Invoice,
-    Money,
     ObjectParseError,
     Payment,
     VisState,

@@ -21,12 +21,12 @@ from hypothesis import strategies as st
 from slack_sdk.models.blocks import Block
 
 from connector.domain.events import SUPPORTED_EVENTS, ObjectKind
+from connector.domain.money import Money
 from connector.freshbooks.models import (
     Bill,
     Expense,
     FreshBooksObject,
     Invoice,
-    Money,
     Payment,
     parse_bill,
     parse_expense,

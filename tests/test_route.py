@@ -13,29 +13,24 @@ from hypothesis import assume, given
 from hypothesis import strategies as st
 
 from connector.domain.events import SUPPORTED_EVENTS, ObjectKind
+from connector.domain.money import Money
+from connector.domain.rules import RouteSpec, Rule, Target
 from connector.features.rules.syntax import (
-    ALL_EVENT_NAMES,
-    KINDS,
     USAGE,
-    RoutableEvent,
-    RouteSpec,
     RouteSyntaxError,
-    Rule,
-    Target,
-    facts_of,
     parse_amount,
     parse_patterns,
     parse_route_command,
+)
+from connector.freshbooks.models import parse_bill, parse_expense, parse_invoice, parse_payment
+from connector.pipeline.route.matching import (
+    ALL_EVENT_NAMES,
+    KINDS,
+    RoutableEvent,
+    facts_of,
     pattern_matches,
     rule_matches,
     targets,
-)
-from connector.freshbooks.models import (
-    Money,
-    parse_bill,
-    parse_expense,
-    parse_invoice,
-    parse_payment,
 )
 
 FIXTURES = Path(__file__).parent / "fixtures" / "freshbooks" / "objects"

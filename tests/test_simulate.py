@@ -18,11 +18,11 @@ from sqlalchemy import func, select
 from werkzeug.serving import make_server
 
 from connector.domain.events import ObjectKind
-from connector.features.rules.syntax import facts_of
 from connector.freshbooks.models import Invoice, Payment, parse_invoice, parse_object
 from connector.ops import simulate
 from connector.pipeline.ingest.form import parse_notification
 from connector.pipeline.render.messages import SIMULATED_NOTE, RenderContext, render
+from connector.pipeline.route.matching import facts_of
 from storage import connections, simulated
 from storage.crypto import Cipher
 from storage.db import Database

@@ -12,7 +12,7 @@ from sqlalchemy import Select, func, select
 from sqlalchemy.orm import Session
 
 from connector.domain.clock import Clock
-from connector.features.rules.syntax import Rule
+from connector.domain.rules import Rule
 from connector.features.status import ConnectionReport, workspace_status
 from storage import alerts, allowlist, connections, rules
 from storage.crypto import Cipher

@@ -15,15 +15,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from connector.domain.clock import Clock
-from connector.features.rules.syntax import ALL_EVENT_NAMES, KINDS, RouteSyntaxError, facts_of, tokenize
-from connector.freshbooks.models import (
-    Bill,
-    FreshBooksObject,
-    Invoice,
-    Money,
-    Payment,
-    parse_stored,
-)
+from connector.domain.money import Money
+from connector.features.rules.syntax import RouteSyntaxError, tokenize
+from connector.freshbooks.models import Bill, FreshBooksObject, Invoice, Payment, parse_stored
+from connector.pipeline.route.matching import ALL_EVENT_NAMES, KINDS, facts_of
 from storage import audit, connections, search
 from storage.crypto import Cipher
 from storage.db import Database

@@ -15,15 +15,16 @@ from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 
 from connector.domain.clock import Clock
-from connector.features.rules.syntax import (
+from connector.domain.money import Money
+from connector.domain.rules import Rule
+from connector.freshbooks.models import FreshBooksObject, parse_stored
+from connector.pipeline.route.matching import (
     ALL_EVENT_NAMES,
     RoutableEvent,
-    Rule,
     facts_of,
     pattern_matches,
     rule_matches,
 )
-from connector.freshbooks.models import FreshBooksObject, Money, parse_stored
 from storage import connections, events, outbox
 from storage.crypto import Cipher
 from storage.db import Database

@@ -8,7 +8,7 @@ from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
 from connector.domain.clock import Clock
-from connector.features.rules.syntax import RouteSpec, Rule
+from connector.domain.rules import RouteSpec, Rule
 from storage import alerts, connections, outbox, rules
 from storage.crypto import Cipher
 from storage.db import Database

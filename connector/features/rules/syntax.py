@@ -1,45 +1,27 @@
-"""Routing rules: which Slack channels hear about a FreshBooks event, and the `/freshbooks route` syntax.
+"""The `/freshbooks route` syntax: command text in, a `RouteSpec` or a `RouteSyntaxError` out.
 
-Pure: no I/O, no clock. Evaluation is `targets(event, rules)`; `facts_of` turns a typed FreshBooks
-object into the few facts rules look at, and `parse_route_command` turns the slash command's text
-into a `RouteSpec` or a `RouteSyntaxError` whose message is ready to show the Slack user (mrkdwn).
+Pure: no I/O, no clock. The error's message is ready to show the Slack user (mrkdwn).
 """
 
 from __future__ import annotations
 
 import difflib
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass
 from decimal import Decimal
 
-from connector.domain.events import SUPPORTED_EVENTS, ObjectKind
-from connector.freshbooks.models import Bill, Expense, FreshBooksObject, Invoice, Money, Payment
-
-# Events FreshBooks never sends; connector.pipeline.enrich (derive, reconcile) computes them from state.
-_DERIVED_EVENTS: dict[str, ObjectKind] = {
-    "invoice.paid": ObjectKind.INVOICE,
-    "invoice.partially_paid": ObjectKind.INVOICE,
-    "invoice.overdue": ObjectKind.INVOICE,
-    "bill.paid": ObjectKind.BILL,
-}
-
-_KIND_OF_EVENT: dict[str, str] = {
-    name: kind.value for name, kind in (*SUPPORTED_EVENTS.items(), *_DERIVED_EVENTS.items())
-}
-
-ALL_EVENT_NAMES: tuple[str, ...] = tuple(_KIND_OF_EVENT)
-KINDS: tuple[str, ...] = ("invoice", "payment", "bill", "expense")
-_ALL = "all"
+from connector.domain.rules import RouteSpec
+from connector.pipeline.route.matching import ALL, ALL_EVENT_NAMES, KIND_OF_EVENT, KINDS, pattern_matches
 
 # Every accepted spelling (lower-cased) -> its canonical pattern.
 _PATTERN_SPELLINGS: dict[str, str] = {
-    _ALL: _ALL,
+    ALL: ALL,
     **{kind: kind for kind in KINDS},
     **{f"{kind}s": kind for kind in KINDS},
     **{name.lower(): name for name in ALL_EVENT_NAMES},
 }
-_CANONICAL_PATTERNS: tuple[str, ...] = (_ALL, *KINDS, *ALL_EVENT_NAMES)
+_CANONICAL_PATTERNS: tuple[str, ...] = (ALL, *KINDS, *ALL_EVENT_NAMES)
 
 USAGE = (
     "Usage: `/freshbooks route EVENTS #channel [min AMOUNT] [max AMOUNT] [currency CODE] [billable] "
@@ -48,152 +30,6 @@ USAGE = (
     "`invoice.create` or `invoice.paid`; separate several with commas.\n"
     "Example: `/freshbooks route invoice.create #exec-alerts min 5000`"
 )
-
-
-# -- the facts a rule looks at ------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class RoutableEvent:
-    name: str  # e.g. "invoice.paid"
-    kind: str  # "invoice" | "payment" | "bill" | "expense"
-    amount: Money | None  # in the event's own currency; None when unknown (e.g. a deleted object)
-    billable: bool | None  # expenses: True if tied to a client; None for other kinds
-    counterparty: str | None  # client name (invoice/payment) or vendor name (bill/expense)
-
-
-@dataclass(frozen=True, slots=True)
-class _Facts:
-    amount: Money | None = None
-    billable: bool | None = None
-    counterparty: str | None = None
-
-
-_UNKNOWN = _Facts()
-
-
-def _invoice_facts(obj: FreshBooksObject) -> _Facts:
-    return _Facts(obj.amount, None, obj.client_name) if isinstance(obj, Invoice) else _UNKNOWN
-
-
-def _payment_facts(obj: FreshBooksObject) -> _Facts:
-    if not isinstance(obj, Payment):
-        return _UNKNOWN
-    # A payment carries no client name; it comes from the included client, else the included invoice.
-    name = obj.client.display_name if obj.client else None
-    if name is None and obj.invoice is not None:
-        name = obj.invoice.client_name
-    return _Facts(obj.amount, None, name)
-
-
-def _bill_facts(obj: FreshBooksObject) -> _Facts:
-    # `amount` is required by parse_bill, so the `total_amount` fallback never comes into play.
-    return _Facts(obj.amount, None, obj.vendor_name) if isinstance(obj, Bill) else _UNKNOWN
-
-
-def _expense_facts(obj: FreshBooksObject) -> _Facts:
-    return _Facts(obj.amount, obj.billable, obj.vendor) if isinstance(obj, Expense) else _UNKNOWN
-
-
-_FACTS: dict[str, Callable[[FreshBooksObject], _Facts]] = {
-    ObjectKind.INVOICE.value: _invoice_facts,
-    ObjectKind.PAYMENT.value: _payment_facts,
-    ObjectKind.BILL.value: _bill_facts,
-    ObjectKind.EXPENSE.value: _expense_facts,
-}
-
-
-def facts_of(event_name: str, obj: FreshBooksObject | None) -> RoutableEvent:
-    """What rules need to know about an event. No object, or one of another kind, means unknown facts.
-
-    Raises ValueError for a name outside ALL_EVENT_NAMES: routing an event nobody can subscribe to is a bug.
-    """
-    kind = _KIND_OF_EVENT.get(event_name)
-    if kind is None:
-        raise ValueError(f"not a routable event name: {event_name!r}")
-    facts = _UNKNOWN if obj is None else _FACTS[kind](obj)
-    return RoutableEvent(
-        name=event_name,
-        kind=kind,
-        amount=facts.amount,
-        billable=facts.billable,
-        counterparty=facts.counterparty,
-    )
-
-
-# -- rules and their evaluation -----------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class Rule:
-    id: int
-    patterns: tuple[str, ...]  # normalised by parse_patterns
-    channel_id: str
-    min_amount: Decimal | None = None
-    max_amount: Decimal | None = None
-    currency: str | None = None  # ISO code, upper-case
-    billable_only: bool = False
-    counterparty: str | None = None  # matched case-insensitively, whitespace collapsed
-    paused: bool = False
-
-
-@dataclass(frozen=True, slots=True)
-class Target:
-    channel_id: str
-    rule_ids: tuple[int, ...]  # every rule that sent the event to this channel
-
-
-def _normalise_name(name: str) -> str:
-    """The form client and vendor names are compared in: trimmed, inner whitespace collapsed, casefolded."""
-    return " ".join(name.split()).casefold()
-
-
-def pattern_matches(pattern: str, event_name: str) -> bool:
-    """`all`, a bare kind (matching its derived events too) or an exact name; `pattern` is normalised."""
-    if pattern == _ALL:
-        return True
-    if pattern in KINDS:
-        return event_name.startswith(f"{pattern}.")
-    return pattern == event_name
-
-
-def _amount_matches(rule: Rule, amount: Money | None) -> bool:
-    if rule.currency is None and rule.min_amount is None and rule.max_amount is None:
-        return True
-    if amount is None:
-        return False
-    if rule.currency is not None and amount.currency.upper() != rule.currency:
-        return False
-    # Bounds are read in the event's own currency: no conversion, by design.
-    if rule.min_amount is not None and amount.amount < rule.min_amount:
-        return False
-    return rule.max_amount is None or amount.amount <= rule.max_amount
-
-
-def rule_matches(rule: Rule, event: RoutableEvent) -> bool:
-    """Does `rule` send `event` to its channel?"""
-    if rule.paused or not any(pattern_matches(p, event.name) for p in rule.patterns):
-        return False
-    if not _amount_matches(rule, event.amount):
-        return False
-    # `billable` only filters expenses: an expense not tied to a client (or not known to be) is internal.
-    if rule.billable_only and event.kind == ObjectKind.EXPENSE and event.billable is not True:
-        return False
-    if rule.counterparty is None:
-        return True
-    wanted = _normalise_name(rule.counterparty)
-    return event.counterparty is not None and _normalise_name(event.counterparty) == wanted
-
-
-def targets(event: RoutableEvent, rules: Iterable[Rule]) -> list[Target]:
-    """One target per channel, ordered by the lowest id of the rules that matched it."""
-    by_channel: dict[str, list[int]] = {}
-    for rule in sorted(rules, key=lambda r: r.id):
-        if rule_matches(rule, event):
-            ids = by_channel.setdefault(rule.channel_id, [])
-            if rule.id not in ids:
-                ids.append(rule.id)
-    return [Target(channel_id, tuple(ids)) for channel_id, ids in by_channel.items()]
 
 
 # -- the /freshbooks route command --------------------------------------------------------------
@@ -205,18 +41,6 @@ class RouteSyntaxError(ValueError):
     def __init__(self, problem: str) -> None:
         super().__init__(f"{problem}\n{USAGE}")
         self.problem = problem
-
-
-@dataclass(frozen=True, slots=True)
-class RouteSpec:
-    patterns: tuple[str, ...]
-    channel_id: str
-    channel_name: str | None
-    min_amount: Decimal | None
-    max_amount: Decimal | None
-    currency: str | None
-    billable_only: bool
-    counterparty: str | None
 
 
 def _shown(text: str, limit: int = 40) -> str:
@@ -242,15 +66,15 @@ def _pattern_problem(item: str) -> str:
     if close:
         names = _either(f"`{_PATTERN_SPELLINGS[c]}`" for c in close)
         return f"`{shown}` is not an event I know. Did you mean {names}?"
-    return f"`{shown}` is not an event I know. Events: `{_ALL}`, " + ", ".join(
+    return f"`{shown}` is not an event I know. Events: `{ALL}`, " + ", ".join(
         f"`{p}`" for p in (*KINDS, *ALL_EVENT_NAMES)
     )
 
 
 def _simplify(patterns: list[str]) -> tuple[str, ...]:
     """Drop duplicates and patterns a broader one already covers (`all`, a bare kind), keeping order."""
-    if _ALL in patterns:
-        return (_ALL,)
+    if ALL in patterns:
+        return (ALL,)
     kinds = {p for p in patterns if p in KINDS}
     kept: list[str] = []
     for pattern in patterns:
@@ -472,10 +296,7 @@ def _parse_options(tokens: list[Token]) -> _Options:
 
 def _matches_kind(patterns: tuple[str, ...], kinds: tuple[str, ...]) -> bool:
     return any(
-        pattern_matches(p, name)
-        for p in patterns
-        for name in ALL_EVENT_NAMES
-        if _KIND_OF_EVENT[name] in kinds
+        pattern_matches(p, name) for p in patterns for name in ALL_EVENT_NAMES if KIND_OF_EVENT[name] in kinds
     )
 
 

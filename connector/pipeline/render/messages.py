@@ -27,7 +27,8 @@ from slack_sdk.models.blocks import (
 )
 
 from connector.domain.events import SUPPORTED_EVENTS, ObjectKind
-from connector.freshbooks.models import Bill, Expense, FreshBooksObject, Invoice, Money, Payment
+from connector.domain.money import Money
+from connector.freshbooks.models import Bill, Expense, FreshBooksObject, Invoice, Payment
 
 # Events the connector computes from state changes (connector.pipeline.enrich.derive); FreshBooks sends
 # none of them.

@@ -11,8 +11,8 @@ import logging
 
 from connector.domain.clock import Clock
 from connector.features.audit.search import index_terms
-from connector.features.rules.syntax import facts_of, targets
 from connector.freshbooks.models import FreshBooksObject, parse_stored
+from connector.pipeline.route.matching import facts_of, targets
 from storage import outbox, rules, search
 from storage.crypto import Cipher
 from storage.db import Database
