@@ -53,16 +53,11 @@ from slack_ui.audit_commands import AuditCommands
 from slack_ui.bolt_app import build_bolt_app, build_multi_workspace, build_slack_access
 from slack_ui.commands import CommandServices
 from storage import connections, migrate
-from storage.crypto import Cipher, development_key
+from storage.crypto import Cipher, build_cipher
 from storage.db import Database
 from storage.search import BlindIndex
 
 log = logging.getLogger("fbslack")
-
-
-def build_cipher(settings: Settings) -> Cipher:
-    keys = [k.get_secret_value() for k in settings.encryption_keys]
-    return Cipher(keys or [development_key(settings.data_dir)])
 
 
 @dataclass

@@ -44,7 +44,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     finally:
         db.dispose()
     metrics_dir = prepare_metrics_dir()  # before `app` imports prometheus_client
-    from app import build_cipher
+    from storage.crypto import build_cipher
 
     build_cipher(settings)  # creates the development key once, before the workers fork
     log.info(
@@ -132,7 +132,7 @@ def cmd_keys_generate(_args: argparse.Namespace) -> int:
 
 
 def cmd_keys_rotate(args: argparse.Namespace) -> int:
-    from app import build_cipher
+    from storage.crypto import build_cipher
     from storage.db import Database
     from storage.rotation import rotate_keys
 
@@ -187,9 +187,9 @@ def cmd_doctor(_args: argparse.Namespace) -> int:
 
 def cmd_simulate(args: argparse.Namespace) -> int:
     """Send a signed sample webhook to the running instance; 0 only if it answered 2xx."""
-    from app import build_cipher
     from connector.ops import simulate
     from storage import migrate
+    from storage.crypto import build_cipher
     from storage.db import Database
 
     try:

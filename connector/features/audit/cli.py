@@ -78,7 +78,7 @@ def _confirm(question: str, *, yes: bool, stdin: TextIO, out: TextIO) -> bool:
 
 
 def _open(settings: Settings) -> tuple[Database, Any]:
-    from app import build_cipher
+    from storage.crypto import build_cipher
 
     return Database(settings.resolved_database_url), build_cipher(settings)
 
