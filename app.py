@@ -41,6 +41,7 @@ from connector.pipeline.deliver.engine import DeliveryEngine
 from connector.pipeline.enrich.enrich import Enricher
 from connector.pipeline.enrich.reconcile import Reconciler
 from connector.pipeline.inbox_worker import InboxWorker
+from connector.pipeline.index import AuditIndex
 from connector.pipeline.ingest.intake import Intake
 from connector.pipeline.loop import BackgroundLoop
 from connector.pipeline.route.router import Router
@@ -236,7 +237,7 @@ def build_services(
         scan_interval=dt.timedelta(seconds=settings.overdue_scan_seconds),
     )
     blind_index = BlindIndex(db, cipher, clock=clock)
-    router = Router(db=db, cipher=cipher, clock=clock, blind_index=blind_index)
+    router = Router(db=db, cipher=cipher, clock=clock, hooks=[AuditIndex(blind_index)])
     engine = DeliveryEngine(
         db=db, cipher=cipher, client_for_team=slack.client_for_team, notifier=notifier, clock=clock
     )

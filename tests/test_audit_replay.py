@@ -13,13 +13,8 @@ import pytest
 from sqlalchemy import select
 
 from connector.features.audit.replay import ReplayFailed, ReplayOne, ReplaySyntaxError, parse_replay_command
-from connector.features.audit.search import (
-    AuditQuery,
-    AuditSyntaxError,
-    number_values,
-    parse_audit_query,
-    word_alternatives,
-)
+from connector.features.audit.search import AuditQuery, AuditSyntaxError, parse_audit_query
+from connector.pipeline.index import number_values, word_alternatives
 from storage import connections, outbox
 from storage.models import AppSecret, Delivery, DeliveryState, SearchTerm
 from tests.conftest import ADMIN, FB_ACCOUNT, MEMBER, Live

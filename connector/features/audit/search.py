@@ -18,6 +18,7 @@ from connector.domain.clock import Clock
 from connector.domain.money import Money
 from connector.features.rules.syntax import RouteSyntaxError, tokenize
 from connector.freshbooks.models import Bill, FreshBooksObject, Invoice, Payment, parse_stored
+from connector.pipeline.index import word_alternatives
 from connector.pipeline.route.matching import ALL_EVENT_NAMES, KINDS, facts_of
 from storage import audit, connections, search
 from storage.crypto import Cipher
@@ -178,58 +179,6 @@ def parse_audit_query(text: str, *, today: dt.date) -> AuditQuery:
     )
 
 
-# -- what gets indexed, and how a query word is looked up (pure) ---------------------------------
-
-_WORD = re.compile(r"[^\W_]+")
-_TRAILING_DIGITS = re.compile(r"([0-9]+)$")
-NUMBER = "number"
-WORD = "word"
-
-
-def number_values(text: str) -> set[str]:
-    """`#INV-0042` -> {"inv-0042", "42"}: the number as typed and its trailing digits without zeros."""
-    cleaned = "".join(text.split()).lstrip("#").casefold()
-    if not cleaned:
-        return set()
-    values = {cleaned}
-    digits = _TRAILING_DIGITS.search(cleaned)
-    if digits:
-        values.add(str(int(digits.group(1))))
-    return values
-
-
-def name_words(text: str) -> list[str]:
-    return [w.casefold() for w in _WORD.findall(text)]
-
-
-def index_pairs(event_name: str, obj: FreshBooksObject | None) -> list[tuple[str, str]]:
-    """The (field, value) pairs an event is found by: its document number and its counterparty's words."""
-    if obj is None:
-        return []
-    number: str | None = None
-    if isinstance(obj, Invoice | Bill):
-        number = obj.number
-    elif isinstance(obj, Payment) and obj.invoice is not None:
-        number = obj.invoice.number
-    pairs = [(NUMBER, value) for value in number_values(number or "")]
-    counterparty = facts_of(event_name, obj).counterparty if event_name in ALL_EVENT_NAMES else None
-    pairs += [(WORD, word) for word in name_words(counterparty or "")]
-    return pairs
-
-
-def word_alternatives(word: str) -> list[list[tuple[str, str]]]:
-    """One typed word -> groups of alternatives (each group must match).
-
-    A word with a digit may be a document number (`INV-0042`), looked up whole. Otherwise it is
-    split like names are indexed (`O'Brien` -> `o`, `brien`), and each part must match.
-    """
-    numbers = number_values(word)
-    parts = name_words(word)
-    if any(ch.isdigit() for ch in word) or len(parts) <= 1:
-        return [[*((NUMBER, n) for n in sorted(numbers)), *((WORD, p) for p in parts[:1] if len(parts) == 1)]]
-    return [[(WORD, p)] for p in parts]
-
-
 # -- the service --------------------------------------------------------------------------------
 
 
@@ -361,10 +310,6 @@ class AuditService:
 
 def _start_of(day: dt.date | None) -> dt.datetime | None:
     return None if day is None else dt.datetime.combine(day, dt.time(), tzinfo=dt.UTC)
-
-
-def index_terms(blind_index: BlindIndex, event_name: str, obj: FreshBooksObject | None) -> list[str]:
-    return blind_index.terms(index_pairs(event_name, obj))
 
 
 def describe_state(hit: AuditHit) -> str:

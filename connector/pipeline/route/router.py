@@ -8,45 +8,61 @@ once however often this runs or crashes (and the unique (event, channel) backs t
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
+from typing import Protocol
+
+from sqlalchemy.orm import Session
 
 from connector.domain.clock import Clock
-from connector.features.audit.search import index_terms
 from connector.freshbooks.models import FreshBooksObject, parse_stored
 from connector.pipeline.route.matching import facts_of, targets
-from storage import outbox, rules, search
+from storage import outbox, rules
 from storage.crypto import Cipher
 from storage.db import Database
 from storage.models import Event, FreshBooksConnection
-from storage.search import BlindIndex
 
 log = logging.getLogger(__name__)
 
 
+class RouteHook(Protocol):
+    """Work done on every routed event, notable or not, in the routing transaction (the audit index)."""
+
+    def prepare(self) -> None: ...
+
+    def on_event(
+        self, session: Session, *, event: Event, obj: FreshBooksObject | None, workspace_id: int
+    ) -> None: ...
+
+
 class Router:
     def __init__(
-        self, *, db: Database, cipher: Cipher, clock: Clock, blind_index: BlindIndex, batch_size: int = 50
+        self,
+        *,
+        db: Database,
+        cipher: Cipher,
+        clock: Clock,
+        hooks: Sequence[RouteHook] = (),
+        batch_size: int = 50,
     ) -> None:
         self._db = db
         self._cipher = cipher
         self._clock = clock
-        self._index = blind_index
+        self._hooks = tuple(hooks)
         self._batch = batch_size
 
     def run_once(self) -> int:
         """Route one batch; returns how many deliveries were queued."""
         now = self._clock()
         queued = 0
-        self._index.ensure_key()
+        for hook in self._hooks:
+            hook.prepare()
         with self._db.session() as session:
             for event in outbox.unrouted_events(session, limit=self._batch):
                 event.routed_at = now
                 connection = session.get_one(FreshBooksConnection, event.connection_id)
                 obj = self._object(event)
-                # Every event is findable by `/freshbooks audit`, posted or not.
-                terms = index_terms(self._index, event.name, obj)
-                search.add_terms(
-                    session, workspace_id=connection.workspace_id, event_id=event.id, terms=terms
-                )
+                for hook in self._hooks:
+                    hook.on_event(session, event=event, obj=obj, workspace_id=connection.workspace_id)
                 if not event.notable:
                     continue  # an update nobody needs to hear about
                 facts = facts_of(event.name, obj)
