@@ -61,7 +61,7 @@ SLACK_SIGNING_SECRET = "bench-slack-signing-secret"
 SLACK_BOT_TOKEN = "xoxb-bench-bot-token"
 FB_ACCESS_TOKEN = "bench-fb-access-token"
 FB_REFRESH_TOKEN = "bench-fb-refresh-token"
-FB_CLIENT_ID, FB_CLIENT_SECRET = "fb-client", "fb-secret"  # what tests/fakes/freshbooks.py expects
+FB_CLIENT_ID, FB_CLIENT_SECRET = "fb-client", "fb-secret"  # what tests/support/fakes/freshbooks.py expects
 EVENT = "invoice.create"
 SLACK_MIN_GAP_S = 1.0  # the fake's rule: 1 message per second per channel
 TARGET_RATIO = 1.10
@@ -136,8 +136,8 @@ def _no_nagle(handler: type[BaseHTTPRequestHandler]) -> type[BaseHTTPRequestHand
 
 def _fakes() -> tuple[type, type]:
     """The fake classes, imported late: tests/fakes import the app's modules."""
-    from tests.fakes.freshbooks import FakeFreshBooks
-    from tests.fakes.slack import Channel, FakeSlack
+    from tests.support.fakes.freshbooks import FakeFreshBooks
+    from tests.support.fakes.slack import Channel, FakeSlack
 
     class BenchFreshBooks(FakeFreshBooks):
         def _handler_class(self) -> type[BaseHTTPRequestHandler]:
@@ -272,7 +272,7 @@ def migrate_and_seed(url: str, rules_by_channel: dict[str, str]) -> str:
     from storage import connections, migrate, rules
     from storage.crypto import Cipher
     from storage.db import Database
-    from tests.fakes.slack import TEAM_ID
+    from tests.support.fakes.slack import TEAM_ID
 
     db = Database(url, pool_size=2)
     try:

@@ -81,8 +81,8 @@ def client_name(workspace: int, channel: int) -> str:
 
 def _fakes(workspaces: int, channels: int) -> tuple[type, type]:
     """The fake classes, imported late (tests/fakes import the app's modules)."""
-    from tests.fakes.freshbooks import FakeFreshBooks
-    from tests.fakes.slack import FakeSlack
+    from tests.support.fakes.freshbooks import FakeFreshBooks
+    from tests.support.fakes.slack import FakeSlack
 
     class Invoices(dict[tuple[str, str, str], dict[str, Any]]):
         """Every invoice id the load generator sends exists, made on request (not 20,000 dicts).
@@ -407,7 +407,7 @@ def run_leg(kind: str, args: argparse.Namespace) -> dict[str, Any]:
     began = time.monotonic()
     try:
         with BenchFreshBooks() as fb, BenchSlack() as slack, common.fresh_database(kind, tmp) as url:
-            from tests.fakes.slack import Channel
+            from tests.support.fakes.slack import Channel
 
             fb.grant(deliver.FB_ACCESS_TOKEN, deliver.FB_REFRESH_TOKEN)
             for w in range(args.workspaces):

@@ -1,8 +1,9 @@
 """The App Home view: a pure builder from HomeData to Block Kit.
 
 Every list (rules, deliveries waiting for a person, recent deliveries, allowed people) shows one
-page of connector.features.home.PAGE items with Previous/Next buttons, so the view stays far below Slack's
-100-block limit however much there is: at most about 65 blocks (counted in tests/test_app_home.py).
+page of connector.features.home.PAGE items with Previous/Next buttons, so the view stays far below
+Slack's 100-block limit however much there is: at most about 65 blocks (counted in
+tests/features/home/test_app_home.py).
 The pages shown travel in the view's private_metadata and in the buttons' values.
 """
 

@@ -40,7 +40,7 @@ log = logging.getLogger(__name__)
 INSTALL_PATH = "/slack/install"
 REDIRECT_PATH = "/slack/oauth_redirect"
 STATE_SECONDS = 600
-# The bot scopes requested at install: the same list as manifest.yml (tests/test_slack_oauth.py
+# The bot scopes requested at install: the same list as manifest.yml (tests/slack_ui/test_slack_oauth.py
 # checks), where each is justified. No user scopes: the app never acts as a person.
 BOT_SCOPES = (
     "commands",

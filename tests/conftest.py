@@ -31,8 +31,8 @@ from storage import connections, migrate
 from storage.connections import NewConnection
 from storage.crypto import Cipher
 from storage.db import Database
-from tests.fakes.freshbooks import FakeFreshBooks
-from tests.fakes.slack import FakeSlack
+from tests.support.fakes.freshbooks import FakeFreshBooks
+from tests.support.fakes.slack import FakeSlack
 
 PG_DSN = os.environ.get("TEST_POSTGRES_DSN", "postgresql://postgres@127.0.0.1:5432/test")
 

@@ -30,7 +30,7 @@ _TOKEN = re.compile(r"^[A-Za-z0-9_-]{20,128}$")
 
 # The largest body each endpoint accepts, in bytes. `fbslack serve` refuses a larger one with 413
 # before reading it (connector.ops.front); the app checks it again (Werkzeug's max_content_length) for
-# any other server. Every registered endpoint has an entry (tests/test_request_limits.py).
+# any other server. Every registered endpoint has an entry (tests/ops/test_request_limits.py).
 BODY_LIMITS: dict[str, int] = {
     # FreshBooks posts a handful of form fields.
     "connector.freshbooks_webhook": MAX_BODY_BYTES,
