@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[2]
+from tests.support.paths import REPO
+
 CLOCK_MODULE = REPO / "connector" / "domain" / "clock.py"
 # Reading the wall clock: datetime.now/utcnow/today, date.today, time.time. Durations
 # (time.monotonic, perf_counter) are not timestamps and stay allowed.
@@ -78,7 +79,7 @@ def test_no_time_column_has_a_default() -> None:
 def test_the_test_clock_starts_where_the_variable_says(monkeypatch: pytest.MonkeyPatch) -> None:
     import datetime as dt
 
-    from tests.conftest import CLOCK_START_VARIABLE, DEFAULT_CLOCK_START, FakeClock
+    from tests.support.live import CLOCK_START_VARIABLE, DEFAULT_CLOCK_START, FakeClock
 
     monkeypatch.delenv(CLOCK_START_VARIABLE, raising=False)
     assert FakeClock()() == DEFAULT_CLOCK_START

@@ -7,29 +7,15 @@ import json
 from decimal import Decimal
 from typing import Any
 
-from tests.conftest import FB_ACCOUNT, Live
-from tests.pipeline.enrich.test_derived_events import invoice_json, payment_json
+from tests.support.builders import invoice_json, payment_json
 from tests.support.fakes.slack import Channel
+from tests.support.live import FB_ACCOUNT, Live, drain
 
 ACCOUNTING, EXEC, TEAM = "C0ACCOUNT", "C0EXECALR", "C0ACCTEAM"
 
 
 def money(amount: str) -> dict[str, str]:
     return {"amount": amount, "code": "USD"}
-
-
-def drain(live: Live, rounds: int = 30) -> None:
-    """Run the background stages until nothing is left, moving the clock past each channel's pacing."""
-    for _ in range(rounds):
-        work = live.services.inbox_worker.run_once() + live.services.router.run_once()
-        work += live.services.engine.run_once()
-        live.clock.advance(seconds=1.1)
-        if not work:
-            with live.services.db.read() as session:
-                from storage import outbox
-
-                if not outbox.has_due(session, now=live.clock()):
-                    return
 
 
 def messages(live: Live, channel: str) -> list[dict[str, Any]]:

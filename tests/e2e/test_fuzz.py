@@ -31,8 +31,8 @@ from connector.domain.events import SUPPORTED_EVENTS, VERIFY_EVENT
 from connector.pipeline.ingest.form import MAX_BODY_BYTES, MalformedWebhook, parse_fields
 from connector.pipeline.ingest.signature import SIGNATURE_HEADER, compute_signature
 from storage.models import WebhookInbox
-from tests.conftest import ADMIN, FB_ACCOUNT, MEMBER, Live, signed_slack_post
 from tests.support.fakes.slack import Channel
+from tests.support.live import ADMIN, FB_ACCOUNT, MEMBER, Live, signed_slack_post
 
 EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "75"))
 FUZZ = settings(

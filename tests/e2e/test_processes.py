@@ -27,9 +27,9 @@ from cryptography.fernet import Fernet
 
 from bench.chaos import ChaosConfig, run_chaos
 from storage.db import Database
-from tests.conftest import PG_UNAVAILABLE
 from tests.support.fakes.freshbooks import FakeFreshBooks
 from tests.support.fakes.slack import Channel, FakeSlack, Faults
+from tests.support.live import PG_UNAVAILABLE
 from tests.support.real_server import (
     ADMIN,
     Hook,

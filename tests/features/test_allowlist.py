@@ -10,9 +10,9 @@ import json
 from connector.features.permissions import ALLOWLIST_REFUSAL, refusal
 from storage import allowlist, connections
 from storage.db import Database
-from tests.conftest import ADMIN, MEMBER, FakeClock, Live
-from tests.pipeline.deliver.test_delivery import eventually
+from tests.support.desk import eventually
 from tests.support.fakes.slack import Channel
+from tests.support.live import ADMIN, MEMBER, FakeClock, Live
 from tests.support.slack_interactivity import home_action, texts
 
 OWNER, HELPER = "UOWNER", "UHELPER"

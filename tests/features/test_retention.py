@@ -20,9 +20,9 @@ from storage.models import (
     SearchTerm,
     WebhookInbox,
 )
-from tests.conftest import FakeClock
+from tests.support.live import FakeClock
 
-# Run again by .ci/run from a leap day just before midnight US/Eastern (tests/conftest.py).
+# Run again by .ci/run from a leap day just before midnight US/Eastern (tests/support/live.py).
 pytestmark = pytest.mark.date_sensitive
 
 

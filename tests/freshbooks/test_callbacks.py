@@ -8,8 +8,8 @@ from connector.domain.events import SUPPORTED_EVENTS
 from connector.freshbooks.callbacks import plan_callbacks, webhook_url
 from connector.freshbooks.client import CallbackInfo
 from storage.models import FreshBooksCallback
-from tests.conftest import FB_ACCOUNT, Live
 from tests.support.fakes.freshbooks import FakeCallback
+from tests.support.live import FB_ACCOUNT, Live
 
 URI = "https://fb.example/freshbooks/webhooks/tok"
 

@@ -13,38 +13,14 @@ from connector.domain.events import SUPPORTED_EVENTS
 from connector.freshbooks.connect import SCOPES
 from connector.pipeline.ingest.signature import compute_signature
 from storage.models import AuditEntry, FreshBooksCallback, FreshBooksConnection
-from tests.conftest import ADMIN, FB_ACCOUNT, MEMBER, Live
+from tests.support.connect import approve, connect_link, dm_texts, wait_for_dm
 from tests.support.fakes.freshbooks import FakeBusiness, Scripted
-
-
-def connect_link(live: Live, user_id: str = ADMIN) -> str:
-    response = live.slash("connect", user_id=user_id)
-    assert response.status_code == 200
-    payload = response.json()
-    assert payload["response_type"] == "ephemeral"
-    button = payload["blocks"][0]["accessory"]
-    return str(button["url"])
-
-
-def approve(live: Live, link: str) -> httpx.Response:
-    """The user's browser: FreshBooks' authorize page redirects back to our callback."""
-    redirect = httpx.get(link)
-    assert redirect.status_code == 302
-    return httpx.get(redirect.headers["location"])
+from tests.support.live import ADMIN, FB_ACCOUNT, MEMBER, Live
 
 
 def connection_rows(live: Live) -> list[FreshBooksConnection]:
     with live.services.db.session() as session:
         return list(session.scalars(select(FreshBooksConnection).order_by(FreshBooksConnection.id)))
-
-
-def dm_texts(live: Live, user_id: str = ADMIN) -> list[str]:
-    return [m["text"] for m in live.slack.dms(user_id)]
-
-
-def wait_for_dm(live: Live, n: int = 1) -> list[str]:
-    live.slack.wait_for_calls("chat.postMessage", n, timeout=30)
-    return dm_texts(live)
 
 
 def test_members_cannot_connect(live: Live) -> None:

@@ -6,7 +6,6 @@ import dataclasses
 import datetime as dt
 import json
 from decimal import Decimal
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -37,8 +36,9 @@ from connector.freshbooks.models import (
     parse_payment,
     parse_utc_timestamp,
 )
+from tests.support.paths import FIXTURES as FIXTURES_DIR
 
-FIXTURES = Path(__file__).parents[1] / "fixtures" / "freshbooks" / "objects"
+FIXTURES = FIXTURES_DIR / "freshbooks" / "objects"
 UTC = dt.UTC
 
 

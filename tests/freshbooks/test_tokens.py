@@ -13,10 +13,10 @@ from connector.freshbooks.client import FreshBooksClient, FreshBooksError
 from connector.freshbooks.tokens import NoToken, TokenManager, TokenRevoked, is_due, refresh_margin
 from storage import connections
 from storage.models import FreshBooksConnection, InboxState, WebhookInbox
-from tests.conftest import FB_ACCOUNT, FB_REFRESH, FB_TOKEN, Live
 from tests.support.fakes.freshbooks import Scripted
+from tests.support.live import FB_ACCOUNT, FB_REFRESH, FB_TOKEN, Live
 
-# Run again by .ci/run from a leap day just before midnight US/Eastern (tests/conftest.py).
+# Run again by .ci/run from a leap day just before midnight US/Eastern (tests/support/live.py).
 pytestmark = pytest.mark.date_sensitive
 
 

@@ -14,8 +14,10 @@ import httpx
 import pytest
 from cryptography.fernet import Fernet
 
+from tests.support.paths import REPO
+
 FBSLACK = [sys.executable, "-m", "connector.ops.cli"]
-MIGRATIONS = Path(__file__).resolve().parents[2] / "storage" / "migrations" / "versions"
+MIGRATIONS = REPO / "storage" / "migrations" / "versions"
 
 
 def run(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from connector.ops import doctor
 from storage.db import Database
-from tests.conftest import Live
+from tests.support.live import Live
 
 
 def test_a_healthy_setup_passes(live: Live) -> None:

@@ -10,11 +10,10 @@ from collections.abc import Iterator
 import pytest
 
 from connector.ops.logs import configure_logging
-from tests.conftest import FB_ACCOUNT, SLACK_BOT_TOKEN, SLACK_SIGNING_SECRET, Live
-from tests.e2e.test_end_to_end import drain
-from tests.freshbooks.test_connect import approve, connect_link, wait_for_dm
-from tests.pipeline.enrich.test_derived_events import invoice_json
+from tests.support.builders import invoice_json
+from tests.support.connect import approve, connect_link, wait_for_dm
 from tests.support.fakes.slack import Channel
+from tests.support.live import FB_ACCOUNT, SLACK_BOT_TOKEN, SLACK_SIGNING_SECRET, Live, drain
 
 
 @pytest.fixture

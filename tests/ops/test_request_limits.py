@@ -26,9 +26,9 @@ from connector.ops.front import Front, Limits
 from connector.ops.web import BODY_LIMITS
 from connector.pipeline.ingest.signature import SIGNATURE_HEADER, compute_signature
 from storage.db import Database
-from tests.conftest import SLACK_BOT_TOKEN, SLACK_SIGNING_SECRET, make_settings
 from tests.support.fakes.freshbooks import FakeFreshBooks
 from tests.support.fakes.slack import FakeSlack
+from tests.support.live import SLACK_BOT_TOKEN, SLACK_SIGNING_SECRET, make_settings
 from tests.support.real_server import Hook, ServerProcess, connect_and_register, free_port, server_environment
 
 MiB = 1024 * 1024

@@ -27,10 +27,9 @@ from storage import connections, simulated
 from storage.crypto import Cipher
 from storage.db import Database
 from storage.models import ConnectionStatus, Event, SimulatedObject
-from tests.conftest import Live
-from tests.e2e.test_end_to_end import drain
 from tests.support.fakes.freshbooks import FakeFreshBooks
 from tests.support.fakes.slack import Channel
+from tests.support.live import Live, drain
 
 FBSLACK = [sys.executable, "-m", "connector.ops.cli", "simulate"]
 NOW = dt.datetime(2026, 11, 24, 15, 30, tzinfo=dt.UTC)

@@ -11,9 +11,9 @@ from storage import inbox
 from storage.crypto import Cipher
 from storage.db import Database
 from storage.models import InboxState, WebhookInbox
-from tests.conftest import FakeClock, add_connection
+from tests.support.live import FakeClock, add_connection
 
-# Run again by .ci/run from a leap day just before midnight US/Eastern (tests/conftest.py).
+# Run again by .ci/run from a leap day just before midnight US/Eastern (tests/support/live.py).
 pytestmark = pytest.mark.date_sensitive
 
 

@@ -20,8 +20,8 @@ from connector.pipeline.inbox_worker import InboxWorker, Processed, RetryLater
 from connector.pipeline.ingest.signature import SIGNATURE_HEADER, compute_signature
 from storage import inbox
 from storage.models import Event, InboxState, WebhookInbox
-from tests.conftest import FB_ACCOUNT, Live
 from tests.support.fakes.freshbooks import Scripted
+from tests.support.live import FB_ACCOUNT, Live
 
 
 def invoice(object_id: int, updated: str, **extra: Any) -> dict[str, Any]:

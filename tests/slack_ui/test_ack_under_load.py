@@ -18,8 +18,8 @@ from concurrent.futures import ThreadPoolExecutor
 from prometheus_client import REGISTRY
 
 from slack_ui.answer import ACK_BUDGET_SECONDS
-from tests.conftest import ADMIN, MEMBER, Live
 from tests.support.fakes.slack import STORE_THEN_DROP, Channel
+from tests.support.live import ADMIN, MEMBER, Live
 
 SLACK_ACK_SECONDS = 3.0
 SERVER_ACK_SECONDS = 1.0

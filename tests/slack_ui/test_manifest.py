@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import copy
 import json
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -13,9 +12,10 @@ from jsonschema import Draft7Validator
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT7
 
-REPO = Path(__file__).resolve().parents[2]
+from tests.support.paths import REPO
+
 MANIFEST = REPO / "manifest.yml"
-SCHEMA_DIR = Path(__file__).resolve().parents[3] / "shared" / "reference" / "slack-manifest-schema"
+SCHEMA_DIR = REPO.parent / "shared" / "reference" / "slack-manifest-schema"
 # The entry schema `$ref`s the versioned files by these URLs; they are served from the local copies.
 REMOTE_BASE = "https://raw.githubusercontent.com/slackapi/manifest-schema/v0.5.0/schemas/"
 VERSIONED = ("manifest.schema.1.0.0.json", "manifest.schema.2.0.0.json")

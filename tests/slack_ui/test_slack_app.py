@@ -16,8 +16,8 @@ import app as app_module
 from slack_ui.commands import HELP_TEXT
 from storage import migrate
 from storage.db import Database
-from tests.conftest import make_settings
 from tests.support.fakes.slack import FakeSlack
+from tests.support.live import make_settings
 
 SIGNING_SECRET = "s3cret"
 BOT_TOKEN = "xoxb-test"

@@ -35,7 +35,11 @@ from storage.db import Database
 from storage.installations import EncryptedInstallationStore, HashedOAuthStateStore, StoredBot
 from storage.models import Delivery, DeliveryState, RoutingRule, SlackBot, SlackInstallation, SlackOAuthState
 from storage.rotation import rotate_keys
-from tests.conftest import (
+from tests.support.desk import Desk, eventually
+from tests.support.dump import dump
+from tests.support.fakes.freshbooks import FakeFreshBooks
+from tests.support.fakes.slack import APP_ID, CLIENT_ID, CLIENT_SECRET, Channel, FakeSlack, Workspace
+from tests.support.live import (
     SLACK_BOT_TOKEN,
     SLACK_SIGNING_SECRET,
     FakeClock,
@@ -44,18 +48,14 @@ from tests.conftest import (
     serve_live,
     signed_slack_post,
 )
-from tests.pipeline.deliver.test_delivery import Desk, eventually
-from tests.storage.test_database_dump import dump
-from tests.support.fakes.freshbooks import FakeFreshBooks
-from tests.support.fakes.slack import APP_ID, CLIENT_ID, CLIENT_SECRET, Channel, FakeSlack, Workspace
+from tests.support.paths import REPO
 
-# Run again by .ci/run from a leap day just before midnight US/Eastern (tests/conftest.py).
+# Run again by .ci/run from a leap day just before midnight US/Eastern (tests/support/live.py).
 pytestmark = pytest.mark.date_sensitive
 
 T1, T2 = "T1ACME", "T2GLOBEX"
 ADMIN1, ADMIN2 = "UADMIN1", "UADMIN2"
 C1, C2 = "C1ACCT", "C2ACCT"
-REPO = Path(__file__).resolve().parents[2]
 
 
 # -- a live app in multi-workspace mode --------------------------------------------------------------

@@ -17,7 +17,7 @@ from storage.crypto import Cipher, DecryptionError, development_key
 from storage.db import Database
 from storage.models import FreshBooksConnection, InboxState, WebhookInbox, encrypted_columns
 from storage.rotation import rotate_keys
-from tests.conftest import FakeClock
+from tests.support.live import FakeClock
 
 
 def key() -> str:

@@ -4,22 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from sqlalchemy import MetaData, select
 from sqlalchemy.engine import make_url
 
-from tests.conftest import FB_ACCOUNT, FB_TOKEN, Live
-
-
-def dump(live: Live) -> str:
-    """Every value of every table, as text (what `pg_dump` or `.dump` would show)."""
-    metadata = MetaData()
-    metadata.reflect(live.services.db.engine)
-    parts: list[str] = []
-    with live.services.db.engine.connect() as conn:
-        for table in metadata.sorted_tables:
-            for row in conn.execute(select(table)):
-                parts.append(" ".join(str(value) for value in row))
-    return "\n".join(parts)
+from tests.support.dump import dump
+from tests.support.live import FB_ACCOUNT, FB_TOKEN, Live
 
 
 def test_dump_reveals_no_secret_or_customer_data(live: Live) -> None:

@@ -37,8 +37,8 @@ from storage.db import Database
 from storage.models import ChannelPacing, Delivery, DeliveryState, Event, InboxState, WebhookInbox
 from tests.support.fakes.freshbooks import FakeFreshBooks
 from tests.support.fakes.slack import FakeSlack
+from tests.support.paths import REPO
 
-REPO = Path(__file__).resolve().parents[2]
 SIGNING_SECRET = "process-test-signing-secret"
 BOT_TOKEN = "xoxb-process-test"
 ADMIN = "UPROCADMIN"

@@ -10,7 +10,7 @@ from typing import Any
 
 import httpx
 
-from tests.conftest import ADMIN, Live, signed_slack_post
+from tests.support.live import ADMIN, Live, signed_slack_post
 
 TRIGGER = "13345224609.738474920.8088930838d88f008e0"
 

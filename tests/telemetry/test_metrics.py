@@ -28,7 +28,10 @@ from storage import connections
 from storage.crypto import Cipher
 from storage.db import Database
 from storage.models import Delivery, DeliveryState
-from tests.conftest import (
+from tests.support.builders import invoice_json
+from tests.support.fakes.freshbooks import FakeFreshBooks
+from tests.support.fakes.slack import RATE_LIMITED, TEAM_ID, Channel, FakeSlack
+from tests.support.live import (
     ADMIN,
     FB_ACCOUNT,
     FB_REFRESH,
@@ -40,9 +43,6 @@ from tests.conftest import (
     make_settings,
     signed_slack_post,
 )
-from tests.pipeline.enrich.test_derived_events import invoice_json
-from tests.support.fakes.freshbooks import FakeFreshBooks
-from tests.support.fakes.slack import RATE_LIMITED, TEAM_ID, Channel, FakeSlack
 
 ACCOUNTING, ARCHIVE = "C0ACCOUNT", "C0ARCHIVE"
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]

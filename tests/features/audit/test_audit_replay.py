@@ -17,13 +17,12 @@ from connector.features.audit.search import AuditQuery, AuditSyntaxError, parse_
 from connector.pipeline.index import number_values, word_alternatives
 from storage import connections, outbox
 from storage.models import AppSecret, Delivery, DeliveryState, SearchTerm
-from tests.conftest import ADMIN, FB_ACCOUNT, MEMBER, Live
-from tests.e2e.test_end_to_end import drain
-from tests.pipeline.enrich.test_derived_events import invoice_json
+from tests.support.builders import invoice_json
 from tests.support.fakes.slack import Channel
+from tests.support.live import ADMIN, FB_ACCOUNT, MEMBER, Live, drain
 from tests.support.slack_interactivity import interact
 
-# Run again by .ci/run from a leap day just before midnight US/Eastern (tests/conftest.py).
+# Run again by .ci/run from a leap day just before midnight US/Eastern (tests/support/live.py).
 pytestmark = pytest.mark.date_sensitive
 
 ACC, OTHER, SPARE = "C0ACC", "C0OTHER", "C0SPARE"

@@ -17,10 +17,10 @@ from connector.features.status import ConnectionReport
 from slack_ui.home import MAX_BLOCKS, Viewer, build_home
 from storage import rules
 from storage.models import Delivery, DeliveryState
-from tests.conftest import ADMIN, MEMBER, Live
-from tests.features.rules.test_rule_modal import assert_golden
-from tests.pipeline.deliver.test_delivery import ACCOUNTING, PRIVATE, Desk, desk, eventually, slack_event  # noqa: F401 - fixture
+from tests.support.desk import ACCOUNTING, PRIVATE, Desk, eventually, slack_event
 from tests.support.fakes.slack import Channel
+from tests.support.goldens import assert_golden
+from tests.support.live import ADMIN, MEMBER, Live
 from tests.support.slack_interactivity import home_action, texts
 
 NOW = dt.datetime(2026, 11, 24, 12, 0, tzinfo=dt.UTC)
@@ -38,7 +38,7 @@ def open_home(live: Live, user: str = ADMIN) -> dict[str, Any]:
     return live.slack.home_views[user]
 
 
-def test_home_is_published_when_opened_and_buttons_work(desk: Desk) -> None:  # noqa: F811 - the fixture
+def test_home_is_published_when_opened_and_buttons_work(desk: Desk) -> None:
     live = desk.live
     live.slack.add_channel(Channel(PRIVATE, name="board", is_private=True, is_member=False))
     assert live.slash(f"route invoice <#{ACCOUNTING}|accounting>").json()["text"].startswith("Rule saved")
@@ -81,7 +81,7 @@ def test_home_is_published_when_opened_and_buttons_work(desk: Desk) -> None:  # 
     eventually(lambda: "home_rule_delete" not in home_text(live), "rule deleted")
 
 
-def test_a_member_sees_the_home_without_controls(desk: Desk) -> None:  # noqa: F811
+def test_a_member_sees_the_home_without_controls(desk: Desk) -> None:
     live = desk.live
     live.slash(f"route invoice <#{ACCOUNTING}|accounting>")
     text = json.dumps(open_home(live, MEMBER))
@@ -134,7 +134,7 @@ def replay_ids(view: dict[str, Any]) -> list[str]:
     ]
 
 
-def test_every_list_pages_through_everything_within_the_block_limit(desk: Desk) -> None:  # noqa: F811
+def test_every_list_pages_through_everything_within_the_block_limit(desk: Desk) -> None:
     live = desk.live
     with live.services.db.session() as session:
         for n in range(25):

@@ -7,11 +7,8 @@ Goldens of the modal live in tests/fixtures/slack_ui/; `UPDATE_GOLDENS=1` regene
 from __future__ import annotations
 
 import datetime as dt
-import difflib
 import json
-import os
 from decimal import Decimal
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -26,34 +23,15 @@ from connector.features.rules.preview import Example, Preview, PreviewService, R
 from connector.pipeline.route.matching import ALL_EVENT_NAMES, KINDS, facts_of
 from storage import connections, events, outbox, rules
 from storage.models import Delivery, DeliveryState, Event, RoutingRule
-from tests.conftest import MEMBER, Live
-from tests.pipeline.deliver.test_delivery import ACCOUNTING, SALES, Desk, desk, eventually  # noqa: F401 - fixture
-from tests.pipeline.enrich.test_derived_events import invoice_json, money
+from tests.support.builders import invoice_json, money
+from tests.support.desk import ACCOUNTING, SALES, Desk, eventually
 from tests.support.fakes.slack import Channel
+from tests.support.goldens import assert_golden
+from tests.support.live import MEMBER, Live
 from tests.support.slack_interactivity import home_action, modal_action, state_of, submit, texts
 
-GOLDEN_DIR = Path(__file__).parents[2] / "fixtures" / "slack_ui"
-UPDATE_GOLDENS = os.environ.get("UPDATE_GOLDENS") == "1"
 NOW = dt.datetime(2026, 11, 24, 12, 0, tzinfo=dt.UTC)
 PRIVATE, ARCHIVED = "G0SECRET1", "C0ARCHIVE"
-
-
-def assert_golden(name: str, actual: dict[str, Any]) -> None:
-    path = GOLDEN_DIR / f"{name}.json"
-    if UPDATE_GOLDENS:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(actual, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-        return
-    expected = json.loads(path.read_text(encoding="utf-8"))
-    if actual != expected:
-        diff = difflib.unified_diff(
-            json.dumps(expected, indent=2, ensure_ascii=False).splitlines(),
-            json.dumps(actual, indent=2, ensure_ascii=False).splitlines(),
-            "expected",
-            "actual",
-            lineterm="",
-        )
-        pytest.fail(f"{path.name} differs (UPDATE_GOLDENS=1 regenerates):\n" + "\n".join(diff), pytrace=False)
 
 
 def assert_valid_modal(view: dict[str, Any]) -> None:
@@ -311,7 +289,7 @@ def test_preview_text_says_at_least_when_capped_and_explains_nothing() -> None:
 
 
 def seed(
-    desk: Desk,  # noqa: F811 - the fixture's name, not the fixture
+    desk: Desk,
     name: str,
     object_id: int,
     amount: str,
@@ -369,7 +347,7 @@ def rows(live: Live) -> list[RoutingRule]:
         return list(session.scalars(select(RoutingRule).order_by(RoutingRule.id)))
 
 
-def test_route_without_arguments_opens_the_modal_at_the_current_channel(desk: Desk) -> None:  # noqa: F811
+def test_route_without_arguments_opens_the_modal_at_the_current_channel(desk: Desk) -> None:
     live = desk.live
     response = live.slash("route")
 
@@ -393,7 +371,7 @@ def test_route_without_arguments_needs_a_connection_and_a_working_slack(live: Li
     assert live.slack.opened_modals == []
 
 
-def test_a_valid_submission_saves_the_rule_and_republishes_the_home(desk: Desk) -> None:  # noqa: F811
+def test_a_valid_submission_saves_the_rule_and_republishes_the_home(desk: Desk) -> None:
     live = desk.live
     live.slack.add_channel(Channel("C0PUBLIC", name="exec", is_member=False))
     view_id = open_from_home(live)
@@ -454,7 +432,7 @@ INVALID = [
 ]
 
 
-def test_invalid_submissions_come_back_as_field_errors(desk: Desk) -> None:  # noqa: F811
+def test_invalid_submissions_come_back_as_field_errors(desk: Desk) -> None:
     live = desk.live
     live.slack.add_channel(Channel(PRIVATE, name="board", is_private=True, is_member=False))
     live.slack.add_channel(Channel(ARCHIVED, name="old", is_archived=True, is_member=False))
@@ -470,7 +448,7 @@ def test_invalid_submissions_come_back_as_field_errors(desk: Desk) -> None:  # n
     assert not live.slack.channels[ARCHIVED].is_member
 
 
-def test_edit_changes_the_rule_of_this_workspace_only(desk: Desk) -> None:  # noqa: F811
+def test_edit_changes_the_rule_of_this_workspace_only(desk: Desk) -> None:
     live = desk.live
     assert (
         live.slash(f"route invoice <#{ACCOUNTING}|accounting> min 100")
@@ -523,7 +501,7 @@ def test_edit_changes_the_rule_of_this_workspace_only(desk: Desk) -> None:  # no
     eventually(lambda: "Rule not found" in texts(live.slack.modals[live.slack.opened_modals[-1]]), "told")
 
 
-def test_preview_counts_the_last_30_days_and_what_was_posted(desk: Desk) -> None:  # noqa: F811
+def test_preview_counts_the_last_30_days_and_what_was_posted(desk: Desk) -> None:
     live = desk.live
     seed(desk, "invoice.create", 1, "7500.00", days_ago=1, who="Northwind", posted_to=ACCOUNTING)
     seed(desk, "invoice.create", 2, "5200.00", days_ago=3, posted_to=SALES)  # posted elsewhere
@@ -560,7 +538,7 @@ def test_preview_counts_the_last_30_days_and_what_was_posted(desk: Desk) -> None
     assert "The maximum is below the minimum (10)" in texts(live.slack.modals[view_id])
 
 
-def test_preview_scan_is_capped_and_says_at_least(desk: Desk) -> None:  # noqa: F811
+def test_preview_scan_is_capped_and_says_at_least(desk: Desk) -> None:
     live = desk.live
     for n in range(5):
         seed(desk, "invoice.create", 100 + n, "10.00", days_ago=5 - n)
@@ -578,7 +556,7 @@ def test_preview_scan_is_capped_and_says_at_least(desk: Desk) -> None:  # noqa: 
     assert service.preview(team_id="T9999", rule=rule).matched == 0  # unknown workspace: nothing
 
 
-def test_members_cannot_open_preview_or_save_rules(desk: Desk) -> None:  # noqa: F811
+def test_members_cannot_open_preview_or_save_rules(desk: Desk) -> None:
     live = desk.live
     home_action(live, "home_rule_new", "new", user=MEMBER)
     eventually(lambda: bool(live.slack.opened_modals), "refusal shown")
@@ -635,7 +613,7 @@ def test_amounts_show_separators_only_when_they_fit() -> None:
     assert modals.amount_text(None) == ""
 
 
-def test_the_edit_modal_opens_on_a_31_digit_minimum(desk: Desk) -> None:  # noqa: F811
+def test_the_edit_modal_opens_on_a_31_digit_minimum(desk: Desk) -> None:
     live = desk.live
     huge = "1" * 31
     answer = live.slash(f"route invoice <#{ACCOUNTING}|accounting> min {huge}").json()["text"]

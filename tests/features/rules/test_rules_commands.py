@@ -5,8 +5,8 @@ from __future__ import annotations
 from sqlalchemy import func, select
 
 from storage.models import Delivery, RoutingRule
-from tests.conftest import MEMBER, Live
 from tests.support.fakes.slack import Channel
+from tests.support.live import MEMBER, Live
 
 
 def say(live: Live, text: str, **kwargs: str) -> str:
@@ -87,8 +87,8 @@ def test_routing_needs_a_connection(live: Live) -> None:
 
 
 def test_an_event_is_queued_once_per_channel_however_many_rules_match(live: Live) -> None:
-    from tests.conftest import FB_ACCOUNT
-    from tests.pipeline.enrich.test_derived_events import invoice_json
+    from tests.support.builders import invoice_json
+    from tests.support.live import FB_ACCOUNT
 
     live.slack.add_channel(Channel("C0123"))
     live.connect_and_register("invoice.create")

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import datetime as dt
 from decimal import Decimal
-from typing import Any
 
 import pytest
 from hypothesis import given
@@ -14,46 +13,11 @@ from sqlalchemy import select
 from connector.freshbooks.models import parse_bill, parse_invoice
 from connector.pipeline.enrich.derive import derive, invoice_is_material_change, is_overdue
 from storage.models import Event
-from tests.conftest import FB_ACCOUNT, Live
+from tests.support.builders import invoice_json, money, payment_json
+from tests.support.live import FB_ACCOUNT, Live
 
-# Run again by .ci/run from a leap day just before midnight US/Eastern (tests/conftest.py).
+# Run again by .ci/run from a leap day just before midnight US/Eastern (tests/support/live.py).
 pytestmark = pytest.mark.date_sensitive
-
-
-def money(amount: str) -> dict[str, str]:
-    return {"amount": amount, "code": "USD"}
-
-
-def invoice_json(outstanding: str, updated: str, **extra: Any) -> dict[str, Any]:
-    return {
-        "id": 987654,
-        "invoice_number": "ACM0042",
-        "customerid": 12345,
-        "organization": "Gordon Shumway",
-        "amount": money("7500.00"),
-        "outstanding": money(outstanding),
-        "paid": money(str(Decimal("7500.00") - Decimal(outstanding))),
-        "currency_code": "USD",
-        "status": 2,
-        "v3_status": "sent",
-        "due_date": "2026-12-01",
-        "updated": updated,
-        "vis_state": 0,
-        **extra,
-    }
-
-
-def payment_json(payment_id: int, amount: str, updated: str) -> dict[str, Any]:
-    return {
-        "id": payment_id,
-        "amount": money(amount),
-        "invoiceid": 987654,
-        "clientid": 12345,
-        "date": "2026-11-24",
-        "type": "Check",
-        "updated": updated,
-        "vis_state": 0,
-    }
 
 
 def recorded(live: Live) -> list[tuple[str, str, str, bool, str]]:

@@ -20,12 +20,12 @@ from connector.pipeline.enrich.reconcile import (
 )
 from storage.db import Database
 from storage.models import Event, InboxState, JobLease, WebhookInbox
-from tests.conftest import FB_ACCOUNT, SLACK_BOT_TOKEN, FakeClock, Live, serve_live
-from tests.pipeline.enrich.test_derived_events import invoice_json
+from tests.support.builders import invoice_json
 from tests.support.fakes.freshbooks import FakeFreshBooks
 from tests.support.fakes.slack import FakeSlack
+from tests.support.live import FB_ACCOUNT, SLACK_BOT_TOKEN, FakeClock, Live, serve_live
 
-# Run again by .ci/run from a leap day just before midnight US/Eastern (tests/conftest.py).
+# Run again by .ci/run from a leap day just before midnight US/Eastern (tests/support/live.py).
 pytestmark = pytest.mark.date_sensitive
 
 

@@ -20,8 +20,8 @@ from storage import inbox
 from storage.crypto import Cipher
 from storage.db import Database
 from storage.models import InboxState, WebhookInbox
-from tests.conftest import PG_DSN, FakeClock, Live, add_connection
-from tests.pipeline.ingest.test_webhook_intake import inbox_rows, rejected, signed
+from tests.support.live import PG_DSN, FakeClock, Live, add_connection
+from tests.support.webhooks import inbox_rows, rejected, signed
 
 T = TypeVar("T")
 R = TypeVar("R")

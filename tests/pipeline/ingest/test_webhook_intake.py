@@ -22,32 +22,17 @@ from connector.freshbooks.verification import (
 )
 from connector.pipeline.ingest.signature import compute_signature
 from storage.inbox import REPEAT_WINDOW
-from storage.models import CallbackVerification, FreshBooksCallback, InboxState, WebhookDigest, WebhookInbox
-from tests.conftest import FB_ACCOUNT, Live, clock_start
+from storage.models import CallbackVerification, FreshBooksCallback, InboxState, WebhookDigest
 from tests.support.fakes.freshbooks import FakeCallback
+from tests.support.live import FB_ACCOUNT, Live, clock_start
+from tests.support.webhooks import inbox_rows, rejected, signed
 
 FORM = {"Content-Type": "application/x-www-form-urlencoded"}
-
-
-def inbox_rows(live: Live) -> list[WebhookInbox]:
-    with live.services.db.session() as session:
-        return list(session.scalars(select(WebhookInbox).order_by(WebhookInbox.id)))
 
 
 def count(live: Live, model: type) -> int:
     with live.services.db.session() as session:
         return session.scalar(select(func.count()).select_from(model)) or 0
-
-
-def signed(live: Live, event: str, object_id: str, account_id: str = FB_ACCOUNT) -> tuple[str, str]:
-    """A body signed with the verifier FreshBooks holds for this event's callback."""
-    callback = next(c for c in live.fake.callbacks.values() if c.event == event)
-    fields = live.fake.webhook_fields(account_id, event, object_id)
-    return urllib.parse.urlencode(fields), compute_signature(fields, callback.verifier)
-
-
-def rejected(reason: str) -> float:
-    return REGISTRY.get_sample_value("fbslack_webhooks_rejected_total", {"reason": reason}) or 0.0
 
 
 # -- registration and the verification handshake ---------------------------------------------------

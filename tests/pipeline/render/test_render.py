@@ -45,8 +45,9 @@ from connector.pipeline.render.messages import (
     render,
     render_card,
 )
+from tests.support.paths import FIXTURES as FIXTURES_DIR
 
-FIXTURE_DIR = Path(__file__).parents[2] / "fixtures" / "freshbooks"
+FIXTURE_DIR = FIXTURES_DIR / "freshbooks"
 FIXTURES = sorted(FIXTURE_DIR.glob("*.json"))
 UPDATE_GOLDENS = os.environ.get("UPDATE_GOLDENS") == "1"
 CTX = RenderContext(account_id="ACM123", delivery_key="dlv_test_0001")

@@ -5,7 +5,6 @@ from __future__ import annotations
 import dataclasses
 import json
 from decimal import Decimal
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -32,8 +31,9 @@ from connector.pipeline.route.matching import (
     rule_matches,
     targets,
 )
+from tests.support.paths import FIXTURES as FIXTURES_DIR
 
-FIXTURES = Path(__file__).parents[2] / "fixtures" / "freshbooks" / "objects"
+FIXTURES = FIXTURES_DIR / "freshbooks" / "objects"
 DERIVED = ("invoice.paid", "invoice.partially_paid", "invoice.overdue", "bill.paid")
 
 
