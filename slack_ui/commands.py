@@ -23,7 +23,7 @@ from connector.features.rules.service import RuleError, RuleService, ensure_post
 from connector.features.rules.syntax import RouteSyntaxError, parse_route_command
 from connector.features.status import ConnectionReport
 from connector.freshbooks.connect import ConnectError, ConnectService, DisconnectService
-from connector.pipeline.render.messages import OPEN_IN_FRESHBOOKS_ACTION_ID, escape
+from connector.pipeline.render.formatting import OPEN_IN_FRESHBOOKS_ACTION_ID, escape
 from slack_ui import views
 from slack_ui.answer import ACK_BUDGET_SECONDS, ARRIVED, DeferredAck, run_in_time
 from slack_ui.audit_commands import AuditCommands

@@ -15,7 +15,7 @@ from typing import Any
 
 from connector.features.home import DeliveryLine, HomeData, Page, Pages
 from connector.features.permissions import WHO_MAY_MANAGE
-from connector.pipeline.render.messages import escape
+from connector.pipeline.render.formatting import escape
 from slack_ui import views
 
 MAX_BLOCKS = 100

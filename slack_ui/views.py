@@ -7,7 +7,8 @@ import datetime as dt
 from connector.domain.rules import Rule
 from connector.features.status import ConnectionReport
 from connector.freshbooks.models import parse_invoice
-from connector.pipeline.render.messages import Message, RenderContext, escape, render
+from connector.pipeline.render.formatting import Message, RenderContext, escape
+from connector.pipeline.render.messages import render
 
 HELP_TEXT = (
     "*FreshBooks for Slack*\n"

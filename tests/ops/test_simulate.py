@@ -21,7 +21,8 @@ from connector.domain.events import ObjectKind
 from connector.freshbooks.models import Invoice, Payment, parse_invoice, parse_object
 from connector.ops import simulate
 from connector.pipeline.ingest.form import parse_notification
-from connector.pipeline.render.messages import SIMULATED_NOTE, RenderContext, render
+from connector.pipeline.render.formatting import SIMULATED_NOTE, RenderContext
+from connector.pipeline.render.messages import render
 from connector.pipeline.route.matching import facts_of
 from storage import connections, simulated
 from storage.crypto import Cipher

@@ -23,7 +23,7 @@ from connector.features.audit.replay import (
     parse_replay_command,
 )
 from connector.features.audit.search import AuditHit, AuditService, AuditSyntaxError, describe_state
-from connector.pipeline.render.messages import format_money
+from connector.pipeline.render.formatting import format_money
 from storage import connections
 from storage.db import Database
 from storage.search import BlindIndex

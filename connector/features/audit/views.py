@@ -15,7 +15,7 @@ from connector.features.audit.search import (
     describe_state,
 )
 from connector.features.permissions import refusal
-from connector.pipeline.render.messages import escape, format_money, one_line
+from connector.pipeline.render.formatting import escape, format_money, one_line
 
 REFUSED = refusal("replay deliveries")
 CONFIRM_ACTION = "freshbooks_replay_confirm"

@@ -18,7 +18,7 @@ from connector.domain.currencies import ISO_4217
 from connector.domain.rules import RouteSpec, Rule
 from connector.features.rules.preview import SCAN_CAP, Preview
 from connector.features.rules.syntax import RouteSyntaxError, parse_amount, parse_patterns
-from connector.pipeline.render.messages import clip, format_date, format_money, one_line
+from connector.pipeline.render.formatting import clip, format_date, format_money, one_line
 from connector.pipeline.route.matching import KINDS, facts_of, pattern_matches
 
 CALLBACK_ID = "rule_modal"

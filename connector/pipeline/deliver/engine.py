@@ -41,7 +41,9 @@ from connector.freshbooks.models import (
 )
 from connector.pipeline.backoff import retry_delay
 from connector.pipeline.deliver.errors import Outcome, Scope, classify, error_code, human_reason
-from connector.pipeline.render.messages import Message, RenderContext, render, render_card
+from connector.pipeline.render.cards import render_card
+from connector.pipeline.render.formatting import Message, RenderContext
+from connector.pipeline.render.messages import render
 from connector.slack.notify import Notifier
 from connector.telemetry import metrics
 from storage import alerts, audit, inbox, outbox

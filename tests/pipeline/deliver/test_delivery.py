@@ -25,7 +25,7 @@ from connector.pipeline.deliver.errors import (
     classify,
     error_code,
 )
-from connector.pipeline.render.messages import METADATA_EVENT_TYPE
+from connector.pipeline.render.formatting import METADATA_EVENT_TYPE
 from connector.slack.notify import SlackNotifier
 from storage import outbox
 from storage.db import Database

@@ -35,16 +35,11 @@ from connector.freshbooks.models import (
     parse_object,
     parse_payment,
 )
-from connector.pipeline.render import messages as r
-from connector.pipeline.render.messages import (
-    EVENT_NAMES,
-    RENDERERS,
-    Message,
-    RenderContext,
-    UnknownEvent,
-    render,
-    render_card,
-)
+from connector.pipeline.render import descriptions
+from connector.pipeline.render import formatting as r
+from connector.pipeline.render.cards import render_card
+from connector.pipeline.render.formatting import Message, RenderContext
+from connector.pipeline.render.messages import EVENT_NAMES, RENDERERS, UnknownEvent, render
 from tests.support.paths import FIXTURES as FIXTURES_DIR
 
 FIXTURE_DIR = FIXTURES_DIR / "freshbooks"
@@ -339,7 +334,7 @@ def _expense(**raw: Any) -> Expense:
     ],
 )
 def test_invoice_status(raw: dict[str, Any], shown: str | None) -> None:
-    assert r.invoice_status(_invoice(**raw)) == shown
+    assert descriptions.invoice_status(_invoice(**raw)) == shown
 
 
 @pytest.mark.parametrize(
@@ -353,7 +348,7 @@ def test_invoice_status(raw: dict[str, Any], shown: str | None) -> None:
     ],
 )
 def test_bill_status(raw: dict[str, Any], shown: str | None) -> None:
-    assert r.bill_status(_bill(**raw)) == shown
+    assert descriptions.bill_status(_bill(**raw)) == shown
 
 
 @pytest.mark.parametrize(
@@ -368,7 +363,7 @@ def test_bill_status(raw: dict[str, Any], shown: str | None) -> None:
     ],
 )
 def test_expense_billing(raw: dict[str, Any], shown: str) -> None:
-    assert r.expense_billing(_expense(**raw)) == shown
+    assert descriptions.expense_billing(_expense(**raw)) == shown
 
 
 @pytest.mark.parametrize(
@@ -382,7 +377,7 @@ def test_expense_billing(raw: dict[str, Any], shown: str) -> None:
     ],
 )
 def test_payment_method(raw: dict[str, Any], shown: str | None) -> None:
-    assert r.payment_method(_payment(**raw)) == shown
+    assert descriptions.payment_method(_payment(**raw)) == shown
 
 
 def _field_map(message: Message) -> dict[str, str]:
