@@ -45,6 +45,7 @@ from connector.pipeline.index import AuditIndex
 from connector.pipeline.ingest.intake import Intake
 from connector.pipeline.loop import BackgroundLoop
 from connector.pipeline.route.router import Router
+from connector.pipeline.stages import background_stages, run_stages
 from connector.pipeline.wake import WakeListener, WakeSender
 from connector.slack.notify import LogNotifier, Notifier, SlackNotifier
 from connector.slack.slack_tokens import SlackTokens
@@ -249,15 +250,11 @@ def build_services(
         next_due=engine.seconds_until_a_channel_frees,
     )
 
-    def pipeline_step() -> int:
-        """Enrich what arrived, then route what was recorded; wake delivery for what was queued."""
-        processed = inbox_worker.run_once()
-        if router.run_once():
-            delivery_loop.wake()
-        return processed
-
+    stages = background_stages(
+        enrich=inbox_worker.run_once, route=router.run_once, deliver=delivery_loop.wake
+    )
     inbox_loop = BackgroundLoop(
-        "inbox", pipeline_step, idle_seconds=settings.inbox_sweep_seconds, gather_seconds=0.03
+        "inbox", lambda: run_stages(stages), idle_seconds=settings.inbox_sweep_seconds, gather_seconds=0.03
     )
     intake = Intake(
         db=db,

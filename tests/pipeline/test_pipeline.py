@@ -16,8 +16,9 @@ from sqlalchemy import select
 from connector.freshbooks.models import EASTERN
 from connector.pipeline.backoff import retry_delay
 from connector.pipeline.enrich.enrich import GONE, change_marker
-from connector.pipeline.inbox_worker import InboxWorker, Processed, RetryLater
+from connector.pipeline.inbox_worker import InboxWorker
 from connector.pipeline.ingest.signature import SIGNATURE_HEADER, compute_signature
+from connector.pipeline.stages import Processed, RetryLater
 from storage import inbox
 from storage.models import Event, InboxState, WebhookInbox
 from tests.support.fakes.freshbooks import Scripted

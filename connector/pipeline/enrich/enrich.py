@@ -30,7 +30,7 @@ from connector.freshbooks.models import (
 )
 from connector.freshbooks.tokens import NoToken, TokenSource
 from connector.pipeline.enrich.derive import derive, is_newer, is_notable
-from connector.pipeline.inbox_worker import PermanentFailure, Processed, RetryLater
+from connector.pipeline.stages import PermanentFailure, Processed, RetryLater
 from connector.telemetry import metrics
 from storage import connections, events, objects, simulated
 from storage.crypto import Cipher

@@ -31,7 +31,7 @@ from connector.freshbooks.models import (
 from connector.freshbooks.tokens import NoToken, TokenSource
 from connector.pipeline.enrich.derive import is_overdue
 from connector.pipeline.enrich.enrich import Enricher, change_marker
-from connector.pipeline.inbox_worker import PermanentFailure, RetryLater
+from connector.pipeline.stages import PermanentFailure, RetryLater
 from connector.telemetry import metrics
 from storage import connections, events, leases, objects
 from storage.crypto import Cipher
