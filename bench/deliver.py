@@ -135,7 +135,7 @@ def _no_nagle(handler: type[BaseHTTPRequestHandler]) -> type[BaseHTTPRequestHand
 
 
 def _fakes() -> tuple[type, type]:
-    """The fake classes, imported late: tests/fakes import the app's modules."""
+    """The fake classes, imported late: tests/support/fakes import the app's modules."""
     from tests.support.fakes.freshbooks import FakeFreshBooks
     from tests.support.fakes.slack import Channel, FakeSlack
 

@@ -2,7 +2,7 @@
 
 For each database (a fresh SQLite file and/or a fresh PostgreSQL schema) it starts the production
 server (`fbslack serve`: the gunicorn master, its web workers and the `fbslack worker` background
-process) against the local fake FreshBooks and fake Slack of tests/fakes, and pushes `--events`
+process) against the local fake FreshBooks and fake Slack of tests/support/fakes, and pushes `--events`
 (10,000) invoice.create webhooks through the whole pipeline: signed webhook, inbox, fetch from the
 fake FreshBooks, routing, rendering, the post to the fake Slack. When every event of a round has
 been posted it reads VmRSS from /proc/<pid>/status of each process. It does that `--rounds` (2)
@@ -80,7 +80,7 @@ def client_name(workspace: int, channel: int) -> str:
 
 
 def _fakes(workspaces: int, channels: int) -> tuple[type, type]:
-    """The fake classes, imported late (tests/fakes import the app's modules)."""
+    """The fake classes, imported late (tests/support/fakes import the app's modules)."""
     from tests.support.fakes.freshbooks import FakeFreshBooks
     from tests.support.fakes.slack import FakeSlack
 
