@@ -19,51 +19,48 @@ from slack_bolt.adapter.flask.handler import to_bolt_request, to_flask_response
 from slack_sdk import WebClient
 from sqlalchemy.exc import SQLAlchemyError
 
-from connector import metrics
-from connector.audit import AuditService
-from connector.clock import Clock, system_clock
-from connector.deliver.engine import DeliveryEngine
-from connector.enrich import Enricher
+from connector.domain.clock import Clock, system_clock
+from connector.domain.settings import Settings, load_settings
+from connector.features.audit.replay import ReplayService
+from connector.features.audit.search import AuditService
+from connector.features.home import HomeService
+from connector.features.limits import SampleLimit
+from connector.features.permissions import ChannelVisibility, Permissions
+from connector.features.retention import RetentionPurge
+from connector.features.rules.preview import PreviewService
+from connector.features.rules.service import RuleService
+from connector.features.status import workspace_status
 from connector.freshbooks.callbacks import CallbackRegistrar
 from connector.freshbooks.client import FreshBooksClient
 from connector.freshbooks.connect import ConnectionSetup, ConnectService, DisconnectService, OAuthConfig
 from connector.freshbooks.monitor import CHECK_INTERVAL, CallbackMonitor
 from connector.freshbooks.tokens import TokenManager
 from connector.freshbooks.verification import VerificationService
-from connector.home import HomeService
-from connector.ingest.intake import Intake
-from connector.limits import SampleLimit
-from connector.notify import LogNotifier, Notifier, SlackNotifier, workspace_name
-from connector.permissions import ChannelVisibility, Permissions
+from connector.ops.web import Health, create_blueprint
 from connector.pipeline import wake as wakeup
+from connector.pipeline.deliver.engine import DeliveryEngine
+from connector.pipeline.enrich.enrich import Enricher
+from connector.pipeline.enrich.reconcile import Reconciler
 from connector.pipeline.inbox_worker import InboxWorker
+from connector.pipeline.index import AuditIndex
+from connector.pipeline.ingest.intake import Intake
 from connector.pipeline.loop import BackgroundLoop
+from connector.pipeline.route.router import Router
+from connector.pipeline.stages import background_stages, run_stages
 from connector.pipeline.wake import WakeListener, WakeSender
-from connector.preview import PreviewService
-from connector.reconcile import Reconciler
-from connector.replay import ReplayService
-from connector.retention import RetentionPurge
-from connector.router import Router
-from connector.rules import RuleService
-from connector.settings import Settings, load_settings
-from connector.slack_tokens import SlackTokens
-from connector.status import workspace_status
-from connector.web import Health, create_blueprint
+from connector.slack.notify import LogNotifier, Notifier, SlackNotifier, workspace_name
+from connector.slack.slack_tokens import SlackTokens
+from connector.telemetry import metrics
 from slack_ui.answer import ARRIVED
 from slack_ui.audit_commands import AuditCommands
 from slack_ui.bolt_app import build_bolt_app, build_multi_workspace, build_slack_access
 from slack_ui.commands import CommandServices
 from storage import connections, migrate
-from storage.crypto import Cipher, development_key
+from storage.crypto import Cipher, build_cipher
 from storage.db import Database
 from storage.search import BlindIndex
 
 log = logging.getLogger("fbslack")
-
-
-def build_cipher(settings: Settings) -> Cipher:
-    keys = [k.get_secret_value() for k in settings.encryption_keys]
-    return Cipher(keys or [development_key(settings.data_dir)])
 
 
 @dataclass
@@ -242,7 +239,7 @@ def build_services(
         scan_interval=dt.timedelta(seconds=settings.overdue_scan_seconds),
     )
     blind_index = BlindIndex(db, cipher, clock=clock)
-    router = Router(db=db, cipher=cipher, clock=clock, blind_index=blind_index)
+    router = Router(db=db, cipher=cipher, clock=clock, hooks=[AuditIndex(blind_index)])
     engine = DeliveryEngine(
         db=db, cipher=cipher, client_for_team=slack.client_for_team, notifier=notifier, clock=clock
     )
@@ -254,15 +251,11 @@ def build_services(
         next_due=engine.seconds_until_a_channel_frees,
     )
 
-    def pipeline_step() -> int:
-        """Enrich what arrived, then route what was recorded; wake delivery for what was queued."""
-        processed = inbox_worker.run_once()
-        if router.run_once():
-            delivery_loop.wake()
-        return processed
-
+    stages = background_stages(
+        enrich=inbox_worker.run_once, route=router.run_once, deliver=delivery_loop.wake
+    )
     inbox_loop = BackgroundLoop(
-        "inbox", pipeline_step, idle_seconds=settings.inbox_sweep_seconds, gather_seconds=0.03
+        "inbox", lambda: run_stages(stages), idle_seconds=settings.inbox_sweep_seconds, gather_seconds=0.03
     )
     intake = Intake(
         db=db,

@@ -37,9 +37,10 @@ import ingest as common  # noqa: E402  (fresh databases, PostgreSQL reachability
 from cryptography.fernet import Fernet  # noqa: E402
 from sqlalchemy import insert  # noqa: E402
 
-from connector.audit import NUMBER, WORD, AuditService, index_pairs, name_words, number_values  # noqa: E402
-from connector.events import ObjectKind  # noqa: E402
+from connector.domain.events import ObjectKind  # noqa: E402
+from connector.features.audit.search import AuditService  # noqa: E402
 from connector.freshbooks.models import parse_object  # noqa: E402
+from connector.pipeline.index import NUMBER, WORD, index_pairs, name_words, number_values  # noqa: E402
 from storage import connections, migrate  # noqa: E402
 from storage.crypto import Cipher  # noqa: E402
 from storage.db import Database  # noqa: E402

@@ -47,9 +47,9 @@ from cryptography.fernet import Fernet  # noqa: E402
 
 from storage import migrate, outbox  # noqa: E402
 from storage.db import Database  # noqa: E402
-from tests.fakes.freshbooks import FakeFreshBooks  # noqa: E402
-from tests.fakes.slack import Channel, FakeSlack, Faults  # noqa: E402
-from tests.real_server import (  # noqa: E402
+from tests.support.fakes.freshbooks import FakeFreshBooks  # noqa: E402
+from tests.support.fakes.slack import Channel, FakeSlack, Faults  # noqa: E402
+from tests.support.real_server import (  # noqa: E402
     ADMIN,
     BOT_TOKEN,
     Hook,

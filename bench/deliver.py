@@ -61,7 +61,7 @@ SLACK_SIGNING_SECRET = "bench-slack-signing-secret"
 SLACK_BOT_TOKEN = "xoxb-bench-bot-token"
 FB_ACCESS_TOKEN = "bench-fb-access-token"
 FB_REFRESH_TOKEN = "bench-fb-refresh-token"
-FB_CLIENT_ID, FB_CLIENT_SECRET = "fb-client", "fb-secret"  # what tests/fakes/freshbooks.py expects
+FB_CLIENT_ID, FB_CLIENT_SECRET = "fb-client", "fb-secret"  # what tests/support/fakes/freshbooks.py expects
 EVENT = "invoice.create"
 SLACK_MIN_GAP_S = 1.0  # the fake's rule: 1 message per second per channel
 TARGET_RATIO = 1.10
@@ -135,9 +135,9 @@ def _no_nagle(handler: type[BaseHTTPRequestHandler]) -> type[BaseHTTPRequestHand
 
 
 def _fakes() -> tuple[type, type]:
-    """The fake classes, imported late: tests/fakes import the app's modules."""
-    from tests.fakes.freshbooks import FakeFreshBooks
-    from tests.fakes.slack import Channel, FakeSlack
+    """The fake classes, imported late: tests/support/fakes import the app's modules."""
+    from tests.support.fakes.freshbooks import FakeFreshBooks
+    from tests.support.fakes.slack import Channel, FakeSlack
 
     class BenchFreshBooks(FakeFreshBooks):
         def _handler_class(self) -> type[BaseHTTPRequestHandler]:
@@ -268,11 +268,11 @@ def plan(args: argparse.Namespace) -> dict[str, Any]:
 def migrate_and_seed(url: str, rules_by_channel: dict[str, str]) -> str:
     """Migrate; add a workspace, a connection (tokens the fake FreshBooks accepts), one verified
     callback with a known verifier and one routing rule per channel; return the webhook URL token."""
-    from connector.route import RouteSpec
+    from connector.domain.rules import RouteSpec
     from storage import connections, migrate, rules
     from storage.crypto import Cipher
     from storage.db import Database
-    from tests.fakes.slack import TEAM_ID
+    from tests.support.fakes.slack import TEAM_ID
 
     db = Database(url, pool_size=2)
     try:
@@ -914,7 +914,12 @@ def markdown(results: dict[str, Any]) -> str:
 
 def code_versions() -> dict[str, str]:
     """Short hashes of the files that decide delivery behaviour: results name the code they measured."""
-    files = ("connector/deliver/engine.py", "storage/outbox.py", "connector/pipeline/loop.py", "app.py")
+    files = (
+        "connector/pipeline/deliver/engine.py",
+        "storage/outbox.py",
+        "connector/pipeline/loop.py",
+        "app.py",
+    )
     found = {}
     for name in files:
         with contextlib.suppress(OSError):

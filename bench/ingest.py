@@ -72,7 +72,7 @@ TARGET_P99_MS = 25.0
 TARGET_THROUGHPUT = 1000.0  # acknowledged webhooks/s, on each database
 TARGET_RATIO = 0.4  # of the bare Flask route's requests/s on the same server
 BARE_PATH = "/bench/bare"
-BARE_ROUTE_ENV = "FBSLACK_BENCH_BARE_ROUTE"  # connector.web.BENCH_BARE_ROUTE_ENV
+BARE_ROUTE_ENV = "FBSLACK_BENCH_BARE_ROUTE"  # connector.ops.web.BENCH_BARE_ROUTE_ENV
 CLIENT_TIMEOUT_S = 10.0  # FreshBooks gives a webhook about 10 s
 IDLE_RECONNECT_S = 4.0  # the server (gunicorn keepalive=5) closes connections idle for 5 s
 HEALTH_DEADLINE_S = 20.0
@@ -483,13 +483,13 @@ def fbslack_command() -> list[str]:
     script = Path(sys.executable).parent / "fbslack"
     if script.exists():
         return [str(script), "serve"]
-    return [sys.executable, "-m", "connector.cli", "serve"]
+    return [sys.executable, "-m", "connector.ops.cli", "serve"]
 
 
 def server_environment(
     url: str, port: int, data_dir: Path, stub_url: str, workers: int | None, threads: int | None
 ) -> dict[str, str]:
-    from connector.settings import Settings
+    from connector.domain.settings import Settings
 
     # Nothing from the caller's shell that the app would read as its configuration.
     known = {name.upper() for name in Settings.model_fields}

@@ -2,7 +2,7 @@
 
 For each database (a fresh SQLite file and/or a fresh PostgreSQL schema) it starts the production
 server (`fbslack serve`: the gunicorn master, its web workers and the `fbslack worker` background
-process) against the local fake FreshBooks and fake Slack of tests/fakes, and pushes `--events`
+process) against the local fake FreshBooks and fake Slack of tests/support/fakes, and pushes `--events`
 (10,000) invoice.create webhooks through the whole pipeline: signed webhook, inbox, fetch from the
 fake FreshBooks, routing, rendering, the post to the fake Slack. When every event of a round has
 been posted it reads VmRSS from /proc/<pid>/status of each process. It does that `--rounds` (2)
@@ -80,9 +80,9 @@ def client_name(workspace: int, channel: int) -> str:
 
 
 def _fakes(workspaces: int, channels: int) -> tuple[type, type]:
-    """The fake classes, imported late (tests/fakes import the app's modules)."""
-    from tests.fakes.freshbooks import FakeFreshBooks
-    from tests.fakes.slack import FakeSlack
+    """The fake classes, imported late (tests/support/fakes import the app's modules)."""
+    from tests.support.fakes.freshbooks import FakeFreshBooks
+    from tests.support.fakes.slack import FakeSlack
 
     class Invoices(dict[tuple[str, str, str], dict[str, Any]]):
         """Every invoice id the load generator sends exists, made on request (not 20,000 dicts).
@@ -141,7 +141,7 @@ def _fakes(workspaces: int, channels: int) -> tuple[type, type]:
 
 def migrate_and_seed(url: str, workspaces: int, channels: int) -> list[str]:
     """Migrate; return each workspace's webhook URL token (index = workspace number)."""
-    from connector.route import RouteSpec
+    from connector.domain.rules import RouteSpec
     from storage import connections, migrate, rules
     from storage.crypto import Cipher
     from storage.db import Database
@@ -407,7 +407,7 @@ def run_leg(kind: str, args: argparse.Namespace) -> dict[str, Any]:
     began = time.monotonic()
     try:
         with BenchFreshBooks() as fb, BenchSlack() as slack, common.fresh_database(kind, tmp) as url:
-            from tests.fakes.slack import Channel
+            from tests.support.fakes.slack import Channel
 
             fb.grant(deliver.FB_ACCESS_TOKEN, deliver.FB_REFRESH_TOKEN)
             for w in range(args.workspaces):

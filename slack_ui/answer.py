@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable
 from typing import Any, Protocol
 
-from connector import metrics
+from connector.telemetry import metrics
 
 log = logging.getLogger(__name__)
 

@@ -1,6 +1,6 @@
 """`/freshbooks audit` and `/freshbooks replay`, with the confirmation buttons replays need.
 
-The work is in connector.audit and connector.replay (shared with `fbslack audit|replay`); this
+The work is in connector.features.audit.search and .replay (shared with `fbslack audit|replay`); this
 module parses Slack's payloads, asks before anything risky and words the answers.
 """
 
@@ -16,8 +16,8 @@ from typing import Any
 from slack_bolt import Ack, App, Respond
 from slack_sdk import WebClient
 
-from connector.audit import AuditService, AuditSyntaxError, DeliveryHistory
-from connector.replay import (
+from connector.features.audit import views as audit_views
+from connector.features.audit.replay import (
     BulkPlan,
     Outcome,
     ReplayFailed,
@@ -25,10 +25,10 @@ from connector.replay import (
     ReplaySyntaxError,
     parse_replay_command,
 )
-from connector.rules import ensure_postable
-from slack_ui import audit_views
+from connector.features.audit.search import AuditService, AuditSyntaxError, DeliveryHistory
+from connector.features.audit.views import CANCEL_ACTION, CONFIRM_ACTION
+from connector.features.rules.service import ensure_postable
 from slack_ui.answer import Answer
-from slack_ui.audit_views import CANCEL_ACTION, CONFIRM_ACTION
 
 log = logging.getLogger(__name__)
 

@@ -10,9 +10,9 @@ from dataclasses import dataclass
 from slack_bolt import App
 from slack_sdk import WebClient
 
-from connector.clock import Clock
-from connector.settings import Settings
-from connector.slack_tokens import SlackTokens, web_client
+from connector.domain.clock import Clock
+from connector.domain.settings import Settings
+from connector.slack.slack_tokens import SlackTokens, web_client
 from slack_ui.commands import CommandServices
 from slack_ui.commands import register as register_commands
 from slack_ui.events import register as register_events

@@ -14,20 +14,20 @@ from slack_bolt import Ack, App, BoltContext, Respond
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
-from connector.clock import Clock
+from connector.domain.clock import Clock
+from connector.features.home import HomeService
+from connector.features.limits import SampleLimit, wait_words
+from connector.features.permissions import ChannelVisibility, Permissions, refusal
+from connector.features.rules.modal import RuleForm, rule_modal
+from connector.features.rules.preview import PreviewService
+from connector.features.rules.service import RuleError, RuleService, ensure_postable
+from connector.features.rules.syntax import RouteSyntaxError, id_problem, parse_id, parse_route_command
+from connector.features.status import ConnectionReport
 from connector.freshbooks.connect import ConnectError, ConnectService, DisconnectService
-from connector.home import HomeService
-from connector.limits import SampleLimit, wait_words
-from connector.permissions import ChannelVisibility, Permissions, refusal
-from connector.preview import PreviewService
-from connector.render import OPEN_IN_FRESHBOOKS_ACTION_ID, escape
-from connector.route import RouteSyntaxError, id_problem, parse_id, parse_route_command
-from connector.rules import RuleError, RuleService, ensure_postable
-from connector.status import ConnectionReport
+from connector.pipeline.render.formatting import OPEN_IN_FRESHBOOKS_ACTION_ID, escape
 from slack_ui import views
 from slack_ui.answer import ACK_BUDGET_SECONDS, ARRIVED, DeferredAck, run_in_time
 from slack_ui.audit_commands import AuditCommands
-from slack_ui.modals import RuleForm, rule_modal
 from slack_ui.views import HELP_TEXT
 
 log = logging.getLogger(__name__)
@@ -43,10 +43,10 @@ class CommandServices:
     rules: RuleService
     home: HomeService
     clock: Clock
-    permissions: Permissions  # who may run ADMIN_ONLY subcommands (connector.permissions)
-    preview: PreviewService  # the rule modal's preview (connector.preview)
-    audit: AuditCommands  # audit search and replay (connector.audit, connector.replay)
-    samples: SampleLimit  # one `/freshbooks test` per person per interval (connector.limits)
+    permissions: Permissions  # who may run ADMIN_ONLY subcommands (connector.features.permissions)
+    preview: PreviewService  # the rule modal's preview (connector.features.rules.preview)
+    audit: AuditCommands  # audit search and replay (connector.features.audit)
+    samples: SampleLimit  # one `/freshbooks test` per person per interval (connector.features.limits)
     visibility: ChannelVisibility  # private channels a member is not in stay out of their view
 
 

@@ -7,7 +7,7 @@ from typing import Any
 
 from slack_bolt import App, BoltContext
 
-from connector.rules import RuleService
+from connector.features.rules.service import RuleService
 
 log = logging.getLogger(__name__)
 

@@ -1,8 +1,9 @@
 """The App Home view: a pure builder from HomeData to Block Kit.
 
 Every list (rules, deliveries waiting for a person, recent deliveries, allowed people) shows one
-page of connector.home.PAGE items with Previous/Next buttons, so the view stays far below Slack's
-100-block limit however much there is: at most about 65 blocks (counted in tests/test_app_home.py).
+page of connector.features.home.PAGE items with Previous/Next buttons, so the view stays far below
+Slack's 100-block limit however much there is: at most about 65 blocks (counted in
+tests/features/home/test_app_home.py).
 The pages shown travel in the view's private_metadata and in the buttons' values.
 """
 
@@ -12,9 +13,9 @@ import datetime as dt
 from dataclasses import dataclass
 from typing import Any
 
-from connector.home import DeliveryLine, HomeData, Page, Pages
-from connector.permissions import WHO_MAY_MANAGE
-from connector.render import escape
+from connector.features.home import DeliveryLine, HomeData, Page, Pages
+from connector.features.permissions import WHO_MAY_MANAGE
+from connector.pipeline.render.formatting import escape
 from slack_ui import views
 
 MAX_BLOCKS = 100

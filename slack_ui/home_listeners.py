@@ -17,11 +17,12 @@ from slack_bolt import Ack, App, BoltContext
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
-from connector.home import Pages
-from connector.permissions import ALLOWLIST_REFUSAL, is_admin, refusal
-from connector.route import parse_id
-from connector.rules import RuleError, ensure_postable
-from slack_ui import modals, views
+from connector.features.home import Pages
+from connector.features.permissions import ALLOWLIST_REFUSAL, is_admin, refusal
+from connector.features.rules import modal as modals
+from connector.features.rules.service import RuleError, ensure_postable
+from connector.features.rules.syntax import parse_id
+from slack_ui import views
 from slack_ui.commands import CommandServices
 from slack_ui.home import PAGE_ACTION_PREFIX, Viewer, build_home
 

@@ -3,7 +3,7 @@
 The pieces Bolt offers are used as designed, with three replacements, each for a reason:
 - `InstallFlow.run_installation` stamps token expiry with the injected clock (slack_sdk uses
   time.time()), so every expiry decision and test uses one clock.
-- `InstallationAuthorize` takes the bot token from connector.slack_tokens, which refreshes it
+- `InstallationAuthorize` takes the bot token from connector.slack.slack_tokens, which refreshes it
   under a cross-process lease (Bolt's InstallationStoreAuthorize refreshes without one).
 - The pages after Slack's redirect say what happened and what to do next.
 Every OAuthSettings argument is given explicitly: left out, Bolt reads SLACK_* environment
@@ -32,7 +32,7 @@ from slack_sdk.oauth.installation_store import Installation, InstallationStore
 from slack_sdk.oauth.state_store import OAuthStateStore
 from sqlalchemy.exc import SQLAlchemyError
 
-from connector.clock import Clock
+from connector.domain.clock import Clock
 from storage.installations import StoredBot
 
 log = logging.getLogger(__name__)
@@ -40,7 +40,7 @@ log = logging.getLogger(__name__)
 INSTALL_PATH = "/slack/install"
 REDIRECT_PATH = "/slack/oauth_redirect"
 STATE_SECONDS = 600
-# The bot scopes requested at install: the same list as manifest.yml (tests/test_slack_oauth.py
+# The bot scopes requested at install: the same list as manifest.yml (tests/slack_ui/test_slack_oauth.py
 # checks), where each is justified. No user scopes: the app never acts as a person.
 BOT_SCOPES = (
     "commands",
@@ -148,7 +148,7 @@ class InstallFlow(OAuthFlow):
 class InstallationAuthorize(Authorize):
     """Bolt's authorize step in multi-workspace mode: the requesting workspace's own bot token.
 
-    `bot_for_team` is connector.slack_tokens.SlackTokens.bot: it refreshes an expiring token under
+    `bot_for_team` is connector.slack.slack_tokens.SlackTokens.bot: it refreshes an expiring token under
     the lease. No auth.test per request (Bolt's default): the install stored the bot's IDs, and the
     3-second ack has no time to spare. A workspace without a stored install gets Bolt's "reinstall"
     answer.

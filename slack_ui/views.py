@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import datetime as dt
 
+from connector.domain.rules import Rule
+from connector.features.status import ConnectionReport
 from connector.freshbooks.models import parse_invoice
-from connector.render import Message, RenderContext, escape, render
-from connector.route import Rule
-from connector.status import ConnectionReport
+from connector.pipeline.render.formatting import Message, RenderContext, escape
+from connector.pipeline.render.messages import render
 
 HELP_TEXT = (
     "*FreshBooks for Slack*\n"

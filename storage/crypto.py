@@ -12,6 +12,8 @@ from typing import Any
 
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 
+from connector.domain.settings import Settings
+
 log = logging.getLogger(__name__)
 
 DEV_KEY_FILE = "encryption.key"
@@ -103,3 +105,9 @@ def _exact(value: object) -> str:
     if isinstance(value, Decimal):
         return format(value, "f")
     raise TypeError(f"{type(value).__name__} is not JSON serializable")
+
+
+def build_cipher(settings: Settings) -> Cipher:
+    """The cipher ENCRYPTION_KEYS name, or the development key kept in the data directory."""
+    keys = [k.get_secret_value() for k in settings.encryption_keys]
+    return Cipher(keys or [development_key(settings.data_dir)])

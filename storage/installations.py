@@ -3,7 +3,7 @@
 The one place that queries slack_installations, slack_bots and slack_oauth_states (tables created
 by migration 0005, not by the stores' `create_tables`). slack_sdk's SQLAlchemyInstallationStore
 writes its columns as given, so EncryptedInstallationStore encrypts the tokens before handing an
-installation over and decrypts what it reads back. The token refresh of connector.slack_tokens
+installation over and decrypts what it reads back. The token refresh of connector.slack.slack_tokens
 works on single rows (lease, write by row id), which the InstallationStore API does not offer.
 """
 
@@ -24,7 +24,7 @@ from slack_sdk.oauth.state_store.sqlalchemy import SQLAlchemyOAuthStateStore
 from sqlalchemy import Engine, delete, or_, select, update
 from sqlalchemy.orm import Session
 
-from connector.clock import Clock
+from connector.domain.clock import Clock
 from storage.crypto import Cipher
 from storage.models import SlackBot, SlackInstallation, SlackOAuthState
 
@@ -156,7 +156,7 @@ class HashedOAuthStateStore(SQLAlchemyOAuthStateStore):
         return bool(result.rowcount)
 
 
-# -- the bot token of a workspace, for the refresh under a lease (connector.slack_tokens) ------------
+# -- the bot token of a workspace, for the refresh under a lease (connector.slack.slack_tokens) ------------
 
 
 @dataclass(frozen=True, slots=True)

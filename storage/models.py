@@ -296,7 +296,7 @@ class JobLease(Base):
 
 
 class RoutingRule(Base):
-    """Which events of a connection go to which channel (evaluated by connector.route)."""
+    """Which events of a connection go to which channel (evaluated by connector.features.rules.syntax)."""
 
     __tablename__ = "routing_rules"
 

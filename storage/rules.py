@@ -8,7 +8,7 @@ from decimal import Decimal
 from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
-from connector.route import RouteSpec, Rule
+from connector.domain.rules import RouteSpec, Rule
 from storage.crypto import Cipher
 from storage.models import RoutingRule
 

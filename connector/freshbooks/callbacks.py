@@ -7,8 +7,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TypeVar
 
-from connector.clock import Clock
-from connector.events import SUPPORTED_EVENTS
+from connector.domain.clock import Clock
+from connector.domain.events import SUPPORTED_EVENTS
 from connector.freshbooks.client import CallbackInfo, FreshBooksClient, FreshBooksError
 from connector.freshbooks.tokens import NoToken, TokenSource
 from connector.freshbooks.verification import VerificationService

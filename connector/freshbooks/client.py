@@ -25,8 +25,8 @@ from typing import Any, TypeVar
 
 import httpx
 
-from connector import metrics
-from connector.events import ObjectKind
+from connector.domain.events import ObjectKind
+from connector.telemetry import metrics
 
 log = logging.getLogger(__name__)
 

@@ -11,11 +11,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from urllib.parse import urlencode
 
-from connector.clock import Clock
+from connector.domain.clock import Clock
 from connector.freshbooks.callbacks import CallbackRegistrar, webhook_url
 from connector.freshbooks.client import Business, FreshBooksClient, FreshBooksError, Identity, TokenGrant
 from connector.freshbooks.tokens import NoToken, TokenSource
-from connector.notify import Notifier
+from connector.slack.notify import Notifier
 from storage import audit, connections, oauth
 from storage.crypto import Cipher, DecryptionError
 from storage.db import Database

@@ -16,7 +16,8 @@ from decimal import Decimal
 from typing import Literal, TypeAlias, TypeVar, overload
 from zoneinfo import ZoneInfo
 
-from connector.events import ObjectKind
+from connector.domain.events import ObjectKind
+from connector.domain.money import Money
 
 # The accounting API writes `YYYY-MM-DD HH:MM:SS` without an offset, in US/Eastern wall-clock time,
 # except for bills and bill vendors, which are UTC (reference §6 and §10 gotcha 9).
@@ -47,12 +48,6 @@ class VisState(enum.IntEnum):
 
 
 # -- values -----------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class Money:
-    amount: Decimal
-    currency: str
 
 
 def _type_name(value: object) -> str:

@@ -5,12 +5,12 @@ from __future__ import annotations
 import datetime as dt
 import logging
 
-from connector.clock import Clock
+from connector.domain.clock import Clock
+from connector.domain.process import worker_id
 from connector.freshbooks.callbacks import CallbackRegistrar
 from connector.freshbooks.client import FreshBooksError
 from connector.freshbooks.tokens import NoToken
-from connector.notify import Notifier
-from connector.process import worker_id
+from connector.slack.notify import Notifier
 from storage import connections, leases
 from storage.db import Database
 

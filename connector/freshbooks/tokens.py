@@ -28,9 +28,9 @@ import time
 from collections.abc import Callable
 from typing import Protocol, TypeVar
 
-from connector.clock import Clock
+from connector.domain.clock import Clock
+from connector.domain.process import worker_id
 from connector.freshbooks.client import ErrorKind, FreshBooksClient, FreshBooksError
-from connector.process import worker_id
 from storage import connections
 from storage.crypto import Cipher
 from storage.db import Database

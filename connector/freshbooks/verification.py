@@ -21,10 +21,10 @@ import datetime as dt
 import logging
 from dataclasses import dataclass
 
-from connector import metrics
-from connector.clock import Clock
+from connector.domain.clock import Clock
 from connector.freshbooks.client import ErrorKind, FreshBooksClient, FreshBooksError
 from connector.freshbooks.tokens import NoToken, TokenSource
+from connector.telemetry import metrics
 from storage import connections, inbox
 from storage.crypto import Cipher
 from storage.db import Database

@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from collections.abc import Callable
 from dataclasses import dataclass
 
 from sqlalchemy.orm import Session
 
-from connector import metrics
-from connector.backoff import retry_delay
-from connector.clock import Clock
-from connector.process import worker_id
+from connector.domain.clock import Clock
+from connector.domain.process import worker_id
+from connector.pipeline.backoff import retry_delay
+from connector.pipeline.stages import Handler, PermanentFailure, RetryLater
+from connector.telemetry import metrics
 from storage import inbox
 from storage.crypto import Cipher
 from storage.db import Database
@@ -20,28 +20,6 @@ from storage.inbox import InboxItem
 from storage.models import InboxState
 
 log = logging.getLogger(__name__)
-
-
-class RetryLater(Exception):
-    """Raised by a stage when the item should be tried again later (the message is logged)."""
-
-    def __init__(self, message: str, *, not_before: dt.datetime | None = None) -> None:
-        super().__init__(message)
-        self.not_before = not_before
-
-
-class PermanentFailure(Exception):
-    """Raised by a stage when retrying cannot help; the item is marked failed for a person to look at."""
-
-
-@dataclass(frozen=True, slots=True)
-class Processed:
-    state: InboxState
-    event_id: int | None = None
-    note: str | None = None  # why a row was ignored, kept on the row for people looking later
-
-
-Handler = Callable[[InboxItem], Processed]
 
 
 @dataclass(frozen=True, slots=True)

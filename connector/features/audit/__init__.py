@@ -1,0 +1,1 @@
+"""Audit search and replay, with their Slack answers and their CLI."""

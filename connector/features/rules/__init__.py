@@ -1,0 +1,1 @@
+"""Routing rules: the service, the `/freshbooks route` syntax, the preview and the rule modal."""

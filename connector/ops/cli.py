@@ -1,0 +1,314 @@
+"""`fbslack`: serve, worker, doctor, simulate, audit, replay, db upgrade, keys generate/rotate."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from collections.abc import Callable, Sequence
+
+from connector.domain.clock import system_clock
+from connector.domain.settings import ConfigError, Settings, load_settings
+from connector.features.audit import cli as cli_audit
+from connector.ops.logs import configure_logging
+
+log = logging.getLogger("fbslack")
+
+
+def _settings() -> Settings:
+    try:
+        settings = load_settings()
+    except ConfigError as exc:
+        print(f"fbslack: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+    configure_logging(level=settings.log_level, json_lines=settings.log_format == "json")
+    return settings
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from connector.ops.server import Server, prepare_metrics_dir
+    from storage import migrate
+    from storage.db import Database
+
+    settings = _settings()
+    db = Database(settings.resolved_database_url)
+    try:
+        if db.dialect == "sqlite":
+            # The embedded default must work from a fresh clone: bring the schema up to date here,
+            # once, before the workers fork.
+            migrate.upgrade(db.engine)
+        elif not migrate.is_up_to_date(db.engine):
+            log.error("the database schema is not up to date: run `fbslack db upgrade` first")
+            return 1
+    finally:
+        db.dispose()
+    metrics_dir = prepare_metrics_dir()  # before `app` imports prometheus_client
+    from storage.crypto import build_cipher
+
+    build_cipher(settings)  # creates the development key once, before the workers fork
+    log.info(
+        "serving on http://%s:%d (%d workers x %d threads, %s)",
+        settings.host,
+        settings.port,
+        args.workers or settings.resolved_web_workers,
+        args.threads or settings.resolved_web_threads,
+        db.dialect,
+    )
+    Server(
+        settings,
+        workers=args.workers or settings.resolved_web_workers,
+        threads=args.threads or settings.resolved_web_threads,
+        metrics_dir=metrics_dir,
+    ).run()
+    return 0
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    """The background process alone: pipeline, delivery and scheduled jobs (`serve` starts one)."""
+    import signal
+    import threading
+
+    from app import run_background
+
+    settings = _settings()
+    # Acknowledging webhooks is what FreshBooks times; fetching and posting can wait a moment.
+    # A lower CPU priority keeps the background from crowding the web workers on a small machine.
+    os.nice(5)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    if args.parent_pid is not None:
+        # Started by `serve`: if its master dies without stopping us (SIGKILL, the OOM killer), we
+        # are re-parented and would run on unseen, next to the background process of the next serve.
+        def watch_parent() -> None:
+            while not stop.wait(1.0):
+                if os.getppid() != args.parent_pid:
+                    log.warning("the fbslack serve master is gone: stopping the background process")
+                    stop.set()
+
+        threading.Thread(target=watch_parent, name="parent-watch", daemon=True).start()
+    run_background(settings, args.wake_path, stop)
+    return 0
+
+
+def cmd_db_upgrade(_args: argparse.Namespace) -> int:
+    from storage import migrate
+    from storage.db import Database
+
+    settings = _settings()
+    db = Database(settings.resolved_database_url)
+    try:
+        before = migrate.current_revision(db.engine)
+        migrate.upgrade(db.engine)
+        after = migrate.current_revision(db.engine)
+    finally:
+        db.dispose()
+    print(f"database schema: {before or 'empty'} -> {after}")
+    return 0
+
+
+def cmd_db_current(_args: argparse.Namespace) -> int:
+    from storage import migrate
+    from storage.db import Database
+
+    settings = _settings()
+    db = Database(settings.resolved_database_url)
+    try:
+        current = migrate.current_revision(db.engine)
+        head = migrate.head_revision(db.engine)
+    finally:
+        db.dispose()
+    state = "up to date" if current == head else f"behind (latest is {head})"
+    print(f"database schema: {current or 'empty'}, {state}")
+    return 0 if current == head else 1
+
+
+def cmd_keys_generate(_args: argparse.Namespace) -> int:
+    from storage.crypto import generate_key
+
+    print(generate_key())
+    return 0
+
+
+def cmd_keys_rotate(args: argparse.Namespace) -> int:
+    from storage.crypto import build_cipher
+    from storage.db import Database
+    from storage.rotation import rotate_keys
+
+    settings = _settings()
+    if len(settings.encryption_keys) < 2:
+        log.warning(
+            "ENCRYPTION_KEYS holds one key: put the new key first and keep the old ones after it, "
+            "then run this again (nothing to rotate from)"
+        )
+    db = Database(settings.resolved_database_url)
+
+    def progress(column: str, scanned: int, rotated: int) -> None:
+        print(f"  {column}: scanned {scanned}, re-encrypted {rotated}", file=sys.stderr)
+
+    try:
+        report = rotate_keys(db, build_cipher(settings), batch_size=args.batch_size, progress=progress)
+    finally:
+        db.dispose()
+    print(
+        f"re-encrypted {report.rotated} values; {report.skipped_current} were already under the "
+        f"current key; {report.changed_meanwhile} changed while rotating (already current)"
+    )
+    return 0
+
+
+def cmd_doctor(_args: argparse.Namespace) -> int:
+    from app import build_services
+    from connector.ops import doctor
+    from storage import connections
+
+    settings = _settings()
+    findings = doctor.check_settings(settings)
+    services = build_services(settings)
+    try:
+        findings += doctor.check_database(services.db)
+        if services.slack_tokens is not None:  # multi-workspace install
+            with services.db.read() as session:
+                teams = connections.team_ids(session)
+            findings += doctor.check_slack_workspaces(services.slack_tokens.client_for_team, teams)
+        else:
+            findings += doctor.check_slack(services.slack_client)
+        if all(f.ok for f in findings if f.check in ("database", "migrations")):
+            findings += doctor.check_connections(
+                services.db, services.cipher, services.tokens, services.freshbooks
+            )
+        findings += doctor.check_clock(settings.slack_api_url, system_clock)
+    finally:
+        services.stop()
+    print(doctor.format_report(findings))
+    return 0 if all(f.ok for f in findings) else 1
+
+
+def cmd_simulate(args: argparse.Namespace) -> int:
+    """Send a signed sample webhook to the running instance; 0 only if it answered 2xx."""
+    from connector.ops import simulate
+    from storage import migrate
+    from storage.crypto import build_cipher
+    from storage.db import Database
+
+    try:
+        sample = simulate.Sample.of(args.event, amount=args.amount, party=args.client, currency=args.currency)
+    except simulate.SimulateError as exc:
+        print(f"fbslack simulate: {exc}", file=sys.stderr)
+        return exc.exit_code
+    settings = _settings()
+    logging.getLogger("alembic").setLevel(logging.WARNING)  # its schema check chatters at INFO
+    try:
+        url = simulate.instance_url(args.url or settings.public_url or f"http://127.0.0.1:{settings.port}")
+    except simulate.SimulateError as exc:
+        print(f"fbslack simulate: {exc}", file=sys.stderr)
+        return exc.exit_code
+    database_url = settings.resolved_database_url
+    sqlite_file = database_url.removeprefix("sqlite:///") if database_url.startswith("sqlite:///") else None
+    if sqlite_file is not None and not os.path.exists(sqlite_file):
+        # Connecting would create an empty file: most likely run from another folder than the server.
+        print(
+            f"fbslack simulate: no database at {sqlite_file}: run this with the server's DATABASE_URL "
+            "and DATA_DIR (or from the folder `fbslack serve` runs in)",
+            file=sys.stderr,
+        )
+        return 2
+    db = Database(database_url, pool_size=1)
+    try:
+        if not migrate.is_up_to_date(db.engine):
+            print(
+                "fbslack simulate: the database schema is not up to date: run `fbslack db upgrade`",
+                file=sys.stderr,
+            )
+            return 2
+        result = simulate.simulate(
+            sample,
+            db=db,
+            cipher=build_cipher(settings),
+            base_url=url,
+            connection_id=args.connection,
+            now=system_clock(),
+        )
+    except simulate.SimulateError as exc:
+        print(f"fbslack simulate: {exc}", file=sys.stderr)
+        return exc.exit_code
+    finally:
+        db.dispose()
+    print(simulate.describe(sample, result))
+    return 0
+
+
+def _argument(parse: Callable[[str], object]) -> Callable[[str], object]:
+    """An argparse type from a parser raising ValueError: argparse then prints our reason."""
+
+    def convert(text: str) -> object:
+        try:
+            return parse(text)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+
+    return convert
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="fbslack", description="FreshBooks to Slack connector")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    serve = sub.add_parser("serve", help="run the production server (gunicorn)")
+    serve.add_argument("--workers", type=int, help="worker processes (default WEB_WORKERS)")
+    serve.add_argument("--threads", type=int, help="threads per worker (default WEB_THREADS)")
+    serve.set_defaults(func=cmd_serve)
+
+    sub.add_parser("doctor", help="check the setup end to end").set_defaults(func=cmd_doctor)
+    cli_audit.add_commands(sub, _settings)
+
+    from connector.ops.simulate import SIMULATED_EVENTS, parse_amount, parse_currency, parse_name
+
+    simulate = sub.add_parser(
+        "simulate",
+        help="send a signed sample webhook to the running instance (FreshBooks is not contacted)",
+        description="Send the running instance a correctly signed sample FreshBooks webhook, to try the "
+        "routing rules. Run it with the server's environment (DATABASE_URL, ENCRYPTION_KEYS).",
+    )
+    simulate.add_argument("event", help="one of: " + ", ".join(SIMULATED_EVENTS))
+    simulate.add_argument("--amount", type=_argument(parse_amount), help="e.g. 5000 or 5,000.00")
+    simulate.add_argument(
+        "--client",
+        type=_argument(parse_name),
+        help="client name (invoices, payments) or vendor (bills, expenses)",
+    )
+    simulate.add_argument(
+        "--currency", type=_argument(parse_currency), help="three-letter code (default USD)"
+    )
+    simulate.add_argument("--connection", type=int, help="FreshBooks connection id (when there are several)")
+    simulate.add_argument(
+        "--url", help="the instance's base URL (default PUBLIC_URL, else http://127.0.0.1:PORT)"
+    )
+    simulate.set_defaults(func=cmd_simulate)
+
+    worker = sub.add_parser("worker", help="run only the background process (serve starts one itself)")
+    worker.add_argument("--wake-path", required=True, help="Unix socket the web workers wake it through")
+    worker.add_argument("--parent-pid", type=int, help="stop when this process (serve's master) is gone")
+    worker.set_defaults(func=cmd_worker)
+
+    db = sub.add_parser("db", help="database schema").add_subparsers(dest="db_command", required=True)
+    db.add_parser("upgrade", help="apply all migrations").set_defaults(func=cmd_db_upgrade)
+    db.add_parser("current", help="show the schema revision").set_defaults(func=cmd_db_current)
+
+    keys = sub.add_parser("keys", help="encryption keys").add_subparsers(dest="keys_command", required=True)
+    keys.add_parser("generate", help="print a new Fernet key").set_defaults(func=cmd_keys_generate)
+    rotate = keys.add_parser("rotate", help="re-encrypt everything under the first ENCRYPTION_KEYS key")
+    rotate.add_argument("--batch-size", type=int, default=500)
+    rotate.set_defaults(func=cmd_keys_rotate)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    result: int = args.func(args)
+    return result
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,1 @@
+"""Route: recorded events to deliveries, one per channel the workspace's rules name."""

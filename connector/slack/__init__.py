@@ -1,0 +1,1 @@
+"""Outbound Slack helpers below the features: telling people about their setup, and bot tokens."""
