@@ -11,8 +11,9 @@ import re
 
 from sqlalchemy.orm import Session
 
+from connector.domain.events import ALL_EVENT_NAMES
 from connector.freshbooks.models import Bill, FreshBooksObject, Invoice, Payment
-from connector.pipeline.route.matching import ALL_EVENT_NAMES, facts_of
+from connector.pipeline.route.matching import facts_of
 from storage import search
 from storage.models import Event
 from storage.search import BlindIndex

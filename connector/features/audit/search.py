@@ -15,11 +15,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from connector.domain.clock import Clock
+from connector.domain.events import ALL_EVENT_NAMES
 from connector.domain.money import Money
 from connector.features.rules.syntax import RouteSyntaxError, id_problem, tokenize
 from connector.freshbooks.models import Bill, FreshBooksObject, Invoice, Payment, parse_stored
 from connector.pipeline.index import word_alternatives
-from connector.pipeline.route.matching import ALL_EVENT_NAMES, KINDS, facts_of
+from connector.pipeline.route.matching import KINDS, facts_of
 from storage import audit, connections, search
 from storage.crypto import Cipher
 from storage.db import Database

@@ -15,11 +15,11 @@ from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 
 from connector.domain.clock import Clock
+from connector.domain.events import ALL_EVENT_NAMES
 from connector.domain.money import Money
 from connector.domain.rules import Rule
 from connector.freshbooks.models import FreshBooksObject, parse_stored
 from connector.pipeline.route.matching import (
-    ALL_EVENT_NAMES,
     RoutableEvent,
     facts_of,
     pattern_matches,

@@ -12,8 +12,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from decimal import Decimal
 
+from connector.domain.events import ALL_EVENT_NAMES, KIND_OF_EVENT
 from connector.domain.rules import RouteSpec
-from connector.pipeline.route.matching import ALL, ALL_EVENT_NAMES, KIND_OF_EVENT, KINDS, pattern_matches
+from connector.pipeline.route.matching import ALL, KINDS, pattern_matches
 
 # Every accepted spelling (lower-cased) -> its canonical pattern.
 _PATTERN_SPELLINGS: dict[str, str] = {

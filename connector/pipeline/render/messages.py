@@ -1,7 +1,8 @@
 """Event messages: typed FreshBooks objects in, Slack messages out (STYLE.md points 2-5).
 
-Pure: no I/O, no clock reads. One renderer per event name in `RENDERERS`; the renderers differ only
-in a small `_EventSpec` (marker emoji and verb), share one description per object kind
+Pure: no I/O, no clock reads. One renderer per renderer key of the event catalogue
+(connector.domain.events.CATALOGUE) in `RENDERERS`; the renderers differ only in a small `_Look`
+(marker emoji and verb), share one description per object kind
 (render.descriptions) and one layout, `compose`, which thread cards (render.cards) use too.
 
 Everything a customer typed (client and vendor names, invoice and bill numbers, notes) is escaped
@@ -25,7 +26,7 @@ from slack_sdk.models.blocks import (
     SectionBlock,
 )
 
-from connector.domain.events import SUPPORTED_EVENTS, ObjectKind
+from connector.domain.events import EVENTS, EventSpec, ObjectKind
 from connector.freshbooks.models import FreshBooksObject
 from connector.pipeline.render.descriptions import KIND_OF, View, describe
 from connector.pipeline.render.formatting import (
@@ -40,11 +41,6 @@ from connector.pipeline.render.formatting import (
     clip,
     metadata,
 )
-
-# Events the connector computes from state changes (connector.pipeline.enrich.derive); FreshBooks sends
-# none of them.
-DERIVED_EVENTS: Final = ("invoice.paid", "invoice.partially_paid", "invoice.overdue", "bill.paid")
-EVENT_NAMES: tuple[str, ...] = (*SUPPORTED_EVENTS, *DERIVED_EVENTS)
 
 
 class UnknownEvent(ValueError):
@@ -113,10 +109,9 @@ def compose(
 
 
 @dataclass(frozen=True, slots=True)
-class _EventSpec:
-    kind: ObjectKind
-    emoji: str  # the marker: the object kind's emoji when it is new, else what happened
+class _Look:
     verb: str  # follows the subject: "Invoice ACM0042 paid"
+    emoji: str | None = None  # the marker of what happened; None: the object kind's (it is new)
 
 
 CREATED_EMOJI: Final = {
@@ -131,30 +126,26 @@ PAID: Final = ":white_check_mark:"
 PARTIAL: Final = ":hourglass_flowing_sand:"
 OVERDUE: Final = ":warning:"
 
-
-def _created(kind: ObjectKind, verb: str) -> _EventSpec:
-    return _EventSpec(kind, CREATED_EMOJI[kind], verb)
-
-
-_SPECS: Final[dict[str, _EventSpec]] = {
-    "invoice.create": _created(ObjectKind.INVOICE, "created"),
-    "invoice.update": _EventSpec(ObjectKind.INVOICE, _UPDATED, "updated"),
-    "invoice.sendByEmail": _EventSpec(ObjectKind.INVOICE, ":email:", "sent to the client by email"),
-    "invoice.delete": _EventSpec(ObjectKind.INVOICE, DELETED, "deleted"),
-    "invoice.paid": _EventSpec(ObjectKind.INVOICE, PAID, "paid"),
-    "invoice.partially_paid": _EventSpec(ObjectKind.INVOICE, PARTIAL, "partially paid"),
-    "invoice.overdue": _EventSpec(ObjectKind.INVOICE, OVERDUE, "is overdue"),
-    "payment.create": _created(ObjectKind.PAYMENT, "received"),
-    "payment.update": _EventSpec(ObjectKind.PAYMENT, _UPDATED, "updated"),
-    "payment.delete": _EventSpec(ObjectKind.PAYMENT, DELETED, "deleted"),
+# Keyed by the catalogue's renderer keys (EventSpec.renderer).
+_LOOKS: Final[dict[str, _Look]] = {
+    "invoice_create": _Look("created"),
+    "invoice_update": _Look("updated", _UPDATED),
+    "invoice_sendByEmail": _Look("sent to the client by email", ":email:"),
+    "invoice_delete": _Look("deleted", DELETED),
+    "invoice_paid": _Look("paid", PAID),
+    "invoice_partially_paid": _Look("partially paid", PARTIAL),
+    "invoice_overdue": _Look("is overdue", OVERDUE),
+    "payment_create": _Look("received"),
+    "payment_update": _Look("updated", _UPDATED),
+    "payment_delete": _Look("deleted", DELETED),
     # A new bill reads best as just "Bill BN101 from IKEA".
-    "bill.create": _created(ObjectKind.BILL, ""),
-    "bill.update": _EventSpec(ObjectKind.BILL, _UPDATED, "updated"),
-    "bill.delete": _EventSpec(ObjectKind.BILL, DELETED, "deleted"),
-    "bill.paid": _EventSpec(ObjectKind.BILL, PAID, "paid"),
-    "expense.create": _created(ObjectKind.EXPENSE, "recorded"),
-    "expense.update": _EventSpec(ObjectKind.EXPENSE, _UPDATED, "updated"),
-    "expense.delete": _EventSpec(ObjectKind.EXPENSE, DELETED, "deleted"),
+    "bill_create": _Look(""),
+    "bill_update": _Look("updated", _UPDATED),
+    "bill_delete": _Look("deleted", DELETED),
+    "bill_paid": _Look("paid", PAID),
+    "expense_create": _Look("recorded"),
+    "expense_update": _Look("updated", _UPDATED),
+    "expense_delete": _Look("deleted", DELETED),
 }
 
 DELETED_NOTE: Final = f"{DELETED} Deleted in FreshBooks"
@@ -164,53 +155,54 @@ def _gone_note(kind: ObjectKind) -> str:
     return f"FreshBooks no longer returns this {kind}, so its details are unknown."
 
 
-def _render_event(
-    event_name: str, spec: _EventSpec, obj: FreshBooksObject | None, ctx: RenderContext
-) -> Message:
+def _render_event(event: EventSpec, look: _Look, obj: FreshBooksObject | None, ctx: RenderContext) -> Message:
+    kind = event.kind
+    emoji = CREATED_EMOJI[kind] if look.emoji is None else look.emoji
     if obj is None:
         # Only a delete may arrive without its object (FreshBooks answered 404 to our GET).
-        if not event_name.endswith(".delete"):
-            raise TypeError(f"{event_name} needs the {spec.kind} it is about")
+        if not event.name.endswith(".delete"):
+            raise TypeError(f"{event.name} needs the {kind} it is about")
         return compose(
-            emoji=spec.emoji,
-            subject=spec.kind.capitalize(),
-            verb=spec.verb,
+            emoji=emoji,
+            subject=kind.capitalize(),
+            verb=look.verb,
             view=None,
-            note=_gone_note(spec.kind),
+            note=_gone_note(kind),
             ctx=ctx,
         )
-    if KIND_OF[type(obj)] is not spec.kind:
-        raise TypeError(f"{event_name} renders {spec.kind} objects, got {type(obj).__name__}")
+    if KIND_OF[type(obj)] is not kind:
+        raise TypeError(f"{event.name} renders {kind} objects, got {type(obj).__name__}")
     view = describe(obj, ctx)
     return compose(
-        emoji=spec.emoji,
+        emoji=emoji,
         subject=view.subject,
-        verb=spec.verb,
+        verb=look.verb,
         view=view,
         note=DELETED_NOTE if view.deleted else None,
         ctx=ctx,
     )
 
 
-def _renderer(event_name: str) -> Callable[[FreshBooksObject | None, RenderContext], Message]:
-    spec = _SPECS[event_name]
+Renderer = Callable[[EventSpec, FreshBooksObject | None, RenderContext], Message]
 
-    def render_one(obj: FreshBooksObject | None, ctx: RenderContext) -> Message:
-        return _render_event(event_name, spec, obj, ctx)
 
-    render_one.__name__ = render_one.__qualname__ = f"render_{event_name.replace('.', '_')}"
+def _renderer(key: str, look: _Look) -> Renderer:
+    def render_one(event: EventSpec, obj: FreshBooksObject | None, ctx: RenderContext) -> Message:
+        return _render_event(event, look, obj, ctx)
+
+    render_one.__name__ = render_one.__qualname__ = f"render_{key}"
     return render_one
 
 
-RENDERERS: dict[str, Callable[[FreshBooksObject | None, RenderContext], Message]] = {
-    name: _renderer(name) for name in EVENT_NAMES
-}
+# The renderer dispatch table, keyed by the catalogue's renderer keys: a test checks that every
+# catalogue event has a renderer here and every renderer an event.
+RENDERERS: Final[dict[str, Renderer]] = {key: _renderer(key, look) for key, look in _LOOKS.items()}
 
 
 def render(event_name: str, obj: FreshBooksObject | None, ctx: RenderContext) -> Message:
     """The Slack message for one event about `obj` (None: a deleted object FreshBooks no longer returns)."""
-    try:
-        renderer = RENDERERS[event_name]
-    except KeyError:
-        raise UnknownEvent(f"no renderer for event {event_name!r}") from None
-    return renderer(obj, ctx)
+    event = EVENTS.get(event_name)
+    renderer = RENDERERS.get(event.renderer) if event else None
+    if event is None or renderer is None:
+        raise UnknownEvent(f"no renderer for event {event_name!r}")
+    return renderer(event, obj, ctx)

@@ -9,25 +9,12 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
-from connector.domain.events import SUPPORTED_EVENTS, ObjectKind
+from connector.domain.events import KIND_OF_EVENT, ObjectKind
 from connector.domain.money import Money
 from connector.domain.rules import Rule, Target
 from connector.freshbooks.models import Bill, Expense, FreshBooksObject, Invoice, Payment
 
-# Events FreshBooks never sends; connector.pipeline.enrich (derive, reconcile) computes them from state.
-_DERIVED_EVENTS: dict[str, ObjectKind] = {
-    "invoice.paid": ObjectKind.INVOICE,
-    "invoice.partially_paid": ObjectKind.INVOICE,
-    "invoice.overdue": ObjectKind.INVOICE,
-    "bill.paid": ObjectKind.BILL,
-}
-
-KIND_OF_EVENT: dict[str, str] = {
-    name: kind.value for name, kind in (*SUPPORTED_EVENTS.items(), *_DERIVED_EVENTS.items())
-}
-
-ALL_EVENT_NAMES: tuple[str, ...] = tuple(KIND_OF_EVENT)
-KINDS: tuple[str, ...] = ("invoice", "payment", "bill", "expense")
+KINDS: tuple[str, ...] = tuple(kind.value for kind in ObjectKind)
 ALL = "all"  # the pattern every event matches
 
 # -- the facts a rule looks at ------------------------------------------------------------------
@@ -94,7 +81,7 @@ def facts_of(event_name: str, obj: FreshBooksObject | None) -> RoutableEvent:
     facts = _UNKNOWN if obj is None else _FACTS[kind](obj)
     return RoutableEvent(
         name=event_name,
-        kind=kind,
+        kind=kind.value,
         amount=facts.amount,
         billable=facts.billable,
         counterparty=facts.counterparty,

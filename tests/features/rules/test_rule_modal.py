@@ -15,13 +15,14 @@ import pytest
 from slack_sdk.models.views import View
 from sqlalchemy import select
 
+from connector.domain.events import ALL_EVENT_NAMES
 from connector.domain.money import Money
 from connector.domain.rules import RouteSpec, Rule
 from connector.features.rules import modal as modals
 from connector.features.rules.modal import FormErrors, RuleForm, form_from_rule, rule_modal, validate
 from connector.features.rules.preview import Example, Preview, PreviewService, RecordedEvent, evaluate
 from connector.features.rules.syntax import MAX_AMOUNT_DIGITS
-from connector.pipeline.route.matching import ALL_EVENT_NAMES, KINDS, facts_of
+from connector.pipeline.route.matching import KINDS, facts_of
 from storage import connections, events, outbox, rules
 from storage.models import Delivery, DeliveryState, Event, RoutingRule
 from tests.support.builders import invoice_json, money
