@@ -50,8 +50,7 @@ class ClaimedState:
     slack_user_id: str
 
 
-def peek_state(session: Session, state: str, *, now: dt.datetime) -> ClaimedState | StateProblem:
-    """What claim_state would find, without using the state (the confirmation page reads it)."""
+def _live_state(session: Session, state: str, *, now: dt.datetime) -> OAuthState | StateProblem:
     row = session.scalar(select(OAuthState).where(OAuthState.state_hash == _hash(state)))
     if row is None:
         return StateProblem.UNKNOWN
@@ -59,18 +58,22 @@ def peek_state(session: Session, state: str, *, now: dt.datetime) -> ClaimedStat
         return StateProblem.USED
     if row.expires_at <= now:
         return StateProblem.EXPIRED
+    return row
+
+
+def peek_state(session: Session, state: str, *, now: dt.datetime) -> ClaimedState | StateProblem:
+    """What claim_state would find, without using the state (the confirmation page reads it)."""
+    row = _live_state(session, state, now=now)
+    if isinstance(row, StateProblem):
+        return row
     return ClaimedState(id=row.id, workspace_id=row.workspace_id, slack_user_id=row.slack_user_id)
 
 
 def claim_state(session: Session, state: str, *, now: dt.datetime) -> ClaimedState | StateProblem:
     """Use a state once: compare-and-swap on used_at, so two callbacks racing cannot both win."""
-    row = session.scalar(select(OAuthState).where(OAuthState.state_hash == _hash(state)))
-    if row is None:
-        return StateProblem.UNKNOWN
-    if row.used_at is not None:
-        return StateProblem.USED
-    if row.expires_at <= now:
-        return StateProblem.EXPIRED
+    row = _live_state(session, state, now=now)
+    if isinstance(row, StateProblem):
+        return row
     claimed = session.execute(
         update(OAuthState).where(OAuthState.id == row.id, OAuthState.used_at.is_(None)).values(used_at=now)
     )
