@@ -188,7 +188,9 @@ def test_a_search_the_database_holds_up_is_answered_by_response_url(live: Live) 
 
 def test_a_search_past_its_time_is_stopped_and_answered_within_slacks_time(live: Live) -> None:
     if live.services.db.dialect != "postgresql":
-        pytest.skip("SQLite readers are never blocked by a writer: tests/test_audit_search_limits.py")
+        pytest.skip(
+            "SQLite readers are never blocked by a writer: tests/features/audit/test_audit_search_limits.py"
+        )
     setup_books(live)
     with live.services.db.engine.connect() as blocker:
         blocker.exec_driver_sql("LOCK TABLE events IN ACCESS EXCLUSIVE MODE")
