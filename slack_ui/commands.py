@@ -197,21 +197,22 @@ class FreshbooksCommand:
         ack()
 
     def _rules(self, command: dict[str, Any], ack: DeferredAck, _respond: Respond, client: WebClient) -> None:
-        def listing() -> str:
-            team_id, user_id = command["team_id"], command["user_id"]
-            rules = self._services.rules.list(team_id=team_id)
-            if not rules or self._services.permissions.may_manage(client, team_id, user_id):
-                return views.rules_text(rules)
-            hidden = self._services.visibility.hidden(
-                client, team_id=team_id, user_id=user_id, channel_ids={r.channel_id for r in rules}
-            )
-            shown = [r for r in rules if r.channel_id not in hidden]
-            note = "\n_Rules for private channels are shown to the people in them._" if hidden else ""
-            return views.rules_text(shown) + note
-
         # A member's listing asks Slack who is in which private channel first (two calls, cached).
         ack.meanwhile = "Listing the rules…"
-        ack(response_type="ephemeral", text=listing())
+        team_id, user_id = command["team_id"], command["user_id"]
+        rules = self._services.rules.list(team_id=team_id)
+        hidden: frozenset[str] = frozenset()
+        if rules:  # no rule: nothing to hide, and no Slack call to find out
+            hidden = self._services.visibility.hidden(
+                client,
+                team_id=team_id,
+                user_id=user_id,
+                channel_ids={r.channel_id for r in rules},
+                sees_all=self._services.permissions.may_manage(client, team_id, user_id),
+            )
+        shown = [r for r in rules if r.channel_id not in hidden]
+        note = "\n_Rules for private channels are shown to the people in them._" if hidden else ""
+        ack(response_type="ephemeral", text=views.rules_text(shown) + note)
 
     def _unroute(
         self, command: dict[str, Any], ack: DeferredAck, _respond: Respond, _client: WebClient
@@ -270,14 +271,9 @@ class FreshbooksCommand:
     def _post_sample(self, command: dict[str, Any], client: WebClient, channel: str) -> str:
         team_id, user_id = command["team_id"], command["user_id"]
         manager = self._services.permissions.may_manage(client, team_id, user_id)
-        hidden = (
-            frozenset()
-            if manager
-            else self._services.visibility.hidden(
-                client, team_id=team_id, user_id=user_id, channel_ids=[channel]
-            )
-        )
-        if hidden:
+        if self._services.visibility.hidden(
+            client, team_id=team_id, user_id=user_id, channel_ids=[channel], sees_all=manager
+        ):
             return "No sample posted: that is a private channel you are not in."
         # Joining a channel stays an admin's act: a member's sample goes only where the app is.
         check = ensure_postable(client, channel, join=manager)

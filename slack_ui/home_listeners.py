@@ -49,11 +49,14 @@ class HomeListeners:
 
     def publish(self, client: WebClient, team_id: str, user_id: str, pages: Pages | None = None) -> None:
         access = self._s.permissions.access(client, team_id, user_id)
-        hidden: frozenset[str] = frozenset()
-        if not access.can_manage:  # a member: nothing of a private channel they are not in
-            hidden = self._s.visibility.hidden(
-                client, team_id=team_id, user_id=user_id, channel_ids=self._s.home.channels_shown(team_id)
-            )
+        # A member sees nothing of a private channel they are not in.
+        hidden = self._s.visibility.hidden(
+            client,
+            team_id=team_id,
+            user_id=user_id,
+            channel_ids=() if access.can_manage else self._s.home.channels_shown(team_id),
+            sees_all=access.can_manage,
+        )
         data = self._s.home.gather(team_id, pages, hidden)
         view = build_home(data, self._s.clock(), Viewer(can_manage=access.can_manage, admin=access.admin))
         try:

@@ -136,11 +136,18 @@ class ChannelVisibility:
         return value
 
     def hidden(
-        self, client: WebClient, *, team_id: str, user_id: str, channel_ids: Iterable[str]
+        self,
+        client: WebClient,
+        *,
+        team_id: str,
+        user_id: str,
+        channel_ids: Iterable[str],
+        sees_all: bool = False,
     ) -> frozenset[str]:
-        """The channels among `channel_ids` this member must not see."""
+        """The channels among `channel_ids` this person must not see; none for someone who
+        `sees_all` (who may manage the setup), without asking Slack."""
         wanted = set(channel_ids)
-        if not wanted:
+        if sees_all or not wanted:
             return frozenset()
         try:
             apps = self._cached(
