@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -20,8 +19,9 @@ from connector.features.rules.preview import SCAN_CAP, Preview
 from connector.features.rules.syntax import (
     MAX_ID_DIGITS,
     TOO_LARGE,
+    AmountProblem,
     RouteSyntaxError,
-    amount_too_large,
+    amount_problem,
     ascii_spelling,
     parse_amount,
     parse_patterns,
@@ -191,20 +191,22 @@ _AMOUNT_HINT = "Write an amount like 5000, 5,000 or 5000.50."
 
 
 def _amount_problem(text: str) -> str:
-    if text.startswith("-"):
-        return "Amounts here are zero or more."
-    if text[0] in "$€£¥":
-        return "Leave out the currency symbol; set the currency below instead."
-    spelled = ascii_spelling(text)
-    if spelled is not None and re.fullmatch(r"[0-9,.]+", spelled):
-        return f"Write it with the digits 0-9, like {spelled[:20]}."
-    if re.fullmatch(r"[0-9,]+(?:\.[0-9]*)?", text) and amount_too_large(text):
-        return f"That is too large. {TOO_LARGE}"
-    if re.fullmatch(r"[0-9,]*\.[0-9]{3,}", text):
-        return f"Use at most two decimal places. {_AMOUNT_HINT}"
-    if re.fullmatch(r"[0-9,]+(?:\.[0-9]{1,2})?", text):
-        return "Commas go between groups of three digits, like 1,234,567.89."
-    return f"That is not an amount. {_AMOUNT_HINT}"
+    """The modal's wording of syntax.amount_problem: it names the field, not the text."""
+    match amount_problem(text):
+        case AmountProblem.NEGATIVE:
+            return "Amounts here are zero or more."
+        case AmountProblem.CURRENCY_SYMBOL:
+            return "Leave out the currency symbol; set the currency below instead."
+        case AmountProblem.OTHER_SCRIPT:
+            return f"Write it with the digits 0-9, like {(ascii_spelling(text) or '')[:20]}."
+        case AmountProblem.TOO_LARGE:
+            return f"That is too large. {TOO_LARGE}"
+        case AmountProblem.DECIMALS:
+            return f"Use at most two decimal places. {_AMOUNT_HINT}"
+        case AmountProblem.COMMAS:
+            return "Commas go between groups of three digits, like 1,234,567.89."
+        case AmountProblem.MISSING | AmountProblem.NOT_AN_AMOUNT:
+            return f"That is not an amount. {_AMOUNT_HINT}"
 
 
 def _amount(text: str, block: str, errors: dict[str, str]) -> Decimal | None:

@@ -6,6 +6,7 @@ Pure: no I/O, no clock. The error's message is ready to show the Slack user (mrk
 from __future__ import annotations
 
 import difflib
+import enum
 import re
 import unicodedata
 from collections.abc import Iterable
@@ -158,24 +159,60 @@ def amount_too_large(text: str) -> bool:
     return sum(c.isdigit() for c in text.partition(".")[0]) > MAX_AMOUNT_DIGITS
 
 
-def _amount_problem(text: str) -> str:
-    shown = _shown(text)
+class AmountProblem(enum.Enum):
+    """Why a text is not an amount: one classification, worded by the command and by the modal."""
+
+    MISSING = "missing"
+    NEGATIVE = "negative"
+    CURRENCY_SYMBOL = "currency symbol"
+    OTHER_SCRIPT = "digits of another script"
+    TOO_LARGE = "too large"
+    DECIMALS = "more than two decimal places"
+    COMMAS = "misplaced commas"
+    NOT_AN_AMOUNT = "not an amount"
+
+
+def amount_problem(text: str) -> AmountProblem:
+    """What is wrong with `text`, which `parse_amount` refused. Pure."""
     if not text:
-        return f"An amount is missing. {_AMOUNT_EXAMPLES}"
+        return AmountProblem.MISSING
     if text.startswith("-"):
-        return f"`{shown}` is negative; amounts here are zero or more. {_AMOUNT_EXAMPLES}"
+        return AmountProblem.NEGATIVE
     if text[0] in "$€£¥":
-        return f"Leave the currency symbol out of `{shown}`; add `currency USD` (or another code) instead."
+        return AmountProblem.CURRENCY_SYMBOL
     spelled = ascii_spelling(text)
     if spelled is not None and re.fullmatch(r"[0-9,.]+", spelled):
-        return f"Write `{shown}` with the digits 0-9, like `{_shown(spelled)}`."
+        return AmountProblem.OTHER_SCRIPT
     if re.fullmatch(r"[0-9,]+(?:\.[0-9]*)?", text) and amount_too_large(text):
-        return f"`{shown}` is too large. {TOO_LARGE}"
+        return AmountProblem.TOO_LARGE
     if re.fullmatch(r"[0-9,]*\.[0-9]{3,}", text):
-        return f"`{shown}` has more than two decimal places. {_AMOUNT_EXAMPLES}"
+        return AmountProblem.DECIMALS
     if re.fullmatch(r"[0-9,]+(?:\.[0-9]{1,2})?", text):
-        return f"The commas in `{shown}` should separate groups of three digits, like `1,234,567.89`."
-    return f"`{shown}` is not an amount. {_AMOUNT_EXAMPLES}"
+        return AmountProblem.COMMAS
+    return AmountProblem.NOT_AN_AMOUNT
+
+
+def _amount_problem(text: str) -> str:
+    shown = _shown(text)
+    match amount_problem(text):
+        case AmountProblem.MISSING:
+            return f"An amount is missing. {_AMOUNT_EXAMPLES}"
+        case AmountProblem.NEGATIVE:
+            return f"`{shown}` is negative; amounts here are zero or more. {_AMOUNT_EXAMPLES}"
+        case AmountProblem.CURRENCY_SYMBOL:
+            return (
+                f"Leave the currency symbol out of `{shown}`; add `currency USD` (or another code) instead."
+            )
+        case AmountProblem.OTHER_SCRIPT:
+            return f"Write `{shown}` with the digits 0-9, like `{_shown(ascii_spelling(text) or '')}`."
+        case AmountProblem.TOO_LARGE:
+            return f"`{shown}` is too large. {TOO_LARGE}"
+        case AmountProblem.DECIMALS:
+            return f"`{shown}` has more than two decimal places. {_AMOUNT_EXAMPLES}"
+        case AmountProblem.COMMAS:
+            return f"The commas in `{shown}` should separate groups of three digits, like `1,234,567.89`."
+        case AmountProblem.NOT_AN_AMOUNT:
+            return f"`{shown}` is not an amount. {_AMOUNT_EXAMPLES}"
 
 
 def parse_amount(text: str) -> Decimal:
