@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from sqlalchemy import select, update
+from sqlalchemy import delete, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -38,3 +38,15 @@ def acquire_or_held_until(
         return None
     until = session.scalar(select(JobLease.until).where(JobLease.name == name))
     return max(until, now) if until is not None else now
+
+
+# A lease that ended this long ago is taken again exactly as if it had never existed: its row only
+# costs space. Per-person limits (connector.features.limits) name one lease per person, so without
+# this their rows would grow with every person who ever ran `/freshbooks test`.
+EXPIRED_KEEP = dt.timedelta(days=1)
+
+
+def purge_expired(session: Session, *, now: dt.datetime) -> int:
+    """Delete leases that ended more than EXPIRED_KEEP ago; a held lease is never touched."""
+    result = session.execute(delete(JobLease).where(JobLease.until < now - EXPIRED_KEEP))
+    return int(result.rowcount)  # type: ignore[attr-defined]

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from sqlalchemy import ColumnElement, delete, exists, select
 from sqlalchemy.orm import Session
 
+from storage import leases
 from storage.inbox import REPEAT_WINDOW
 from storage.models import (
     AuditEntry,
@@ -97,8 +98,8 @@ def purge_events(session: Session, *, cutoff: dt.datetime, batch: int) -> int:
 
 def purge_leftovers(session: Session, *, now: dt.datetime, cutoff: dt.datetime) -> int:
     """Short-lived rows: used or expired OAuth states, handled verifications, old simulations,
-    digests of webhook bodies older than the repeat window."""
-    removed = 0
+    digests of webhook bodies older than the repeat window, leases that ended a day ago."""
+    removed = leases.purge_expired(session, now=now)
     for statement in (
         delete(OAuthState).where(OAuthState.expires_at < now - dt.timedelta(days=1)),
         delete(CallbackVerification).where(

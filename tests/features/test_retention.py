@@ -7,6 +7,7 @@ import datetime as dt
 import pytest
 from sqlalchemy import func, select
 
+from connector.features.limits import SampleLimit
 from connector.features.retention import RetentionPurge
 from storage import audit, connections, inbox
 from storage.crypto import Cipher
@@ -17,6 +18,7 @@ from storage.models import (
     DeliveryState,
     Event,
     InboxState,
+    JobLease,
     SearchTerm,
     WebhookInbox,
 )
@@ -141,3 +143,20 @@ def test_zero_days_keeps_everything(db: Database, cipher: Cipher, clock: FakeClo
     clock.advance(days=1000)
     assert RetentionPurge(db=db, clock=clock, retention_days=0).run().total == 0
     assert (_count(db, AuditEntry), _count(db, Delivery), _count(db, Event)) == before
+
+
+def test_purge_deletes_leases_that_ended_a_day_ago_and_keeps_the_others(
+    db: Database, cipher: Cipher, clock: FakeClock
+) -> None:
+    limit = SampleLimit(db=db, clock=clock)
+    for user in ("U1", "U2"):
+        assert limit.take(team_id="T1", user_id=user) is None
+    clock.advance(days=2)
+    assert limit.take(team_id="T1", user_id="U3") is None  # held now
+    assert RetentionPurge(db=db, clock=clock, retention_days=30).run().other == 2
+    with db.read() as session:
+        names = sorted(session.scalars(select(JobLease.name)))
+    assert names == ["retention-purge", "sample:T1:U3"]
+    # A person whose row was purged is limited exactly as before: once, then a wait.
+    assert limit.take(team_id="T1", user_id="U1") is None
+    assert limit.take(team_id="T1", user_id="U1") is not None
