@@ -1,0 +1,173 @@
+"""What a digest needs, listed from FreshBooks at send time (never inferred from webhooks).
+
+Four list calls, every page of 100, one page held at a time; each object is parsed as it arrives
+and kept only if the digest can use it, so memory grows with what is kept, not with the business:
+
+- payments and expenses dated in the period or the one before (the comparison): FreshBooks'
+  `date_min`/`date_max` filters take whole days (`date_max` exclusive, as documented), so they
+  ask for the days covering both periods in FreshBooks' zone and in the schedule's, and the
+  answer is sifted here to the periods' own days;
+- every invoice, kept if it was dated in either period or still has money owed: no documented
+  filter finds "still owed" whatever the status (only `v3_status=overdue` is known to work,
+  freshbooks-reports.md §6.2), so all are listed, which is the one way to miss none;
+- open bills (`statuses[]` unpaid, partial, overdue; bills have no date filter, §6.4).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import TypeVar
+
+from connector.domain.events import ObjectKind
+from connector.features.digest.period import Period, covering_days
+from connector.freshbooks.client import FreshBooksClient, ListPage
+from connector.freshbooks.models import (
+    EASTERN,
+    Bill,
+    Expense,
+    Invoice,
+    ObjectParseError,
+    Payment,
+    parse_bill,
+    parse_expense,
+    parse_invoice,
+    parse_payment,
+)
+from connector.freshbooks.tokens import TokenSource
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+OPEN_BILL_STATUSES = ("unpaid", "partial", "overdue")
+# What each list embeds: a payment's client (its name), an expense's category (its name), a
+# bill's vendor (its name). Invoices carry their client's name themselves.
+_INCLUDES: dict[ObjectKind, tuple[str, ...]] = {
+    ObjectKind.INVOICE: (),
+    ObjectKind.PAYMENT: ("client",),
+    ObjectKind.BILL: ("vendor",),
+    ObjectKind.EXPENSE: ("category",),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class DigestInputs:
+    """The typed objects a digest is computed from (connector.features.digest.figures)."""
+
+    payments: tuple[Payment, ...]  # dated in the period or the one before
+    invoices: tuple[Invoice, ...]  # dated in either period, or with money still owed
+    bills: tuple[Bill, ...]  # open: unpaid, partial or overdue
+    expenses: tuple[Expense, ...]  # dated in the period or the one before
+    unreadable: int = 0  # objects FreshBooks returned that could not be parsed: left out, and said
+
+
+def date_filter(period: Period, freshbooks_zone: dt.tzinfo) -> list[tuple[str, str]]:
+    """`search[date_min]`/`search[date_max]` for the period and the one before it. Pure.
+
+    Whole days covering both periods in FreshBooks' zone, widened to the periods' own days too
+    (a date-only field is a calendar day, read as the schedule's); `date_max` is exclusive.
+    """
+    previous = period.previous()
+    first, after = covering_days(previous.start, period.end, freshbooks_zone)
+    first, after = min(first, previous.first_day), max(after, period.end_day)
+    return [("search[date_min]", first.isoformat()), ("search[date_max]", after.isoformat())]
+
+
+def _in_window(day: dt.date | None, period: Period) -> bool:
+    return day is not None and (period.contains_day(day) or period.previous().contains_day(day))
+
+
+def _owed(invoice: Invoice) -> bool:
+    return invoice.outstanding is not None and invoice.outstanding.amount > 0
+
+
+class _Sifter:
+    """Parses listed objects one at a time, keeps the wanted ones and counts the unreadable."""
+
+    def __init__(self) -> None:
+        self.unreadable = 0
+
+    def keep(
+        self,
+        kind: ObjectKind,
+        listed: Iterator[Mapping[str, object]],
+        parse: Callable[[Mapping[str, object]], T],
+        wanted: Callable[[T], bool],
+    ) -> tuple[T, ...]:
+        kept: list[T] = []
+        unreadable = 0
+        for raw in listed:
+            try:
+                obj = parse(raw)
+            except ObjectParseError:
+                unreadable += 1
+                continue
+            if wanted(obj):
+                kept.append(obj)
+        if unreadable:
+            # Counts only: the objects' fields are customer data.
+            log.warning("digest: %d %s objects could not be read and are left out", unreadable, kind)
+        self.unreadable += unreadable
+        return tuple(kept)
+
+
+def fetch_inputs(
+    *,
+    client: FreshBooksClient,
+    tokens: TokenSource,
+    connection_id: int,
+    account_id: str,
+    period: Period,
+    freshbooks_zone: dt.tzinfo = EASTERN,
+) -> DigestInputs:
+    """List and sift what the digest for `period` (and its comparison) needs. Raises FreshBooksError
+    or NoToken when FreshBooks cannot be read: a digest is all of it or nothing."""
+
+    def listed(kind: ObjectKind, search: Sequence[tuple[str, str]] = ()) -> Iterator[Mapping[str, object]]:
+        def with_token(call: Callable[[str], ListPage]) -> ListPage:
+            return tokens.call(connection_id, call)
+
+        return client.iter_list(
+            with_token=with_token,
+            account_id=account_id,
+            kind=kind,
+            search=search,
+            includes=_INCLUDES[kind],
+        )
+
+    dates = date_filter(period, freshbooks_zone)
+    sifter = _Sifter()
+    payments = sifter.keep(
+        ObjectKind.PAYMENT,
+        listed(ObjectKind.PAYMENT, dates),
+        parse_payment,
+        lambda p: not p.is_deleted and _in_window(p.date, period),
+    )
+    expenses = sifter.keep(
+        ObjectKind.EXPENSE,
+        listed(ObjectKind.EXPENSE, dates),
+        parse_expense,
+        lambda e: not e.is_deleted and _in_window(e.date, period),
+    )
+    invoices = sifter.keep(
+        ObjectKind.INVOICE,
+        listed(ObjectKind.INVOICE),
+        parse_invoice,
+        lambda i: not i.is_deleted and (_owed(i) or _in_window(i.create_date, period)),
+    )
+    bills = sifter.keep(
+        ObjectKind.BILL,
+        listed(ObjectKind.BILL, [("search[statuses][]", status) for status in OPEN_BILL_STATUSES]),
+        parse_bill,
+        lambda b: not b.is_deleted,
+    )
+    return DigestInputs(
+        payments=payments,
+        invoices=invoices,
+        bills=bills,
+        expenses=expenses,
+        unreadable=sifter.unreadable,
+    )
