@@ -43,11 +43,12 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 OPEN_BILL_STATUSES = ("unpaid", "partial", "overdue")
-# What each list embeds: a payment's client (its name), an expense's category (its name), a
-# bill's vendor (its name). Invoices carry their client's name themselves.
+# What each list embeds: a payment's client and invoice (a payment names neither, and the
+# invoice paid may be long settled, so not among the invoices kept), an expense's category and a
+# bill's vendor (their names). Invoices carry their client's name themselves.
 _INCLUDES: dict[ObjectKind, tuple[str, ...]] = {
     ObjectKind.INVOICE: (),
-    ObjectKind.PAYMENT: ("client",),
+    ObjectKind.PAYMENT: ("invoice", "client"),
     ObjectKind.BILL: ("vendor",),
     ObjectKind.EXPENSE: ("category",),
 }

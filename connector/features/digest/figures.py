@@ -270,14 +270,18 @@ def _spent(expense: Expense, period: Period) -> bool:
     return not expense.is_deleted and expense.date is not None and period.contains_day(expense.date)
 
 
-def _payment_client(payment: Payment) -> str | None:
+def _payment_client(payment: Payment, invoice: Invoice | None) -> str | None:
     if payment.client is not None and payment.client.display_name:
         return payment.client.display_name
-    return payment.invoice.client_name if payment.invoice is not None else None
+    return invoice.client_name if invoice is not None else None
 
 
-def cash_collected(payments: Iterable[Payment], period: Period) -> CashCollected:
+def cash_collected(
+    payments: Iterable[Payment], period: Period, invoices: Iterable[Invoice] = ()
+) -> CashCollected:
+    """`invoices` name the invoices paid, where known (a payment names only the invoice's id)."""
     previous = period.previous()
+    known = {invoice.id: invoice for invoice in invoices}
     payments = list(payments)
     current = [p for p in payments if _collected(p, period)]
     by_currency: dict[str, list[Payment]] = defaultdict(list)
@@ -286,18 +290,19 @@ def cash_collected(payments: Iterable[Payment], period: Period) -> CashCollected
     largest: list[LargePayment] = []
     for code in sorted(by_currency):
         ranked = sorted(by_currency[code], key=lambda p: (-p.amount.amount, p.date, p.id))
-        largest += [
-            LargePayment(
-                payment_id=p.id,
-                amount=p.amount,
-                client=_payment_client(p),
-                date=p.date,
-                invoice_id=p.invoice_id,
-                invoice_number=p.invoice.number if p.invoice is not None else None,
+        for p in ranked[:LARGEST_PAYMENTS]:
+            invoice = p.invoice or known.get(p.invoice_id or 0)
+            assert p.date is not None  # _collected
+            largest.append(
+                LargePayment(
+                    payment_id=p.id,
+                    amount=p.amount,
+                    client=_payment_client(p, invoice),
+                    date=p.date,
+                    invoice_id=p.invoice_id,
+                    invoice_number=invoice.number if invoice is not None else None,
+                )
             )
-            for p in ranked[:LARGEST_PAYMENTS]
-            if p.date is not None
-        ]
     return CashCollected(
         flow=flow((p.amount for p in current), (p.amount for p in payments if _collected(p, previous))),
         largest=tuple(largest),
@@ -415,7 +420,7 @@ def compute(inputs: DigestInputs, period: Period, now: dt.datetime) -> Digest:
         previous=period.previous(),
         as_of=now,
         today=today,
-        cash=cash_collected(inputs.payments, period),
+        cash=cash_collected(inputs.payments, period, inputs.invoices),
         invoiced=invoiced(inputs.invoices, period),
         receivables=receivables(inputs.invoices, today),
         bills=bills_due(inputs.bills, today),

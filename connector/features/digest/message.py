@@ -173,13 +173,14 @@ def _fields_section(title: str, fields: Sequence[str]) -> SectionBlock:
     )
 
 
-def _list(title: str, lines: Sequence[str], budget: _Budget, empty: str) -> SectionBlock:
+def _list(title: str, lines: Sequence[str], budget: _Budget, empty: str, emoji: str = "") -> SectionBlock:
+    head = f"{emoji} *{title}*" if emoji else f"*{title}*"
     if not lines:
-        return _section(f"*{title}*\n{empty}")
+        return _section(f"{head}\n{empty}")
     shown = list(lines[: budget.lines])
     if len(lines) > budget.lines:
         shown.append(f"… and {len(lines) - budget.lines} more")
-    return _section(f"*{title}*\n" + "\n".join(f"• {line}" for line in shown))
+    return _section(f"{head}\n" + "\n".join(f"• {line}" for line in shown))
 
 
 def _flow_fields(flow: Flow, *, noun: str, before: str) -> list[str]:
@@ -269,8 +270,8 @@ def _bills(digest: Digest, ctx: RenderContext, budget: _Budget) -> list[Block]:
     )
     late_title = "Bills overdue" + (f": {_totals(bills.overdue_totals)}" if bills.overdue else "")
     return [
-        _list(f":receipt: {soon_title}", _bill_lines(bills.due_soon, ctx), budget, "None."),
-        _list(f":warning: {late_title}", _bill_lines(bills.overdue, ctx), budget, "None."),
+        _list(soon_title, _bill_lines(bills.due_soon, ctx), budget, "None.", ":receipt:"),
+        _list(late_title, _bill_lines(bills.overdue, ctx), budget, "None.", ":warning:"),
     ]
 
 

@@ -87,12 +87,16 @@ def check_every_figure(digest: Digest, books: Books, days: set[dt.date], before:
         _nonzero(_sums([_amount(p, "amount") for p in now_pay]), currencies),
         _nonzero(_sums([_amount(p, "amount") for p in prev_pay]), currencies),
     )
+    invoices = {i["id"]: i for i in books.invoices}
     largest = []
     for code in sorted({p["amount"]["code"] for p in now_pay}):
         mine = [p for p in now_pay if p["amount"]["code"] == code]
         mine.sort(key=lambda p: (-Decimal(p["amount"]["amount"]), p["date"], p["id"]))
-        largest += [(p["id"], books.clients.get(p["clientid"])) for p in mine[:3]]
-    assert [(p.payment_id, p.client) for p in digest.cash.largest] == largest
+        for p in mine[:3]:
+            invoice = invoices.get(p["invoiceid"])
+            client = books.clients.get(p["clientid"]) or (invoice or {}).get("current_organization")
+            largest.append((p["id"], client, (invoice or {}).get("invoice_number")))
+    assert [(p.payment_id, p.client, p.invoice_number) for p in digest.cash.largest] == largest
 
     counted = [i for i in books.invoices if i["vis_state"] == 0 and i["v3_status"] != "draft"]
     now_inv = [i for i in counted if _day(i, "create_date") in days]
