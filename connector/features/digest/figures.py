@@ -237,6 +237,7 @@ class Digest:
     bills: BillsDue
     expenses: Expenses
     unreadable: int  # objects left out because they could not be read
+    bills_enabled: bool = True  # False: the FreshBooks account has no Bills feature
 
 
 # -- the figures ------------------------------------------------------------------------------
@@ -426,4 +427,5 @@ def compute(inputs: DigestInputs, period: Period, now: dt.datetime) -> Digest:
         bills=bills_due(inputs.bills, today),
         expenses=expenses(inputs.expenses, period),
         unreadable=inputs.unreadable,
+        bills_enabled=inputs.bills_enabled,
     )

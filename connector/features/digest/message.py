@@ -265,6 +265,8 @@ def _totals(totals: Sequence[Money]) -> str:
 
 def _bills(digest: Digest, ctx: RenderContext, budget: _Budget) -> list[Block]:
     bills = digest.bills
+    if not digest.bills_enabled:
+        return [_section(":receipt: *Bills*\nBills are not enabled in this FreshBooks account.")]
     soon_title = "Bills due in the next 7 days" + (
         f": {_totals(bills.due_soon_totals)}" if bills.due_soon else ""
     )

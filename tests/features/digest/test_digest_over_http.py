@@ -16,10 +16,10 @@ from connector.features.digest.fetch import fetch_inputs
 from connector.features.digest.figures import AgeBucket, Digest, compute
 from connector.features.digest.message import render_digest
 from connector.features.digest.period import Cadence, period_just_ended
-from connector.freshbooks.client import FreshBooksClient
+from connector.freshbooks.client import ErrorKind, FreshBooksClient, FreshBooksError
 from connector.pipeline.render.formatting import MAX_BLOCKS, RenderContext
 from tests.support.books import Books, payment_json, random_books
-from tests.support.fakes.freshbooks import FakeFreshBooks
+from tests.support.fakes.freshbooks import FakeFreshBooks, Scripted
 from tests.support.live import FakeClock
 
 T = TypeVar("T")
@@ -263,3 +263,61 @@ def test_lists_are_read_in_pages_of_100_with_day_filters_and_sifted_here(fake: F
     assert [c.query["page"] for c in invoice_calls] == [["1"], ["2"], ["3"]]
     bill_calls = fake.calls_to("GET", f"/accounting/account/{ACCOUNT}/bills/bills")
     assert bill_calls[0].query["search[statuses][]"] == ["unpaid", "partial", "overdue"]
+
+
+class CountingToken(OneToken):
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def call(self, connection_id: int, fn: Callable[[str], T]) -> T:
+        self.calls += 1
+        return fn(TOKEN)
+
+
+def _fetch(fake: FakeFreshBooks, tokens: Any = None) -> Any:
+    period = period_just_ended(
+        dt.datetime(2027, 4, 2, 8, tzinfo=NEW_YORK), cadence=Cadence.DAILY, zone=NEW_YORK
+    )
+    client = FreshBooksClient(base_url=fake.base_url, sleep=lambda _: None)
+    try:
+        return fetch_inputs(
+            client=client, tokens=tokens or OneToken(), connection_id=1, account_id=ACCOUNT, period=period
+        ), period
+    finally:
+        client.close()
+
+
+def test_every_page_asks_for_the_token_again(fake: FakeFreshBooks) -> None:
+    """A listing of many pages outlives a token: each page goes through the token source, which
+    refreshes an expired token and tries once more (connector.freshbooks.tokens)."""
+    random_books(5, today=dt.date(2027, 4, 1), invoices=230, payments=0, bills=0, expenses=0).load_into(
+        fake, ACCOUNT
+    )
+    tokens = CountingToken()
+    _fetch(fake, tokens)
+    assert tokens.calls == len(fake.calls) == 3 + 1 + 1 + 1  # invoices in 3 pages, the others empty
+
+
+def test_an_account_without_bills_gets_its_digest_and_is_told(fake: FakeFreshBooks) -> None:
+    random_books(5, today=dt.date(2027, 4, 1), invoices=20, payments=20, bills=0, expenses=5).load_into(
+        fake, ACCOUNT
+    )
+    # As seen in the wild: an error envelope under HTTP 200 (freshbooks-reports.md §6.4).
+    no_bills = {"response": {"errors": [{"errno": 41001, "message": "Bills are not enabled."}]}}
+    fake.script("GET", f"/accounting/account/{ACCOUNT}/bills/bills", Scripted(200, no_bills))
+    inputs, period = _fetch(fake)
+    assert inputs.bills_enabled is False and inputs.bills == ()
+    assert len(inputs.invoices) > 0
+    message = render_digest(compute(inputs, period, period.end), RenderContext(ACCOUNT, "d"))
+    assert any("Bills are not enabled" in block.get("text", {}).get("text", "") for block in message.blocks)
+
+
+def test_one_list_failing_fails_the_digest_with_its_own_error(fake: FakeFreshBooks) -> None:
+    random_books(5, today=dt.date(2027, 4, 1), invoices=20, payments=400, bills=10, expenses=5).load_into(
+        fake, ACCOUNT
+    )
+    refused = {"response": {"errors": [{"errno": 1012, "field": "date_min", "message": "Invalid search."}]}}
+    fake.script("GET", f"/accounting/account/{ACCOUNT}/expenses/expenses", Scripted(422, refused))
+    with pytest.raises(FreshBooksError) as info:
+        _fetch(fake)
+    assert (info.value.kind, info.value.message) == (ErrorKind.VALIDATION, "Invalid search.")
