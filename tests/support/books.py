@@ -197,7 +197,8 @@ def random_books(
 
     for n in range(1, invoices + 1):
         total = amount(50, 20_000)
-        created = day(days_back + 150, days_ahead)
+        # Half dated around the periods a digest reads, half up to 150 days older (still owed).
+        created = day(days_back, days_ahead) if rng.random() < 0.5 else day(days_back + 150, days_ahead)
         outstanding = rng.choice([Decimal(0), total, (total / 2).quantize(Decimal("0.01"))])
         books.invoices.append(
             invoice_json(
