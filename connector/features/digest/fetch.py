@@ -20,10 +20,10 @@ import logging
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
-from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from connector.domain.events import ObjectKind
+from connector.features.digest.figures import DigestInputs
 from connector.features.digest.period import Period, covering_days
 from connector.freshbooks.client import FreshBooksClient, FreshBooksError, ListPage
 from connector.freshbooks.models import (
@@ -55,18 +55,6 @@ _INCLUDES: dict[ObjectKind, tuple[str, ...]] = {
     ObjectKind.BILL: ("vendor",),
     ObjectKind.EXPENSE: ("category",),
 }
-
-
-@dataclass(frozen=True, slots=True)
-class DigestInputs:
-    """The typed objects a digest is computed from (connector.features.digest.figures)."""
-
-    payments: tuple[Payment, ...]  # dated in the period or the one before
-    invoices: tuple[Invoice, ...]  # dated in either period, or with money still owed
-    bills: tuple[Bill, ...]  # open: unpaid, partial or overdue
-    expenses: tuple[Expense, ...]  # dated in the period or the one before
-    unreadable: int = 0  # objects FreshBooks returned that could not be parsed: left out, and said
-    bills_enabled: bool = True  # False: the account has no Bills (accounts payable) feature
 
 
 def date_filter(period: Period, freshbooks_zone: dt.tzinfo) -> list[tuple[str, str]]:

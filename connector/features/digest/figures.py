@@ -27,7 +27,6 @@ from dataclasses import dataclass
 from decimal import Decimal
 
 from connector.domain.money import Money
-from connector.features.digest.fetch import DigestInputs
 from connector.features.digest.period import Period
 from connector.freshbooks.models import Bill, Expense, Invoice, Payment
 
@@ -112,6 +111,18 @@ def flow(current: Iterable[Money], previous: Iterable[Money]) -> Flow:
 
 
 # -- the parts of a digest --------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class DigestInputs:
+    """The typed objects a digest is computed from, as `fetch.fetch_inputs` lists them."""
+
+    payments: tuple[Payment, ...]  # dated in the period or the one before
+    invoices: tuple[Invoice, ...]  # dated in either period, or with money still owed
+    bills: tuple[Bill, ...]  # open: unpaid, partial or overdue
+    expenses: tuple[Expense, ...]  # dated in the period or the one before
+    unreadable: int = 0  # objects FreshBooks returned that could not be parsed: left out, and said
+    bills_enabled: bool = True  # False: the account has no Bills (accounts payable) feature
 
 
 @dataclass(frozen=True, slots=True)

@@ -228,8 +228,11 @@ def test_every_figure_matches_the_books_in_three_currencies(
     check_every_figure(
         digest, books, _days(period.first_day, period.end_day), _days(previous.first_day, previous.end_day)
     )
-    # The books hold three currencies, and none was added to another.
+    # The books hold three currencies, and none was added to another; no figure is checked empty.
     assert len(digest.receivables.aging) == 3
+    for flow in (digest.cash.flow, digest.invoiced.flow, digest.expenses.flow):
+        assert flow.count.current > 0 and flow.count.previous > 0
+    assert len(digest.receivables.most_overdue) == 5 and digest.bills.due_soon and digest.bills.overdue
     message = render_digest(digest, RenderContext(account_id=ACCOUNT, delivery_key="digest-1"))
     assert len(message.blocks) <= MAX_BLOCKS and message.text
 

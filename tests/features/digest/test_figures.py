@@ -10,10 +10,10 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from connector.domain.money import Money
-from connector.features.digest.fetch import DigestInputs
 from connector.features.digest.figures import (
     AgeBucket,
     Change,
+    DigestInputs,
     Trend,
     age_bucket,
     compute,

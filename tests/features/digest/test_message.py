@@ -9,8 +9,7 @@ from decimal import Decimal
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from connector.features.digest.fetch import DigestInputs
-from connector.features.digest.figures import Change, compute
+from connector.features.digest.figures import Change, DigestInputs, compute
 from connector.features.digest.message import TOTAL_CHARS_MAX, describe_change, period_label, render_digest
 from connector.features.digest.period import Cadence, period_just_ended
 from connector.freshbooks.models import parse_bill, parse_expense, parse_invoice, parse_payment
