@@ -1,7 +1,8 @@
 """What a digest needs, listed from FreshBooks at send time (never inferred from webhooks).
 
-Four list calls, every page of 100, one page held at a time; each object is parsed as it arrives
-and kept only if the digest can use it, so memory grows with what is kept, not with the business:
+Four list calls, side by side, every page of 100, one page per list held at a time; each object is
+parsed as it arrives and kept only if the digest can use it, so memory grows with what is kept,
+not with the raw answers:
 
 - payments and expenses dated in the period or the one before (the comparison): FreshBooks'
   `date_min`/`date_max` filters take whole days (`date_max` exclusive, as documented), so they
