@@ -10,13 +10,14 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import enum
+import functools
 import http.cookiejar
 import json
 import logging
 import random
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
@@ -613,29 +614,105 @@ class FreshBooksClient:
         Eastern day and sift the answer by time themselves. Bills document no date filter at all,
         so for them every bill comes back and the sifting is all there is.
         """
-        resource, _key, includes = OBJECT_ENDPOINTS[kind]
-        plural = resource.rsplit("/", 1)[-1]
-        updated_min = day.isoformat()
-        found: list[dict[str, Any]] = []
-        for page in range(1, max_pages + 1):
-            params = [
-                ("search[updated_min]", updated_min),
-                ("page", str(page)),
-                ("per_page", "100"),
-                *(("include[]", name) for name in includes),
-            ]
-            body = self.request(
-                "GET", f"/accounting/account/{account_id}/{resource}", token=token, params=params
+        return list(
+            self.iter_list(
+                with_token=lambda call: call(token),
+                account_id=account_id,
+                kind=kind,
+                search=[("search[updated_min]", day.isoformat())],
+                max_pages=max_pages,
             )
-            with _reading_answer():
-                result = _result(body, plural)
-                if not isinstance(result, list):
-                    raise FreshBooksError(ErrorKind.PROTOCOL, f"result.{plural} is not a list")
-            found.extend(item for item in result if isinstance(item, dict))
-            pages = body["response"]["result"].get("pages") or 1
-            if page >= int(pages) or not result:
-                break
-        return found
+        )
+
+    def list_page(
+        self,
+        *,
+        token: str,
+        account_id: str,
+        kind: ObjectKind,
+        page: int,
+        search: Sequence[tuple[str, str]] = (),
+        includes: Sequence[str] | None = None,
+    ) -> ListPage:
+        """One page (of PER_PAGE) of a list endpoint. `search` holds ready `search[...]` pairs;
+        `includes` defaults to what a single GET of the kind asks for (OBJECT_ENDPOINTS)."""
+        resource, _key, default_includes = OBJECT_ENDPOINTS[kind]
+        plural = resource.rsplit("/", 1)[-1]
+        params = [
+            *search,
+            ("page", str(page)),
+            # Always sent: the default page size is undocumented, and more than 100 is cut to 100.
+            ("per_page", str(PER_PAGE)),
+            *(("include[]", name) for name in (default_includes if includes is None else includes)),
+        ]
+        body = self.request("GET", f"/accounting/account/{account_id}/{resource}", token=token, params=params)
+        with _reading_answer():
+            result = _result(body, plural)
+            if not isinstance(result, list):
+                raise FreshBooksError(ErrorKind.PROTOCOL, f"result.{plural} is not a list")
+            try:
+                pages = int(body["response"]["result"].get("pages") or 1)
+            except (TypeError, ValueError):
+                raise FreshBooksError(ErrorKind.PROTOCOL, "result.pages is not a number") from None
+        return ListPage(items=[item for item in result if isinstance(item, dict)], page=page, pages=pages)
+
+    def iter_list(
+        self,
+        *,
+        with_token: Callable[[Callable[[str], ListPage]], ListPage],
+        account_id: str,
+        kind: ObjectKind,
+        search: Sequence[tuple[str, str]] = (),
+        includes: Sequence[str] | None = None,
+        max_pages: int | None = None,
+    ) -> Iterator[dict[str, Any]]:
+        """Every object a list endpoint returns, page by page: only one page is held at a time.
+
+        Each page is fetched through `with_token` (e.g. TokenSource.call, which refreshes the token
+        and tries again on a 401), so a long listing survives its token expiring halfway. It stops
+        on an empty page or at `pages`, never on `total`, which can count objects the token cannot
+        read (freshbooks-reports.md §6.1); `max_pages` None reads them all.
+        """
+        page = 1
+        while True:
+            listed = with_token(
+                functools.partial(
+                    self._page_with_token,
+                    account_id=account_id,
+                    kind=kind,
+                    page=page,
+                    search=search,
+                    includes=includes,
+                )
+            )
+            yield from listed.items
+            if not listed.items or page >= listed.pages or (max_pages is not None and page >= max_pages):
+                return
+            page += 1
+
+    def _page_with_token(
+        self,
+        token: str,
+        *,
+        account_id: str,
+        kind: ObjectKind,
+        page: int,
+        search: Sequence[tuple[str, str]],
+        includes: Sequence[str] | None,
+    ) -> ListPage:
+        return self.list_page(
+            token=token, account_id=account_id, kind=kind, page=page, search=search, includes=includes
+        )
+
+
+PER_PAGE = 100  # FreshBooks' most (freshbooks-reports.md §6.1)
+
+
+@dataclass(frozen=True, slots=True)
+class ListPage:
+    items: list[dict[str, Any]]
+    page: int
+    pages: int
 
 
 # (path under /accounting/account/<id>/, result key, include[] values)

@@ -32,6 +32,10 @@ UNAUTHORIZED = {
 }
 
 
+# The date a list's `date_min`/`date_max` filter reads, per resource (freshbooks-reports.md §6).
+_DATE_FIELDS = {"payments": "date", "expenses": "date", "invoices": "create_date"}
+
+
 def _is_day(text: str) -> bool:
     try:
         return dt.date.fromisoformat(text).isoformat() == text
@@ -340,31 +344,50 @@ class FakeFreshBooks:
         return {**obj, **{k: v for k, v in extra.items() if v is not None}}
 
     def _list_objects(self, account_id: str, plural: str, query: dict[str, list[str]]) -> Scripted:
+        """A list endpoint with the documented filters, paging and includes (freshbooks-reports.md §6).
+
+        Filters, all day-granular and taking a date, never a time (§6.1): `updated_min` (on the
+        Eastern `updated`, inclusive); `date_min` (inclusive) and `date_max` (exclusive, as the
+        docs say) on a payment's or expense's `date` and an invoice's `create_date`; bills
+        document no date filter, so FreshBooks ignores one, and filter only by `statuses[]`.
+        """
         since = query.get("search[updated_min]", [""])[0]
+        date_min = query.get("search[date_min]", [""])[0]
+        date_max = query.get("search[date_max]", [""])[0]
         if plural == "bills":
-            since = ""  # bills document no date filter: FreshBooks ignores one (reference-reports §6.4)
-        elif since and not _is_day(since):
-            # Between filters on `updated` take a date, not a time (reference-reports §6.1). What
-            # FreshBooks answers to a time is unconfirmed: refusing it catches a client that sends one.
-            return Scripted(
-                400,
-                {
-                    "response": {
-                        "errors": [{"errno": 2001, "field": "updated_min", "message": "Invalid date."}]
-                    }
-                },
-            )
+            since = date_min = date_max = ""  # no date filter on bills: ignored (§6.4)
+        for name, value in (("updated_min", since), ("date_min", date_min), ("date_max", date_max)):
+            if value and not _is_day(value):
+                # What FreshBooks answers to a time is unconfirmed: refusing it catches a client
+                # that sends one.
+                return Scripted(
+                    400,
+                    {"response": {"errors": [{"errno": 2001, "field": name, "message": "Invalid date."}]}},
+                )
+        statuses = set(query.get("search[statuses][]", [])) if plural == "bills" else set()
+        date_field = _DATE_FIELDS.get(plural)
         page = int(query.get("page", ["1"])[0])
         per_page = min(100, int(query.get("per_page", ["15"])[0]))  # silently capped at 100
-        # Day-granular and inclusive: every object updated on that (Eastern) day or later, whatever
-        # the time; `updated` is `YYYY-MM-DD HH:MM:SS` in US/Eastern, so its first ten characters
-        # are that day.
+
+        def wanted(obj: dict[str, Any]) -> bool:
+            # `updated` is `YYYY-MM-DD HH:MM:SS` (Eastern): its first ten characters are its day.
+            if since and str(obj.get("updated") or obj.get("updated_at") or "")[:10] < since:
+                return False
+            day = str(obj.get(date_field) or "") if date_field else ""
+            if date_min and day < date_min:
+                return False
+            if date_max and day >= date_max:
+                return False
+            return not statuses or obj.get("status") in statuses
+
+        # One kind first, then sorted by key: a page of a big list costs a scan, not a sort of all.
         matching = [
             obj
-            for (account, kind, _), obj in sorted(self.objects.items())
-            if account == account_id
-            and kind == plural
-            and str(obj.get("updated") or obj.get("updated_at") or "")[:10] >= since
+            for key, obj in sorted(
+                (key, obj)
+                for key, obj in self.objects.items()
+                if key[0] == account_id and key[1] == plural and wanted(obj)
+            )
         ]
         pages = max(1, -(-len(matching) // per_page))
         chunk = [
