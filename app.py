@@ -12,7 +12,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from apscheduler.schedulers.background import BackgroundScheduler
-from flask import Flask, Response, request
+from flask import Flask, Response, jsonify, request
 from slack_bolt import App as BoltApp
 from slack_bolt.adapter.flask import SlackRequestHandler
 from slack_bolt.adapter.flask.handler import to_bolt_request, to_flask_response
@@ -55,6 +55,7 @@ from slack_ui.answer import ARRIVED
 from slack_ui.audit_commands import AuditCommands
 from slack_ui.bolt_app import build_bolt_app, build_multi_workspace, build_slack_access
 from slack_ui.commands import CommandServices
+from slack_ui.url_check import url_check_challenge
 from storage import connections, migrate
 from storage.crypto import Cipher, build_cipher
 from storage.db import Database
@@ -374,12 +375,22 @@ def build_services(
     )
 
 
-def _slack_routes(flask_app: Flask, bolt: BoltApp | None) -> None:
+def _slack_routes(flask_app: Flask, bolt: BoltApp | None, *, settings: Settings, clock: Clock) -> None:
     handler = SlackRequestHandler(bolt) if bolt else None
+    secret = settings.slack_signing_secret.get_secret_value() if settings.slack_signing_secret else None
 
     def slack_events() -> Response | tuple[str, int]:
         arrived = time.monotonic()
         if bolt is None:
+            # Slack checks the request URL as soon as the app is created (slack_ui.url_check).
+            challenge = url_check_challenge(
+                request.get_data(),
+                dict(request.headers.items()),
+                signing_secret=secret,
+                now=clock().timestamp(),
+            )
+            if challenge is not None:
+                return jsonify(challenge=challenge)
             return "Slack is not configured on this server yet (see the / page).\n", 503
         # Bolt's Flask adapter, with the arrival time in the context: a slash command's 3 s (and
         # our budget within them) count from here, not from when a listener thread picked it up.
@@ -434,7 +445,7 @@ def create_app(
             secure_cookies=(settings.public_url or "").startswith("https://"),
         )
     )
-    _slack_routes(flask_app, services.bolt)
+    _slack_routes(flask_app, services.bolt, settings=settings, clock=clock)
     todo = settings.missing_setup()
     for step in todo:
         log.warning("setup: %s", step)
