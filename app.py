@@ -36,6 +36,7 @@ from connector.freshbooks.connect import ConnectionSetup, ConnectService, Discon
 from connector.freshbooks.monitor import CHECK_INTERVAL, CallbackMonitor
 from connector.freshbooks.tokens import TokenManager
 from connector.freshbooks.verification import VerificationService
+from connector.ops.setup_page import gather_setup_state, load_manifest_template
 from connector.ops.web import Health, create_blueprint
 from connector.pipeline import wake as wakeup
 from connector.pipeline.deliver.engine import DeliveryEngine
@@ -439,7 +440,9 @@ def create_app(
             intake=services.intake,
             connect=services.connect,
             health=services.health,
-            setup_todo=settings.missing_setup,
+            setup_state=lambda: gather_setup_state(
+                settings, services.db, manifest_template=load_manifest_template()
+            ),
             metrics_body=lambda: metrics.exposition(queues),
             metrics_token=settings.metrics_token.get_secret_value() if settings.metrics_token else None,
             secure_cookies=(settings.public_url or "").startswith("https://"),
