@@ -93,3 +93,24 @@ def test_add_to_slack_in_multi_workspace_mode(browser: WebDriver, tmp_path: Path
         assert button.get_attribute("href") == f"{HOST}/slack/install"
         assert _copy(browser, "install-url") == f"{HOST}/slack/install"
         assert browser.find_elements(By.ID, "try-it") == []  # Slack is configured: no demo offer
+
+
+def test_copy_works_without_the_clipboard_api(browser: WebDriver, tmp_path: Path) -> None:
+    """A plain-http address on the local network is no secure context: no navigator.clipboard there,
+    and the button copies through a hidden textarea instead."""
+    with serve_app(tmp_path, PUBLIC_URL=HOST) as served:
+        grant_clipboard(browser, served.url)
+        browser.get(f"{served.url}/")
+        browser.execute_script("Object.defineProperty(navigator, 'clipboard', {value: undefined})")
+        assert browser.execute_script("return navigator.clipboard") is None
+        assert _copy_from_fallback(browser, "slack-redirect-url") == f"{HOST}/slack/oauth_redirect"
+
+
+def _copy_from_fallback(browser: WebDriver, element_id: str) -> str:
+    from selenium.webdriver.common.by import By
+
+    button = browser.find_element(By.CSS_SELECTOR, f"button[data-copy='{element_id}']")
+    button.click()
+    wait_for(lambda: button.text == "Copied", what=f"the {element_id} button to say Copied")
+    browser.refresh()  # the page's own navigator.clipboard again, to read what was copied
+    return read_clipboard(browser)
