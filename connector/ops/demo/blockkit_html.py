@@ -613,7 +613,7 @@ def render_blocks(blocks: Sequence[Mapping[str, Any]], *, names: Names = _NO_NAM
             out.append(_BLOCKS[kind](block, names))
         else:
             out.append(_unknown("block", kind))
-    return "".join(out)
+    return "\n".join(out)  # one block a line: readable goldens, and no space between blocks in HTML
 
 
 # -- messages and views ---------------------------------------------------------------------------
@@ -664,8 +664,8 @@ def render_message(message: Mapping[str, Any], *, names: Names = _NO_NAMES) -> s
     thread = ""
     if replies:
         count = f"{len(replies)} repl{'y' if len(replies) == 1 else 'ies'}"
-        inner = "".join(_one_message(reply, names, "bk-message bk-reply") for reply in replies)
-        thread = f'<div class="bk-thread"><div class="bk-thread-count">{count}</div>{inner}</div>'
+        inner = "\n".join(_one_message(reply, names, "bk-message bk-reply") for reply in replies)
+        thread = f'\n<div class="bk-thread"><div class="bk-thread-count">{count}</div>\n{inner}</div>'
     return _one_message(message, names, "bk-message", thread)
 
 
@@ -751,7 +751,8 @@ STYLESHEET: Final = """
 .bk-modal-buttons { display: flex; justify-content: flex-end; gap: 8px; margin-top: 12px; }
 @media (max-width: 480px) {
   .bk-message { padding: 8px; }
-  .bk-fields { grid-template-columns: minmax(0, 1fr); }
+  .bk-fields { gap: 6px 12px; }  /* Slack keeps two columns on a phone too */
+  .bk-thread { padding-left: 4px; }
   .bk-section { flex-direction: column; }
   .bk-button { min-height: 40px; }
 }

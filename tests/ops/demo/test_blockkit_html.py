@@ -441,10 +441,10 @@ def test_input_blocks_of_the_rule_modal() -> None:
     assert render_blocks(blocks) == (
         '<div class="bk-block bk-input"><div class="bk-label">Minimum amount'
         '<span class="bk-optional"> (optional)</span></div><span class="bk-textbox">5,000</span>'
-        '<div class="bk-hint">In the event&#x27;s currency</div></div>'
+        '<div class="bk-hint">In the event&#x27;s currency</div></div>\n'
         '<div class="bk-block bk-input"><div class="bk-label">Events</div><ul class="bk-options">'
         '<li><span class="bk-box" aria-hidden="true">☐</span> invoice</li>'
-        '<li><span class="bk-box" aria-hidden="true">☑</span> bill</li></ul></div>'
+        '<li><span class="bk-box" aria-hidden="true">☑</span> bill</li></ul></div>\n'
         '<div class="bk-block bk-input"><div class="bk-label">Channel</div><span class="bk-select">Pick one'
         '<span class="bk-caret" aria-hidden="true">▾</span></span></div>'
     )
@@ -519,9 +519,9 @@ def test_malformed_values_do_not_crash() -> None:
     empty_section = '<div class="bk-block bk-section"><div class="bk-section-body"><div class="bk-text">'
     no_type = '<div class="bk-unknown">Not shown here: element <code>(no type)</code></div>'
     assert render_blocks(blocks) == (
-        f"{empty_section}</div></div></div>{empty_section}</div></div></div>"
-        f'<div class="bk-block bk-context">{no_type}{no_type}</div>'
-        '<div class="bk-block bk-actions"></div>'
+        f"{empty_section}</div></div></div>\n{empty_section}</div></div></div>\n"
+        f'<div class="bk-block bk-context">{no_type}{no_type}</div>\n'
+        '<div class="bk-block bk-actions"></div>\n'
         '<div class="bk-block bk-header"></div>'
     )
 
@@ -580,8 +580,9 @@ def test_a_thread_shows_its_replies_under_the_parent_with_a_count() -> None:
         '<article class="bk-message" data-ts="1.0">'
         + _head(time=parent_time)
         + '<div class="bk-message-body"><div class="bk-block bk-fallback">card</div></div>'
-        '<div class="bk-thread"><div class="bk-thread-count">2 replies</div>'
+        '\n<div class="bk-thread"><div class="bk-thread-count">2 replies</div>\n'
         + reply("2.0", "one", "FreshBooks", "02")
+        + "\n"
         + reply("3.0", "two", "Ana", "03")
         + "</div></div></article>"
     )
