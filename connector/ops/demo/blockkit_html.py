@@ -132,8 +132,12 @@ EMOJI: Final[Mapping[str, str]] = {
 _SLACK_ENTITY: Final = re.compile(r"&(amp|lt|gt);")
 _SLACK_CHARS: Final = {"amp": "&", "lt": "<", "gt": ">"}
 _PRE: Final = re.compile(r"```(.+?)```", re.DOTALL)
-# One inline atom: a code span, a control sequence, an emoji shortcode.
+# One inline atom: a code span, a control sequence, an emoji shortcode; and, where Slack links bare
+# URLs (text objects that are not `verbatim`, message text), a URL. Text is still Slack-escaped
+# here, so a URL ends before an escaped < or >.
 _ATOM: Final = re.compile(r"`([^`\n]+)`|<([^<>\n]+)>|:([a-z0-9_+'-]+):")
+_ATOM_OR_URL: Final = re.compile(_ATOM.pattern + r"|(https?://(?:(?!&[lg]t;)[^\s<>])+)")
+_URL_TAIL: Final = ".,;:!?)]}'\"*_~"
 _MARKS: Final = {"*": "b", "_": "i", "~": "s"}
 _QUOTE: Final = re.compile(r"(?:>|&gt;) ?")
 _QUOTE_REST: Final = re.compile(r"(?:>>>|&gt;&gt;&gt;) ?")
@@ -200,7 +204,11 @@ def _control(body: str, names: Names) -> str:
     href = safe_url(url)
     if href is None:  # shown as text: its label, else the whole sequence as typed
         return _esc(label or f"<{url}>")
-    shown = label or (url.partition(":")[2] if url.lower().startswith("mailto:") else url)
+    return _link(href, label or (url.partition(":")[2] if url.lower().startswith("mailto:") else url))
+
+
+def _link(href: str, shown: str) -> str:
+    """A link to a URL safe_url accepted, its text escaped."""
     return (
         f'<a class="bk-link" href="{_esc(href)}" target="_blank" rel="noopener noreferrer">{_esc(shown)}</a>'
     )
@@ -216,21 +224,32 @@ class _Atom:
 _Piece = str | _Atom  # a str piece is exactly one (unescaped) character
 
 
-def _pieces(line: str, names: Names) -> list[_Piece]:
+def _pieces(line: str, names: Names, linkify: bool) -> list[_Piece]:
     pieces: list[_Piece] = []
     pos = 0
-    while (found := _ATOM.search(line, pos)) is not None:
+    pattern = _ATOM_OR_URL if linkify else _ATOM
+    while (found := pattern.search(line, pos)) is not None:
         pieces += _unslack(line[pos : found.start()])
-        code, control, emoji = found.groups()
+        code, control, emoji = found.group(1, 2, 3)
         if code is not None:
             pieces.append(_Atom(f'<code class="bk-code">{_esc(_unslack(code))}</code>'))
         elif control is not None:
             pieces.append(_Atom(_control(control, names)))
-        elif (shown := _emoji(emoji)) is not None:
+        elif emoji is not None and (shown := _emoji(emoji)) is not None:
             pieces.append(_Atom(shown))
-        else:  # unknown shortcode: its first colon is text, the next may open a known one
+        elif emoji is not None:  # unknown shortcode: its first colon is text, the next may open a known one
             pieces.append(":")
             pos = found.start() + 1
+            continue
+        else:  # a bare URL, less the punctuation and closing marks after it
+            text = found[4].rstrip(_URL_TAIL)
+            url = _unslack(text)
+            href = safe_url(url)
+            if href is None:
+                pieces += url
+            else:
+                pieces.append(_Atom(_link(href, url)))
+            pos = found.start() + len(text)
             continue
         pos = found.end()
     pieces += _unslack(line[pos:])
@@ -286,16 +305,17 @@ class _Marks:
         return "".join(out)
 
 
-def _inline(line: str, names: Names) -> str:
-    pieces = _pieces(line, names)
+def _inline(line: str, names: Names, linkify: bool) -> str:
+    pieces = _pieces(line, names, linkify)
     return _Marks(pieces).render(0, len(pieces))
 
 
-def _quote(lines: list[str], names: Names) -> str:
-    return '<blockquote class="bk-quote">' + "<br>".join(_inline(x, names) for x in lines) + "</blockquote>"
+def _quote(lines: list[str], names: Names, linkify: bool) -> str:
+    inner = "<br>".join(_inline(line, names, linkify) for line in lines)
+    return f'<blockquote class="bk-quote">{inner}</blockquote>'
 
 
-def _lines(text: str, names: Names) -> str:
+def _lines(text: str, names: Names, linkify: bool) -> str:
     """Text without pre blocks: lines joined by <br>, runs of quoted lines as blockquotes."""
     out: list[str] = []
     plain: list[str] = []
@@ -312,23 +332,24 @@ def _lines(text: str, names: Names) -> str:
             quoted.append(line[mark.end() :])
             continue
         if quoted:
-            out.append(_quote(quoted, names))
+            out.append(_quote(quoted, names, linkify))
             quoted = []
-        plain.append(_inline(line, names))
+        plain.append(_inline(line, names, linkify))
     if plain:
         out.append("<br>".join(plain))
     if quoted:
-        out.append(_quote(quoted, names))
+        out.append(_quote(quoted, names, linkify))
     return "".join(out)
 
 
-def mrkdwn_to_html(text: str, *, names: Names = _NO_NAMES) -> str:
-    """Slack mrkdwn (Slack-escaped, as the app sends it) as an HTML fragment."""
+def mrkdwn_to_html(text: str, *, names: Names = _NO_NAMES, verbatim: bool = False) -> str:
+    """Slack mrkdwn (Slack-escaped, as the app sends it) as an HTML fragment. As in Slack, bare
+    http(s) URLs become links unless `verbatim` (the text object flag the app's messages set)."""
     out: list[str] = []
     pos = 0
     for found in _PRE.finditer(text):
         before = text[pos : found.start()]
-        out.append(_lines(before.removesuffix("\n"), names) if before else "")
+        out.append(_lines(before.removesuffix("\n"), names, not verbatim) if before else "")
         body = found[1].removeprefix("\n").removesuffix("\n")
         out.append(f'<pre class="bk-pre">{_esc(_unslack(body))}</pre>')
         pos = found.end()
@@ -336,7 +357,7 @@ def mrkdwn_to_html(text: str, *, names: Names = _NO_NAMES) -> str:
             pos += 1
     rest = text[pos:]
     if rest or not out:
-        out.append(_lines(rest, names))
+        out.append(_lines(rest, names, not verbatim))
     return "".join(out)
 
 
@@ -374,7 +395,7 @@ def _text(obj: object, names: Names) -> str:
         return ""
     text = _str(obj.get("text"))
     if obj.get("type") == "mrkdwn":
-        return mrkdwn_to_html(text, names=names)
+        return mrkdwn_to_html(text, names=names, verbatim=obj.get("verbatim") is True)
     return plain_to_html(text, emoji=obj.get("emoji", True) is not False)
 
 
@@ -538,12 +559,8 @@ def _rich_leaf(element: object, names: Names) -> str:
     elif kind == "link":
         url = _str(element.get("url"))
         href = safe_url(url)
-        label = _esc(_str(element.get("text")) or url)
-        shown = (
-            f'<a class="bk-link" href="{_esc(href)}" target="_blank" rel="noopener noreferrer">{label}</a>'
-            if href
-            else label
-        )
+        text = _str(element.get("text")) or url
+        shown = _link(href, text) if href else _esc(text)
     elif kind == "emoji":
         name = _str(element.get("name"))
         shown = _emoji(name) or _esc(f":{name}:")
