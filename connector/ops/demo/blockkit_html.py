@@ -648,22 +648,37 @@ def _time(ts: object) -> str:
 def _body(message: Mapping[str, Any], names: Names) -> str:
     blocks = _list(message.get("blocks"))
     if blocks:
-        return render_blocks(blocks, names=names)
-    text = _str(message.get("text"))
-    shown = (
-        mrkdwn_to_html(text, names=names) if message.get("mrkdwn", True) is not False else plain_to_html(text)
-    )
-    return f'<div class="bk-block bk-fallback">{shown}</div>'
+        body = render_blocks(blocks, names=names)
+    else:
+        text = _str(message.get("text"))
+        plain = message.get("mrkdwn", True) is False
+        shown = plain_to_html(text) if plain else mrkdwn_to_html(text, names=names)
+        body = f'<div class="bk-block bk-fallback">{shown}</div>'
+    if _list(message.get("attachments")):  # legacy attachments, which this app never sends
+        body += "\n" + _unknown("message part", "attachments")
+    return body
 
 
-def _one_message(message: Mapping[str, Any], names: Names, css: str, thread: str = "") -> str:
+def _is_broadcast(message: Mapping[str, Any]) -> bool:
+    """A thread reply also sent to the channel (chat.postMessage reply_broadcast; Slack stores it
+    with subtype thread_broadcast)."""
+    return message.get("reply_broadcast") is True or message.get("subtype") == "thread_broadcast"
+
+
+def _one_message(
+    message: Mapping[str, Any], names: Names, css: str, thread: str = "", reply: bool = False
+) -> str:
     author = _str(message.get("username")) or _str(message.get("bot_name")) or DEFAULT_AUTHOR
     edited = '<span class="bk-edited">(edited)</span>' if message.get("edited") else ""
     ephemeral = '<div class="bk-ephemeral">Only visible to you</div>' if message.get("ephemeral") else ""
+    broadcast = ""
+    if _is_broadcast(message):
+        note = "Also sent to the channel" if reply else "replied to a thread"
+        broadcast = f'<div class="bk-broadcast-note">{note}</div>'
     return (
         f'<article class="{css}"{_data("ts", message.get("ts"))}>'
         f'<div class="bk-avatar" aria-hidden="true">{_esc(author[:1].upper())}</div>'
-        f'<div class="bk-message-main">{ephemeral}<div class="bk-message-head">'
+        f'<div class="bk-message-main">{ephemeral}{broadcast}<div class="bk-message-head">'
         f'<span class="bk-author">{_esc(author)}</span><span class="bk-badge">APP</span>'
         f"{_time(message.get('ts'))}{edited}</div>"
         f'<div class="bk-message-body">{_body(message, names)}</div>{thread}</div></article>'
@@ -675,13 +690,15 @@ def render_message(message: Mapping[str, Any], *, names: Names = _NO_NAMES) -> s
 
     Keys read: `ts`, `text` (mrkdwn fallback, shown when there are no blocks; `mrkdwn: false` makes
     it plain), `blocks`, `replies` (messages of the same shape; theirs are not read), `username` or
-    `bot_name` (default "FreshBooks"), `edited` and `ephemeral` (true: marked so). Nothing else.
+    `bot_name` (default "FreshBooks"), `edited` and `ephemeral` (truthy: marked so),
+    `reply_broadcast: true` or `subtype: "thread_broadcast"` (a reply also sent to the channel).
+    `attachments` (which this app never sends) are shown as a placeholder. Nothing else.
     """
     replies = [r for r in _list(message.get("replies")) if isinstance(r, Mapping)]
     thread = ""
     if replies:
         count = f"{len(replies)} repl{'y' if len(replies) == 1 else 'ies'}"
-        inner = "\n".join(_one_message(reply, names, "bk-message bk-reply") for reply in replies)
+        inner = "\n".join(_one_message(r, names, "bk-message bk-reply", reply=True) for r in replies)
         thread = f'\n<div class="bk-thread"><div class="bk-thread-count">{count}</div>\n{inner}</div>'
     return _one_message(message, names, "bk-message", thread)
 
@@ -719,7 +736,7 @@ STYLESHEET: Final = """
 .bk-badge { font-size: 10px; font-weight: 700; color: #616061; background: #e8e8e8; border-radius: 2px;
   padding: 0 3px; }
 .bk-time, .bk-edited { font-size: 12px; color: #616061; }
-.bk-ephemeral { font-size: 12px; color: #616061; }
+.bk-ephemeral, .bk-broadcast-note { font-size: 12px; color: #616061; }
 .bk-block { margin: 4px 0; }
 .bk-header { font-size: 18px; font-weight: 900; margin-top: 12px; }
 .bk-section { display: flex; gap: 12px; align-items: flex-start; }

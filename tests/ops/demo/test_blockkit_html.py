@@ -640,6 +640,28 @@ def test_edited_ephemeral_and_plain_messages() -> None:
     )
 
 
+def test_slacks_own_edited_object_marks_the_message_edited() -> None:
+    html = render_message({"text": "t", "edited": {"user": "U1", "ts": "2.0"}})
+    assert '<span class="bk-edited">(edited)</span>' in html
+
+
+@pytest.mark.parametrize("flag", [{"reply_broadcast": True}, {"subtype": "thread_broadcast"}])
+def test_a_reply_also_sent_to_the_channel_says_so_in_both_places(flag: dict[str, Any]) -> None:
+    reply = {"ts": "2.0", "thread_ts": "1.0", "text": "paid", **flag}
+    in_thread = render_message({"ts": "1.0", "text": "card", "replies": [reply]})
+    assert in_thread.count('<div class="bk-broadcast-note">Also sent to the channel</div>') == 1
+    assert '<div class="bk-broadcast-note">replied to a thread</div>' in render_message(reply)
+
+
+def test_legacy_attachments_are_a_placeholder_after_the_text() -> None:
+    html = render_message({"text": "hi", "attachments": [{"text": "old"}]})
+    assert (
+        '<div class="bk-block bk-fallback">hi</div>\n'
+        '<div class="bk-unknown">Not shown here: message part <code>attachments</code></div>'
+    ) in html
+    assert "old" not in html
+
+
 def test_a_hostile_ts_is_escaped_and_shows_no_time() -> None:
     html = render_message({"ts": '"><script>', "text": "t"})
     assert html.startswith('<article class="bk-message" data-ts="&quot;&gt;&lt;script&gt;">')
