@@ -36,9 +36,9 @@ PREVIEW_EVENTS: Final = ALL_EVENT_NAMES
 ACCOUNT_ID: Final = "SAMPLE"
 DELIVERY_KEY: Final = "preview"
 NOTE: Final = "Sample data from fbslack preview"
-# Slack's Block Kit Builder opens the payload URL-encoded after the '#' (the form Slack's own
-# "Open in Block Kit Builder" links use; it is not in the reference docs). Without a team in the
-# path it asks which workspace to preview in.
+# Slack's Block Kit Builder opens a payload given URL-encoded after the '#'. Not in the reference
+# docs: it is the form bolt-python's own documentation links with, and Laravel's
+# SlackMessage::toBlockKitBuilderUrl builds. Without a team in the path it asks which workspace.
 BUILDER_URL: Final = "https://app.slack.com/block-kit-builder#"
 # Fixed ids, so the same request previews the same message (simulate draws random ones).
 IDS: Final = SampleIds(object_id="100042", related_id="100043", party_id="100044")
