@@ -26,7 +26,16 @@ from dataclasses import dataclass
 from typing import Any, Final
 from urllib.parse import urlsplit
 
-__all__ = ["EMOJI", "STYLESHEET", "mrkdwn_to_html", "render_blocks", "render_message", "render_view"]
+__all__ = [
+    "EMOJI",
+    "STYLESHEET",
+    "mrkdwn_to_html",
+    "plain_to_html",
+    "render_blocks",
+    "render_message",
+    "render_view",
+    "safe_url",
+]
 
 Names = Mapping[str, str]
 _NO_NAMES: Final[Names] = {}
