@@ -1,0 +1,1 @@
+"""`fbslack demo`: the real app against a sandbox FreshBooks business and a local Slack stand-in."""
