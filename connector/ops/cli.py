@@ -1,4 +1,4 @@
-"""`fbslack`: serve, worker, doctor, simulate, audit, replay, db upgrade, keys generate/rotate."""
+"""`fbslack`: serve, worker, demo, doctor, simulate, audit, replay, db upgrade, keys generate/rotate."""
 
 from __future__ import annotations
 
@@ -204,6 +204,21 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     except simulate.SimulateError as exc:
         print(f"fbslack simulate: {exc}", file=sys.stderr)
         return exc.exit_code
+    if args.url:
+        from connector.ops.demo.client import DemoNotFound, simulate_on_demo
+
+        try:  # a demo holds its own database and keys: it sends the sample itself
+            print(
+                simulate_on_demo(
+                    url, event=args.event, amount=args.amount, client=args.client, currency=args.currency
+                )
+            )
+            return 0
+        except DemoNotFound:
+            pass
+        except simulate.SimulateError as exc:
+            print(f"fbslack simulate: {exc}", file=sys.stderr)
+            return exc.exit_code
     database_url = settings.resolved_database_url
     sqlite_file = database_url.removeprefix("sqlite:///") if database_url.startswith("sqlite:///") else None
     if sqlite_file is not None and not os.path.exists(sqlite_file):
@@ -236,6 +251,36 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     finally:
         db.dispose()
     print(simulate.describe(sample, result))
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    """The real app on sample data, with a local Slack stand-in: nothing to set up."""
+    import signal
+    import threading
+
+    from connector.ops.demo import runtime
+
+    settings = _settings()
+    if runtime.slack_credentials_set(os.environ, settings):
+        print(
+            f"fbslack demo: {runtime.REFUSAL} (unset {', '.join(runtime.SLACK_CREDENTIALS)})", file=sys.stderr
+        )
+        return 2
+    logging.getLogger("alembic").setLevel(logging.WARNING)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    demo, shutdown = runtime.start_demo(settings, port=args.port)
+    print(
+        f"Demo running: open {demo.page_url}  "
+        f"(Ctrl-C stops it; its database: {runtime.demo_database(settings.data_dir)})",
+        flush=True,
+    )
+    try:
+        stop.wait()
+    finally:
+        shutdown()
     return 0
 
 
@@ -286,6 +331,16 @@ def build_parser() -> argparse.ArgumentParser:
         "--url", help="the instance's base URL (default PUBLIC_URL, else http://127.0.0.1:PORT)"
     )
     simulate.set_defaults(func=cmd_simulate)
+
+    demo = sub.add_parser(
+        "demo",
+        help="try it with sample data: the real app, a sandbox FreshBooks and a local Slack stand-in",
+        description="Run the real app against a built-in sandbox FreshBooks business and a local Slack "
+        "stand-in, on its own database (DATA_DIR/demo.db, made anew each run), and print the address of "
+        "its page. Refused when Slack credentials are set.",
+    )
+    demo.add_argument("--port", type=int, default=0, help="port on 127.0.0.1 (default: any free port)")
+    demo.set_defaults(func=cmd_demo)
 
     worker = sub.add_parser("worker", help="run only the background process (serve starts one itself)")
     worker.add_argument("--wake-path", required=True, help="Unix socket the web workers wake it through")

@@ -1,0 +1,54 @@
+"""`fbslack simulate --url <demo address>`: the demo holds its own database and keys, so the CLI asks
+it to send the signed sample (through connector.ops.simulate, in the demo process) instead of
+opening a database itself."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+import httpx
+
+from connector.ops.simulate import TIMEOUT_SECONDS, SimulateError
+
+PROBE_SECONDS = 3.0
+
+
+class DemoNotFound(Exception):
+    """No demo answers at that address: the caller goes on as for any instance."""
+
+
+def demo_base(url: str) -> str:
+    """The demo's base URL, whether given as its base or as its page (…/demo/). Pure."""
+    return url.rstrip("/").removesuffix("/demo")
+
+
+def simulate_on_demo(
+    url: str, *, event: str, amount: Decimal | None, client: str | None, currency: str | None
+) -> str:
+    """The demo's report of the simulation; DemoNotFound when `url` is no demo, SimulateError when
+    the demo refused (the message says why)."""
+    base = demo_base(url)
+    try:
+        about = httpx.get(f"{base}/demo/api/about", timeout=PROBE_SECONDS)
+        is_demo = about.status_code == 200 and about.json().get("demo") is True
+    except (httpx.HTTPError, ValueError, AttributeError):
+        raise DemoNotFound(base) from None
+    if not is_demo:
+        raise DemoNotFound(base)
+    body = {
+        "event": event,
+        "amount": None if amount is None else str(amount),
+        "client": client,
+        "currency": currency,
+    }
+    try:
+        answer = httpx.post(f"{base}/demo/api/simulate", json=body, timeout=TIMEOUT_SECONDS * 2)
+        result = answer.json()
+    except (httpx.HTTPError, ValueError) as exc:
+        raise SimulateError(
+            f"the demo at {base} did not answer ({type(exc).__name__})", exit_code=1
+        ) from None
+    if answer.status_code != 200 or not isinstance(result, dict) or "report" not in result:
+        error = result.get("error") if isinstance(result, dict) else None
+        raise SimulateError(str(error or f"the demo answered HTTP {answer.status_code}"), exit_code=1)
+    return str(result["report"])
