@@ -261,11 +261,13 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
     from connector.ops.demo import runtime
 
+    refusal = f"fbslack demo: {runtime.REFUSAL} (unset {', '.join(runtime.SLACK_CREDENTIALS)})"
+    if runtime.slack_credentials_in(os.environ):  # before the settings, which may refuse them first
+        print(refusal, file=sys.stderr)
+        return 2
     settings = _settings()
     if runtime.slack_credentials_set(os.environ, settings):
-        print(
-            f"fbslack demo: {runtime.REFUSAL} (unset {', '.join(runtime.SLACK_CREDENTIALS)})", file=sys.stderr
-        )
+        print(refusal, file=sys.stderr)
         return 2
     logging.getLogger("alembic").setLevel(logging.WARNING)
     stop = threading.Event()

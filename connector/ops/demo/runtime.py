@@ -62,10 +62,15 @@ class DemoRefused(Exception):
     """The demo cannot run here; the message is one line for the person who tried."""
 
 
+def slack_credentials_in(environ: Mapping[str, str]) -> bool:
+    """Whether any Slack credential variable is set (to anything but blanks). Pure."""
+    return any(environ.get(name, "").strip() for name in SLACK_CREDENTIALS)
+
+
 def slack_credentials_set(environ: Mapping[str, str], settings: Settings) -> bool:
     """Whether a real Slack app is configured (in the environment or the loaded settings). Pure."""
     configured = (settings.slack_signing_secret, settings.slack_bot_token, settings.slack_client_id)
-    return any(environ.get(name, "").strip() for name in SLACK_CREDENTIALS) or any(configured)
+    return slack_credentials_in(environ) or any(configured)
 
 
 def demo_database(data_dir: Path) -> Path:
