@@ -7,6 +7,7 @@ import logging
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import psycopg
 import pytest
@@ -17,6 +18,7 @@ from storage import migrate
 from storage.crypto import Cipher
 from storage.db import Database
 from storage.models import FreshBooksConnection
+from tests.support.browser import headless_chrome
 from tests.support.desk import ACCOUNTING, SALES, Desk
 from tests.support.fakes.freshbooks import FakeFreshBooks
 from tests.support.fakes.slack import (
@@ -34,6 +36,9 @@ from tests.support.live import (
     serve_live,
 )
 from tests.support.secret_logs import NEVER_LOGGED, CollectRecords
+
+if TYPE_CHECKING:
+    from selenium.webdriver.remote.webdriver import WebDriver
 
 
 @pytest.fixture
@@ -162,3 +167,10 @@ def desk(live: Live) -> Desk:
     with live.services.db.session() as session:
         session.get_one(FreshBooksConnection, new.connection.id).connected_by_user_id = ADMIN
     return Desk(live=live, connection_id=new.connection.id, workspace_id=new.connection.workspace_id)
+
+
+@pytest.fixture
+def browser() -> Iterator[WebDriver]:
+    """A headless chromium (tests/support/browser.py); the test is skipped, saying why, without one."""
+    with headless_chrome() as driver:
+        yield driver

@@ -1,0 +1,103 @@
+"""A real headless browser for page tests: Debian's chromium driven through selenium.
+
+`headless_chrome()` starts one session on /usr/bin/chromium with /usr/bin/chromedriver (both from
+Debian's `chromium` and `chromium-driver`, which `.ci/run` installs when missing) and skips the test,
+saying why, when either is absent. The paths are given explicitly so that selenium never tries to
+download a driver or a browser of its own (Selenium Manager), which this machine cannot do.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, TypeVar
+
+import pytest
+
+if TYPE_CHECKING:  # selenium is a dev extra, imported lazily so that its absence can skip
+    from selenium.webdriver.remote.webdriver import WebDriver
+
+CHROMIUM = Path(os.environ.get("FBSLACK_TEST_CHROMIUM", "/usr/bin/chromium"))
+CHROMEDRIVER = Path(os.environ.get("FBSLACK_TEST_CHROMEDRIVER", "/usr/bin/chromedriver"))
+
+# Debian's packages; `.ci/run` installs them when it runs as root with apt-get.
+BROWSER_PACKAGES = "chromium chromium-driver"
+
+T = TypeVar("T")
+
+
+def browser_unavailable() -> str | None:
+    """Why no browser test can run here, or None when chromium and chromedriver are both installed."""
+    missing = [str(path) for path in (CHROMIUM, CHROMEDRIVER) if not path.exists()]
+    if missing:
+        return (
+            f"browser tests skipped: {' and '.join(missing)} not found "
+            f"(install Debian's {BROWSER_PACKAGES}: apt-get install {BROWSER_PACKAGES})"
+        )
+    try:
+        import selenium  # noqa: F401
+    except ImportError:
+        return "browser tests skipped: selenium is not installed (pip install -e '.[dev]')"
+    return None
+
+
+@contextlib.contextmanager
+def headless_chrome(*, width: int = 1200, height: int = 900) -> Iterator[WebDriver]:
+    """One headless chromium session, closed on exit; skips the calling test when none can start."""
+    reason = browser_unavailable()
+    if reason:
+        pytest.skip(reason)
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = str(CHROMIUM)
+    for argument in (
+        "--headless=new",
+        "--no-sandbox",  # CI runs as root, where chromium's sandbox refuses to start
+        "--disable-dev-shm-usage",  # small /dev/shm in containers
+        "--disable-gpu",
+        "--no-first-run",
+        "--disable-extensions",
+        f"--window-size={width},{height}",
+    ):
+        options.add_argument(argument)
+    driver = webdriver.Chrome(service=Service(executable_path=str(CHROMEDRIVER)), options=options)
+    try:
+        driver.set_page_load_timeout(30)
+        yield driver
+    finally:
+        driver.quit()
+
+
+def grant_clipboard(driver: WebDriver, origin: str) -> None:
+    """Let pages from `origin` read and write the clipboard without a prompt (headless has no one to ask)."""
+    driver.execute_cdp_cmd(
+        "Browser.grantPermissions",
+        {"origin": origin, "permissions": ["clipboardReadWrite", "clipboardSanitizedWrite"]},
+    )
+
+
+def read_clipboard(driver: WebDriver) -> str:
+    """The clipboard's text, read by the page itself (needs `grant_clipboard` for the page's origin)."""
+    text = driver.execute_async_script(
+        "const done = arguments[arguments.length - 1];"
+        "navigator.clipboard.readText().then(done, (error) => done('clipboard error: ' + error));"
+    )
+    assert isinstance(text, str)
+    return text
+
+
+def wait_for(condition: Callable[[], T | None], *, timeout: float = 5.0, what: str = "condition") -> T:
+    """Poll `condition` until it returns something truthy, or fail after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(0.05)
