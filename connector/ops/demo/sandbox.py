@@ -14,7 +14,7 @@ import secrets
 import threading
 import urllib.parse
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -62,6 +62,7 @@ class Callback:
 class Answer:
     status: int
     body: Any = None
+    headers: dict[str, str] = field(default_factory=dict)
 
 
 class Sandbox:
@@ -75,6 +76,7 @@ class Sandbox:
         self.tokens: dict[str, dt.datetime] = {}  # access token -> expiry
         self.refresh_tokens: set[str] = set()
         self.callbacks: dict[int, Callback] = {}
+        self.codes: dict[str, str] = {}  # authorization code -> the redirect_uri it was issued for
         self._next_callback = 880000
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler_class())
         self._server.daemon_threads = True
@@ -172,6 +174,8 @@ class Sandbox:
         path, query = parsed.path, urllib.parse.parse_qs(parsed.query)
         if method == "POST" and path == "/auth/oauth/token":
             return self._token(body if isinstance(body, dict) else {})
+        if method == "GET" and path == "/oauth/authorize":
+            return self._authorize({k: v[0] for k, v in query.items()})
         auth = headers.get("authorization", "")
         with self.lock:
             expiry = self.tokens.get(auth.removeprefix("Bearer "))
@@ -201,20 +205,34 @@ class Sandbox:
             return Answer(200, {"response": {"result": {parts[4].rstrip("s"): result}}})
         return Answer(404, NOT_FOUND)
 
+    def _authorize(self, query: dict[str, str]) -> Answer:
+        """`/freshbooks connect` in the demo: the owner approves at once and goes back with a code."""
+        redirect = query.get("redirect_uri", "")
+        if query.get("client_id") != CLIENT_ID or query.get("response_type") != "code" or not redirect:
+            return Answer(400, {"error": "invalid_request", "error_description": "bad client or redirect"})
+        code = secrets.token_urlsafe(16)
+        with self.lock:
+            self.codes[code] = redirect
+        params = urllib.parse.urlencode({"code": code, "state": query.get("state", "")})
+        return Answer(302, headers={"Location": f"{redirect}?{params}"})
+
     def _token(self, form: dict[str, Any]) -> Answer:
         if form.get("client_id") != CLIENT_ID or form.get("client_secret") != CLIENT_SECRET:
             return Answer(
                 401, {"error": "invalid_client", "error_description": "Client authentication failed."}
             )
+        invalid = Answer(
+            400, {"error": "invalid_grant", "error_description": "The provided grant is invalid."}
+        )
+        grant = form.get("grant_type")
         with self.lock:
-            if (
-                form.get("grant_type") != "refresh_token"
-                or form.get("refresh_token") not in self.refresh_tokens
-            ):
-                return Answer(
-                    400, {"error": "invalid_grant", "error_description": "The provided grant is invalid."}
-                )
-            self.refresh_tokens.discard(form["refresh_token"])  # single-use, like FreshBooks'
+            # Codes and refresh tokens work once, like FreshBooks'.
+            if grant == "authorization_code":
+                if self.codes.pop(str(form.get("code")), None) != form.get("redirect_uri"):
+                    return invalid
+            elif grant != "refresh_token" or form.get("refresh_token") not in self.refresh_tokens:
+                return invalid
+            self.refresh_tokens.discard(str(form.get("refresh_token")))
         access, refresh, _ = self.grant()
         return Answer(
             200,
@@ -319,6 +337,8 @@ class Sandbox:
                 answer = sandbox.handle(self.command, self.path, headers, body)
                 payload = b"" if answer.body is None else json.dumps(answer.body).encode()
                 self.send_response(answer.status)
+                for name, value in answer.headers.items():
+                    self.send_header(name, value)
                 if payload:
                     self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(payload)))

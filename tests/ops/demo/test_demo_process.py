@@ -6,6 +6,8 @@ only what its own action produced.
 
 from __future__ import annotations
 
+import html
+import re
 import sqlite3
 import subprocess
 from collections.abc import Iterator
@@ -167,3 +169,28 @@ def test_the_demo_refuses_to_run_with_slack_credentials(tmp_path: Path, variable
     ]
     assert "xoxb-123" not in result.stderr
     assert not (tmp_path / "data" / "demo.db").exists()
+
+
+def test_connect_runs_the_real_oauth_flow_against_the_sandbox(demo: DemoProcess) -> None:
+    command_id = demo.command("connect")
+    answer = next(e for e in demo.slack()["ephemerals"] if e["command_id"] == command_id)
+    link = answer["message"]["blocks"][0]["accessory"]["url"]
+    with httpx.Client(timeout=30) as browser:
+        approved = browser.get(link)  # the sandbox's authorize page approves at once
+        assert approved.status_code == 302
+        page = browser.get(approved.headers["location"])
+        assert "Connect FreshBooks to Slack?" in page.text
+        fields = {
+            name: html.unescape(value)
+            for name, value in re.findall(r"name='(\w+)' value='([^']*)'", page.text)
+        }
+        done = browser.post(f"{demo.base}/freshbooks/oauth/confirm", data={**fields, "action": "connect"})
+    assert done.status_code == 200 and "FreshBooks is connected" in done.text
+
+    def told() -> list[str]:
+        dms = [c["messages"] for c in demo.slack()["channels"] if c["is_dm"]]
+        return [
+            str(m["text"]) for messages in dms for m in messages if "connected and live" in str(m["text"])
+        ]
+
+    wait_until(told, timeout=DEMO_DEADLINE, what="the admin told that events are flowing")
