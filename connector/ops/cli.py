@@ -273,7 +273,11 @@ def cmd_demo(args: argparse.Namespace) -> int:
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
-    demo, shutdown = runtime.start_demo(settings, port=args.port)
+    try:
+        demo, shutdown = runtime.start_demo(settings, port=args.port)
+    except runtime.DemoRefused as exc:
+        print(f"fbslack demo: {exc}", file=sys.stderr)
+        return 2
     print(
         f"Demo running: open {demo.page_url}  "
         f"(Ctrl-C stops it; its database: {runtime.demo_database(settings.data_dir)})",
@@ -284,6 +288,12 @@ def cmd_demo(args: argparse.Namespace) -> int:
     finally:
         shutdown()
     return 0
+
+
+def _port(text: str) -> int:
+    if not text.isdigit() or not 0 <= int(text) <= 65535:
+        raise ValueError(f"{text!r} is not a port (0 to 65535; 0 picks a free one)")
+    return int(text)
 
 
 def _argument(parse: Callable[[str], object]) -> Callable[[str], object]:
@@ -341,7 +351,9 @@ def build_parser() -> argparse.ArgumentParser:
         "stand-in, on its own database (DATA_DIR/demo.db, made anew each run), and print the address of "
         "its page. Refused when Slack credentials are set.",
     )
-    demo.add_argument("--port", type=int, default=0, help="port on 127.0.0.1 (default: any free port)")
+    demo.add_argument(
+        "--port", type=_argument(_port), default=0, help="port on 127.0.0.1 (default: any free port)"
+    )
     demo.set_defaults(func=cmd_demo)
 
     worker = sub.add_parser("worker", help="run only the background process (serve starts one itself)")

@@ -189,7 +189,7 @@ document.querySelectorAll('.events button').forEach((button) => {
     try {
       const answer = await post('/demo/api/fire/' + button.dataset.action, {});
       $('status').textContent = answer.error ||
-        'FreshBooks sent ' + answer.webhooks.map((w) => w.event).join(', ');
+        'FreshBooks sent ' + answer.webhooks.map((w) => w.event).join(', ') + '. ' + answer.note;
     } finally { button.disabled = false; }
   };
 });

@@ -13,7 +13,9 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
+import os
 import secrets
+import socket
 import threading
 import urllib.parse
 from collections.abc import Callable, Iterable, Mapping
@@ -338,6 +340,33 @@ def start_demo(
 
     from connector.ops.demo.web import demo_wsgi
 
+    holder: dict[str, Any] = {}
+
+    def delegate(environ: Any, start_response: Any) -> Any:
+        return holder["app"](environ, start_response)
+
+    # What can fail on this machine is tried first, before anything runs that would need stopping.
+    try:
+        # Bound here, not by werkzeug, which answers a port in use with its own message and exit(1).
+        listening = socket.create_server(("127.0.0.1", port))
+    except OSError as exc:
+        raise DemoRefused(
+            f"cannot listen on 127.0.0.1:{port} ({os.strerror(exc.errno) if exc.errno else exc}): "
+            "pick another --port, or leave it out"
+        ) from None
+    with listening:  # werkzeug serves a duplicate of the descriptor
+        server = make_server("127.0.0.1", port, delegate, threaded=True, fd=listening.fileno())
+        bound = int(listening.getsockname()[1])
+    path = demo_database(user.data_dir)
+    try:
+        database_url = fresh_database(path)
+    except OSError as exc:
+        server.server_close()
+        raise DemoRefused(
+            f"cannot write the demo database {path} ({exc.strerror or exc}): "
+            "set DATA_DIR to a writable folder"
+        ) from None
+    url = f"http://127.0.0.1:{bound}"
     sandbox = Sandbox(books.Business.seeded(now()), clock=now)
     bot_token = f"xoxb-demo-{secrets.token_hex(12)}"
     slack = SlackStandIn(clock=lambda: now().timestamp(), bot_token=bot_token)
@@ -346,19 +375,12 @@ def start_demo(
     slack.add_user(ADMIN_ID, ADMIN_NAME, admin=True)
     sandbox.start()
     slack.start()
-    holder: dict[str, Any] = {}
-
-    def delegate(environ: Any, start_response: Any) -> Any:
-        return holder["app"](environ, start_response)
-
-    server = make_server("127.0.0.1", port, delegate, threaded=True)
-    url = f"http://127.0.0.1:{server.server_port}"
     signing_secret = secrets.token_hex(16)
     settings = load_settings(
         demo_environment(
             user,
             url=url,
-            database_url=fresh_database(demo_database(user.data_dir)),
+            database_url=database_url,
             slack_api_url=slack.api_url,
             freshbooks_url=sandbox.base_url,
             bot_token=bot_token,

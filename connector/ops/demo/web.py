@@ -23,6 +23,12 @@ log = logging.getLogger(__name__)
 PREFIX = "/demo"
 LONG_POLL_SECONDS = 0.5  # a state request waits this long for a change before answering "no change"
 MAX_COMMAND = 2000
+# What the page adds after an event whose messages take a while, so nobody thinks it is stuck.
+NOTES = {
+    "invoice_overdue": "FreshBooks has no overdue event: the app's overdue scan notices it within "
+    "about 10 s here (once a day by default), then posts to #exec-alerts.",
+    "burst": "Slack takes about one post a second per channel: watch them arrive, paced.",
+}
 
 
 def create_demo_app(demo: Demo) -> Flask:
@@ -68,7 +74,10 @@ def create_demo_app(demo: Demo) -> Flask:
         if action not in ACTIONS:
             return jsonify(error=f"no such event; one of: {', '.join(ACTIONS)}"), 404
         changes = demo.fire(action)
-        return jsonify(webhooks=[{"event": c.event, "object_id": c.object_id} for c in changes])
+        return jsonify(
+            webhooks=[{"event": c.event, "object_id": c.object_id} for c in changes],
+            note=NOTES.get(action, ""),
+        )
 
     @demo_app.post("/demo/api/command")
     def command() -> Response | tuple[Response, int]:

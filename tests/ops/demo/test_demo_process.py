@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import html
 import re
+import socket
 import sqlite3
 import subprocess
 from collections.abc import Iterator
@@ -194,3 +195,39 @@ def test_connect_runs_the_real_oauth_flow_against_the_sandbox(demo: DemoProcess)
         ]
 
     wait_until(told, timeout=DEMO_DEADLINE, what="the admin told that events are flowing")
+
+
+def test_a_port_in_use_or_an_unwritable_data_dir_is_one_line(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = subprocess.run(
+            fbslack("demo", "--port", str(port)),
+            env=demo_environment(tmp_path / "data"),
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        f"fbslack demo: cannot listen on 127.0.0.1:{port} (Address already in use): "
+        "pick another --port, or leave it out"
+    ]
+    blocked = tmp_path / "file"
+    blocked.write_text("a file where DATA_DIR's folder would be")
+    result = subprocess.run(
+        fbslack("demo"),
+        env=demo_environment(blocked / "data"),
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 2
+    [line] = result.stderr.strip().splitlines()
+    assert line.startswith(f"fbslack demo: cannot write the demo database {blocked / 'data' / 'demo.db'} (")
+    assert line.endswith("): set DATA_DIR to a writable folder")
