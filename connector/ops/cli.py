@@ -204,21 +204,18 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     except simulate.SimulateError as exc:
         print(f"fbslack simulate: {exc}", file=sys.stderr)
         return exc.exit_code
-    if args.url:
-        from connector.ops.demo.client import DemoNotFound, simulate_on_demo
+    from connector.ops.demo import client as demo_client
 
-        try:  # a demo holds its own database and keys: it sends the sample itself
-            print(
-                simulate_on_demo(
-                    url, event=args.event, amount=args.amount, client=args.client, currency=args.currency
-                )
+    if args.url and demo_client.is_demo_address(url):  # the demo holds its database and keys
+        try:
+            report = demo_client.simulate_on_demo(
+                url, event=args.event, amount=args.amount, client=args.client, currency=args.currency
             )
-            return 0
-        except DemoNotFound:
-            pass
         except simulate.SimulateError as exc:
             print(f"fbslack simulate: {exc}", file=sys.stderr)
             return exc.exit_code
+        print(report)
+        return 0
     database_url = settings.resolved_database_url
     sqlite_file = database_url.removeprefix("sqlite:///") if database_url.startswith("sqlite:///") else None
     if sqlite_file is not None and not os.path.exists(sqlite_file):
@@ -280,7 +277,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
         return 2
     print(
         f"Demo running: open {demo.page_url}  "
-        f"(Ctrl-C stops it; its database: {runtime.demo_database(settings.data_dir)})",
+        f"(Ctrl-C stops it; its database: {runtime.demo_database(settings.data_dir)})\n"
+        f"From another terminal: fbslack simulate invoice.create --amount 5000 --url {demo.page_url}",
         flush=True,
     )
     try:

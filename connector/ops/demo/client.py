@@ -1,9 +1,13 @@
 """`fbslack simulate --url <demo address>`: the demo holds its own database and keys, so the CLI asks
 it to send the signed sample (through connector.ops.simulate, in the demo process) instead of
-opening a database itself."""
+opening a database itself.
+
+The demo address is the one `fbslack demo` prints, its page (…/demo/): recognised by its path, so
+that simulating against any other instance sends it nothing but the webhook, as before."""
 
 from __future__ import annotations
 
+import urllib.parse
 from decimal import Decimal
 
 import httpx
@@ -13,28 +17,30 @@ from connector.ops.simulate import TIMEOUT_SECONDS, SimulateError
 PROBE_SECONDS = 3.0
 
 
-class DemoNotFound(Exception):
-    """No demo answers at that address: the caller goes on as for any instance."""
+def is_demo_address(url: str) -> bool:
+    """Whether `url` is a demo's page, as `fbslack demo` prints it. Pure."""
+    return urllib.parse.urlsplit(url.strip()).path.rstrip("/") == "/demo"
 
 
 def demo_base(url: str) -> str:
     """The demo's base URL, whether given as its base or as its page (…/demo/). Pure."""
-    return url.rstrip("/").removesuffix("/demo")
+    return url.strip().rstrip("/").removesuffix("/demo")
 
 
 def simulate_on_demo(
     url: str, *, event: str, amount: Decimal | None, client: str | None, currency: str | None
 ) -> str:
-    """The demo's report of the simulation; DemoNotFound when `url` is no demo, SimulateError when
-    the demo refused (the message says why)."""
+    """The demo's report of the simulation; SimulateError when no demo answers at `url` or the demo
+    refused (the message says why)."""
     base = demo_base(url)
+    missing = SimulateError(f"no demo answers at {base}/demo/: is `fbslack demo` running there?", exit_code=1)
     try:
         about = httpx.get(f"{base}/demo/api/about", timeout=PROBE_SECONDS)
         is_demo = about.status_code == 200 and about.json().get("demo") is True
     except (httpx.HTTPError, ValueError, AttributeError):
-        raise DemoNotFound(base) from None
+        raise missing from None
     if not is_demo:
-        raise DemoNotFound(base)
+        raise missing
     body = {
         "event": event,
         "amount": None if amount is None else str(amount),

@@ -12,7 +12,7 @@ from connector.domain.events import KIND_OF_EVENT, ObjectKind
 from connector.domain.settings import load_settings
 from connector.freshbooks.models import Bill, Expense, Invoice, Payment, parse_object
 from connector.ops.demo import business as books
-from connector.ops.demo.client import demo_base
+from connector.ops.demo.client import demo_base, is_demo_address
 from connector.ops.demo.page import page_html, render_state
 from connector.ops.demo.runtime import (
     CHANNELS,
@@ -167,9 +167,10 @@ def test_the_page_has_a_button_per_event_and_no_external_asset() -> None:
     assert "http://" not in page and "https://" not in page and "src=" not in page
 
 
-def test_simulate_finds_the_demo_from_its_page_or_base_address() -> None:
+def test_simulate_knows_the_demo_by_the_address_it_prints() -> None:
+    assert is_demo_address("http://127.0.0.1:5000/demo/") and is_demo_address("http://127.0.0.1:5000/demo")
+    assert not is_demo_address("http://127.0.0.1:5000") and not is_demo_address("https://fb.example.com/x")
     assert demo_base("http://127.0.0.1:5000/demo/") == "http://127.0.0.1:5000"
-    assert demo_base("http://127.0.0.1:5000") == "http://127.0.0.1:5000"
 
 
 def test_slack_credentials_are_noticed_in_the_environment_or_the_settings(tmp_path: Path) -> None:
