@@ -158,6 +158,20 @@ def cmd_keys_rotate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_preview(args: argparse.Namespace) -> int:
+    """Print one message as it would be posted; reads no settings, opens no database or socket."""
+    from connector.ops import preview
+
+    try:
+        sample = preview.request(args.event, amount=args.amount, client=args.client, currency=args.currency)
+    except preview.PreviewError as exc:
+        print(f"fbslack preview: {exc}", file=sys.stderr)
+        return 2
+    result = preview.preview(sample, system_clock())
+    print(preview.format_json(result) if args.json else preview.format_text(result))
+    return 0
+
+
 def cmd_doctor(_args: argparse.Namespace) -> int:
     from app import build_services
     from connector.ops import doctor
@@ -368,6 +382,25 @@ def build_parser() -> argparse.ArgumentParser:
     rotate = keys.add_parser("rotate", help="re-encrypt everything under the first ENCRYPTION_KEYS key")
     rotate.add_argument("--batch-size", type=int, default=500)
     rotate.set_defaults(func=cmd_keys_rotate)
+
+    from connector.domain.events import ALL_EVENT_NAMES
+
+    preview = sub.add_parser(
+        "preview",
+        help="print one message exactly as it would be posted (no database, network or account)",
+        description="Print the message the app would post for an event, made from sample data: its "
+        "fallback text, its Block Kit JSON and a link that opens it in Slack's Block Kit Builder.",
+    )
+    preview.add_argument("event", help="one of: " + ", ".join(ALL_EVENT_NAMES))
+    preview.add_argument(
+        "--amount",
+        help="the invoice, payment, bill or expense amount, e.g. 5000 or 5,000.00 (invoice.paid and "
+        "invoice.partially_paid: the invoice's total; a partial payment pays half)",
+    )
+    preview.add_argument("--client", help="client name (invoices, payments) or vendor (bills, expenses)")
+    preview.add_argument("--currency", help="three-letter code (default USD)")
+    preview.add_argument("--json", action="store_true", help="print only the chat.postMessage JSON payload")
+    preview.set_defaults(func=cmd_preview)
     return parser
 
 

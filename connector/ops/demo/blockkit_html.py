@@ -26,7 +26,16 @@ from dataclasses import dataclass
 from typing import Any, Final
 from urllib.parse import urlsplit
 
-__all__ = ["EMOJI", "STYLESHEET", "mrkdwn_to_html", "render_blocks", "render_message", "render_view"]
+__all__ = [
+    "EMOJI",
+    "STYLESHEET",
+    "mrkdwn_to_html",
+    "plain_to_html",
+    "render_blocks",
+    "render_message",
+    "render_view",
+    "safe_url",
+]
 
 Names = Mapping[str, str]
 _NO_NAMES: Final[Names] = {}
@@ -132,8 +141,12 @@ EMOJI: Final[Mapping[str, str]] = {
 _SLACK_ENTITY: Final = re.compile(r"&(amp|lt|gt);")
 _SLACK_CHARS: Final = {"amp": "&", "lt": "<", "gt": ">"}
 _PRE: Final = re.compile(r"```(.+?)```", re.DOTALL)
-# One inline atom: a code span, a control sequence, an emoji shortcode.
+# One inline atom: a code span, a control sequence, an emoji shortcode; and, where Slack links bare
+# URLs (text objects that are not `verbatim`, message text), a URL. Text is still Slack-escaped
+# here, so a URL ends before an escaped < or >.
 _ATOM: Final = re.compile(r"`([^`\n]+)`|<([^<>\n]+)>|:([a-z0-9_+'-]+):")
+_ATOM_OR_URL: Final = re.compile(_ATOM.pattern + r"|(https?://(?:(?!&[lg]t;)[^\s<>])+)")
+_URL_TAIL: Final = ".,;:!?)]}'\"*_~"
 _MARKS: Final = {"*": "b", "_": "i", "~": "s"}
 _QUOTE: Final = re.compile(r"(?:>|&gt;) ?")
 _QUOTE_REST: Final = re.compile(r"(?:>>>|&gt;&gt;&gt;) ?")
@@ -200,7 +213,11 @@ def _control(body: str, names: Names) -> str:
     href = safe_url(url)
     if href is None:  # shown as text: its label, else the whole sequence as typed
         return _esc(label or f"<{url}>")
-    shown = label or (url.partition(":")[2] if url.lower().startswith("mailto:") else url)
+    return _link(href, label or (url.partition(":")[2] if url.lower().startswith("mailto:") else url))
+
+
+def _link(href: str, shown: str) -> str:
+    """A link to a URL safe_url accepted, its text escaped."""
     return (
         f'<a class="bk-link" href="{_esc(href)}" target="_blank" rel="noopener noreferrer">{_esc(shown)}</a>'
     )
@@ -216,21 +233,32 @@ class _Atom:
 _Piece = str | _Atom  # a str piece is exactly one (unescaped) character
 
 
-def _pieces(line: str, names: Names) -> list[_Piece]:
+def _pieces(line: str, names: Names, linkify: bool) -> list[_Piece]:
     pieces: list[_Piece] = []
     pos = 0
-    while (found := _ATOM.search(line, pos)) is not None:
+    pattern = _ATOM_OR_URL if linkify else _ATOM
+    while (found := pattern.search(line, pos)) is not None:
         pieces += _unslack(line[pos : found.start()])
-        code, control, emoji = found.groups()
+        code, control, emoji = found.group(1, 2, 3)
         if code is not None:
             pieces.append(_Atom(f'<code class="bk-code">{_esc(_unslack(code))}</code>'))
         elif control is not None:
             pieces.append(_Atom(_control(control, names)))
-        elif (shown := _emoji(emoji)) is not None:
+        elif emoji is not None and (shown := _emoji(emoji)) is not None:
             pieces.append(_Atom(shown))
-        else:  # unknown shortcode: its first colon is text, the next may open a known one
+        elif emoji is not None:  # unknown shortcode: its first colon is text, the next may open a known one
             pieces.append(":")
             pos = found.start() + 1
+            continue
+        else:  # a bare URL, less the punctuation and closing marks after it
+            text = found[4].rstrip(_URL_TAIL)
+            url = _unslack(text)
+            href = safe_url(url)
+            if href is None:
+                pieces += url
+            else:
+                pieces.append(_Atom(_link(href, url)))
+            pos = found.start() + len(text)
             continue
         pos = found.end()
     pieces += _unslack(line[pos:])
@@ -286,16 +314,17 @@ class _Marks:
         return "".join(out)
 
 
-def _inline(line: str, names: Names) -> str:
-    pieces = _pieces(line, names)
+def _inline(line: str, names: Names, linkify: bool) -> str:
+    pieces = _pieces(line, names, linkify)
     return _Marks(pieces).render(0, len(pieces))
 
 
-def _quote(lines: list[str], names: Names) -> str:
-    return '<blockquote class="bk-quote">' + "<br>".join(_inline(x, names) for x in lines) + "</blockquote>"
+def _quote(lines: list[str], names: Names, linkify: bool) -> str:
+    inner = "<br>".join(_inline(line, names, linkify) for line in lines)
+    return f'<blockquote class="bk-quote">{inner}</blockquote>'
 
 
-def _lines(text: str, names: Names) -> str:
+def _lines(text: str, names: Names, linkify: bool) -> str:
     """Text without pre blocks: lines joined by <br>, runs of quoted lines as blockquotes."""
     out: list[str] = []
     plain: list[str] = []
@@ -312,23 +341,24 @@ def _lines(text: str, names: Names) -> str:
             quoted.append(line[mark.end() :])
             continue
         if quoted:
-            out.append(_quote(quoted, names))
+            out.append(_quote(quoted, names, linkify))
             quoted = []
-        plain.append(_inline(line, names))
+        plain.append(_inline(line, names, linkify))
     if plain:
         out.append("<br>".join(plain))
     if quoted:
-        out.append(_quote(quoted, names))
+        out.append(_quote(quoted, names, linkify))
     return "".join(out)
 
 
-def mrkdwn_to_html(text: str, *, names: Names = _NO_NAMES) -> str:
-    """Slack mrkdwn (Slack-escaped, as the app sends it) as an HTML fragment."""
+def mrkdwn_to_html(text: str, *, names: Names = _NO_NAMES, verbatim: bool = False) -> str:
+    """Slack mrkdwn (Slack-escaped, as the app sends it) as an HTML fragment. As in Slack, bare
+    http(s) URLs become links unless `verbatim` (the text object flag the app's messages set)."""
     out: list[str] = []
     pos = 0
     for found in _PRE.finditer(text):
         before = text[pos : found.start()]
-        out.append(_lines(before.removesuffix("\n"), names) if before else "")
+        out.append(_lines(before.removesuffix("\n"), names, not verbatim) if before else "")
         body = found[1].removeprefix("\n").removesuffix("\n")
         out.append(f'<pre class="bk-pre">{_esc(_unslack(body))}</pre>')
         pos = found.end()
@@ -336,7 +366,7 @@ def mrkdwn_to_html(text: str, *, names: Names = _NO_NAMES) -> str:
             pos += 1
     rest = text[pos:]
     if rest or not out:
-        out.append(_lines(rest, names))
+        out.append(_lines(rest, names, not verbatim))
     return "".join(out)
 
 
@@ -374,7 +404,7 @@ def _text(obj: object, names: Names) -> str:
         return ""
     text = _str(obj.get("text"))
     if obj.get("type") == "mrkdwn":
-        return mrkdwn_to_html(text, names=names)
+        return mrkdwn_to_html(text, names=names, verbatim=obj.get("verbatim") is True)
     return plain_to_html(text, emoji=obj.get("emoji", True) is not False)
 
 
@@ -538,12 +568,8 @@ def _rich_leaf(element: object, names: Names) -> str:
     elif kind == "link":
         url = _str(element.get("url"))
         href = safe_url(url)
-        label = _esc(_str(element.get("text")) or url)
-        shown = (
-            f'<a class="bk-link" href="{_esc(href)}" target="_blank" rel="noopener noreferrer">{label}</a>'
-            if href
-            else label
-        )
+        text = _str(element.get("text")) or url
+        shown = _link(href, text) if href else _esc(text)
     elif kind == "emoji":
         name = _str(element.get("name"))
         shown = _emoji(name) or _esc(f":{name}:")
@@ -631,22 +657,37 @@ def _time(ts: object) -> str:
 def _body(message: Mapping[str, Any], names: Names) -> str:
     blocks = _list(message.get("blocks"))
     if blocks:
-        return render_blocks(blocks, names=names)
-    text = _str(message.get("text"))
-    shown = (
-        mrkdwn_to_html(text, names=names) if message.get("mrkdwn", True) is not False else plain_to_html(text)
-    )
-    return f'<div class="bk-block bk-fallback">{shown}</div>'
+        body = render_blocks(blocks, names=names)
+    else:
+        text = _str(message.get("text"))
+        plain = message.get("mrkdwn", True) is False
+        shown = plain_to_html(text) if plain else mrkdwn_to_html(text, names=names)
+        body = f'<div class="bk-block bk-fallback">{shown}</div>'
+    if _list(message.get("attachments")):  # legacy attachments, which this app never sends
+        body += "\n" + _unknown("message part", "attachments")
+    return body
 
 
-def _one_message(message: Mapping[str, Any], names: Names, css: str, thread: str = "") -> str:
+def _is_broadcast(message: Mapping[str, Any]) -> bool:
+    """A thread reply also sent to the channel (chat.postMessage reply_broadcast; Slack stores it
+    with subtype thread_broadcast)."""
+    return message.get("reply_broadcast") is True or message.get("subtype") == "thread_broadcast"
+
+
+def _one_message(
+    message: Mapping[str, Any], names: Names, css: str, thread: str = "", reply: bool = False
+) -> str:
     author = _str(message.get("username")) or _str(message.get("bot_name")) or DEFAULT_AUTHOR
     edited = '<span class="bk-edited">(edited)</span>' if message.get("edited") else ""
     ephemeral = '<div class="bk-ephemeral">Only visible to you</div>' if message.get("ephemeral") else ""
+    broadcast = ""
+    if _is_broadcast(message):
+        note = "Also sent to the channel" if reply else "replied to a thread"
+        broadcast = f'<div class="bk-broadcast-note">{note}</div>'
     return (
         f'<article class="{css}"{_data("ts", message.get("ts"))}>'
         f'<div class="bk-avatar" aria-hidden="true">{_esc(author[:1].upper())}</div>'
-        f'<div class="bk-message-main">{ephemeral}<div class="bk-message-head">'
+        f'<div class="bk-message-main">{ephemeral}{broadcast}<div class="bk-message-head">'
         f'<span class="bk-author">{_esc(author)}</span><span class="bk-badge">APP</span>'
         f"{_time(message.get('ts'))}{edited}</div>"
         f'<div class="bk-message-body">{_body(message, names)}</div>{thread}</div></article>'
@@ -658,13 +699,15 @@ def render_message(message: Mapping[str, Any], *, names: Names = _NO_NAMES) -> s
 
     Keys read: `ts`, `text` (mrkdwn fallback, shown when there are no blocks; `mrkdwn: false` makes
     it plain), `blocks`, `replies` (messages of the same shape; theirs are not read), `username` or
-    `bot_name` (default "FreshBooks"), `edited` and `ephemeral` (true: marked so). Nothing else.
+    `bot_name` (default "FreshBooks"), `edited` and `ephemeral` (truthy: marked so),
+    `reply_broadcast: true` or `subtype: "thread_broadcast"` (a reply also sent to the channel).
+    `attachments` (which this app never sends) are shown as a placeholder. Nothing else.
     """
     replies = [r for r in _list(message.get("replies")) if isinstance(r, Mapping)]
     thread = ""
     if replies:
         count = f"{len(replies)} repl{'y' if len(replies) == 1 else 'ies'}"
-        inner = "\n".join(_one_message(reply, names, "bk-message bk-reply") for reply in replies)
+        inner = "\n".join(_one_message(r, names, "bk-message bk-reply", reply=True) for r in replies)
         thread = f'\n<div class="bk-thread"><div class="bk-thread-count">{count}</div>\n{inner}</div>'
     return _one_message(message, names, "bk-message", thread)
 
@@ -702,7 +745,7 @@ STYLESHEET: Final = """
 .bk-badge { font-size: 10px; font-weight: 700; color: #616061; background: #e8e8e8; border-radius: 2px;
   padding: 0 3px; }
 .bk-time, .bk-edited { font-size: 12px; color: #616061; }
-.bk-ephemeral { font-size: 12px; color: #616061; }
+.bk-ephemeral, .bk-broadcast-note { font-size: 12px; color: #616061; }
 .bk-block { margin: 4px 0; }
 .bk-header { font-size: 18px; font-weight: 900; margin-top: 12px; }
 .bk-section { display: flex; gap: 12px; align-items: flex-start; }

@@ -108,13 +108,15 @@ def test_an_invoice_thread_card_with_its_events_as_replies() -> None:
         _posted(
             render("payment.create", _fixture("payment.create__with_includes"), ctx), "1764892920.000300"
         ),
-        _posted(render("invoice.paid", invoice, ctx), "1764892921.000400"),
+        # Delivery sends invoice.paid to the thread and the channel (engine.BROADCAST).
+        _posted(render("invoice.paid", invoice, ctx), "1764892921.000400", reply_broadcast=True),
     ]
     card = _posted(render_card(invoice, ctx), edited=True, replies=replies)
     html = render_message(card)
     assert_shown_honestly(html)
     assert '<div class="bk-thread-count">3 replies</div>' in html
     assert html.count('class="bk-message bk-reply"') == 3
+    assert html.count('<div class="bk-broadcast-note">Also sent to the channel</div>') == 1
     assert_html_golden("thread__invoice_paid", html)
 
 

@@ -115,6 +115,39 @@ def test_links_and_mentions(text: str, html: str) -> None:
     assert mrkdwn_to_html(text) == html
 
 
+@pytest.mark.parametrize(
+    ("text", "html"),
+    [
+        ("see https://e.com/a_b_c now", "see " + _a("https://e.com/a_b_c", "https://e.com/a_b_c") + " now"),
+        ("https://e.com/?a=1&amp;b=2.", _a("https://e.com/?a=1&amp;b=2", "https://e.com/?a=1&amp;b=2") + "."),
+        ("(http://e.com)", "(" + _a("http://e.com", "http://e.com") + ")"),
+        ("*https://e.com*", "<b>" + _a("https://e.com", "https://e.com") + "</b>"),
+        ("https://e.com&gt;x", _a("https://e.com", "https://e.com") + "&gt;x"),
+        ('https://e.com/"onclick=x', _a("https://e.com/&quot;onclick=x", "https://e.com/&quot;onclick=x")),
+        ("https:// nothing", "https:// nothing"),
+        ("javascript://e.com/%0aalert(1)", "javascript://e.com/%0aalert(1)"),
+        ("ftp://e.com", "ftp://e.com"),
+    ],
+)
+def test_bare_urls_are_linked_as_slack_does_unless_verbatim(text: str, html: str) -> None:
+    assert mrkdwn_to_html(text) == html
+    assert "<a " not in mrkdwn_to_html(text, verbatim=True)
+
+
+def test_text_objects_link_bare_urls_only_when_not_verbatim() -> None:
+    blocks = [
+        {"type": "section", "text": {"type": "mrkdwn", "text": "https://e.com", "verbatim": True}},
+        {"type": "section", "text": {"type": "mrkdwn", "text": "https://e.com"}},
+    ]
+    assert render_blocks(blocks).split("\n") == [
+        '<div class="bk-block bk-section"><div class="bk-section-body"><div class="bk-text">https://e.com'
+        "</div></div></div>",
+        '<div class="bk-block bk-section"><div class="bk-section-body"><div class="bk-text">'
+        + _a("https://e.com", "https://e.com")
+        + "</div></div></div>",
+    ]
+
+
 def test_channel_and_user_names_come_from_the_names_given() -> None:
     names = {"C0123": "accounting", "U0456": "ana"}
     assert mrkdwn_to_html("<#C0123> <@U0456> <#C9>", names=names) == (
@@ -188,7 +221,7 @@ def test_slack_escapes_are_read_once_and_html_escapes_written(text: str, html: s
         # A control sequence cannot hold a `<`: the inner one is the sequence, the rest is text.
         (
             "<https://a.com|<img src=x onerror=alert(1)>>",
-            "&lt;https://a.com|&lt;img src=x onerror=alert(1)&gt;&gt;",
+            "&lt;" + _a("https://a.com|", "https://a.com|") + "&lt;img src=x onerror=alert(1)&gt;&gt;",
         ),
         ("*<img src=x onerror=alert(1)>*", "<b>&lt;img src=x onerror=alert(1)&gt;</b>"),
         ("`</code><script>`", '<code class="bk-code">&lt;/code&gt;&lt;script&gt;</code>'),
@@ -605,6 +638,28 @@ def test_edited_ephemeral_and_plain_messages() -> None:
         '<span class="bk-badge">APP</span><span class="bk-edited">(edited)</span></div>'
         '<div class="bk-message-body"><div class="bk-block bk-fallback">*x*</div></div></div></article>'
     )
+
+
+def test_slacks_own_edited_object_marks_the_message_edited() -> None:
+    html = render_message({"text": "t", "edited": {"user": "U1", "ts": "2.0"}})
+    assert '<span class="bk-edited">(edited)</span>' in html
+
+
+@pytest.mark.parametrize("flag", [{"reply_broadcast": True}, {"subtype": "thread_broadcast"}])
+def test_a_reply_also_sent_to_the_channel_says_so_in_both_places(flag: dict[str, Any]) -> None:
+    reply = {"ts": "2.0", "thread_ts": "1.0", "text": "paid", **flag}
+    in_thread = render_message({"ts": "1.0", "text": "card", "replies": [reply]})
+    assert in_thread.count('<div class="bk-broadcast-note">Also sent to the channel</div>') == 1
+    assert '<div class="bk-broadcast-note">replied to a thread</div>' in render_message(reply)
+
+
+def test_legacy_attachments_are_a_placeholder_after_the_text() -> None:
+    html = render_message({"text": "hi", "attachments": [{"text": "old"}]})
+    assert (
+        '<div class="bk-block bk-fallback">hi</div>\n'
+        '<div class="bk-unknown">Not shown here: message part <code>attachments</code></div>'
+    ) in html
+    assert "old" not in html
 
 
 def test_a_hostile_ts_is_escaped_and_shows_no_time() -> None:
