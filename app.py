@@ -12,7 +12,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from apscheduler.schedulers.background import BackgroundScheduler
-from flask import Flask, Response, request
+from flask import Flask, Response, jsonify, request
 from slack_bolt import App as BoltApp
 from slack_bolt.adapter.flask import SlackRequestHandler
 from slack_bolt.adapter.flask.handler import to_bolt_request, to_flask_response
@@ -36,6 +36,7 @@ from connector.freshbooks.connect import ConnectionSetup, ConnectService, Discon
 from connector.freshbooks.monitor import CHECK_INTERVAL, CallbackMonitor
 from connector.freshbooks.tokens import TokenManager
 from connector.freshbooks.verification import VerificationService
+from connector.ops.setup_page import gather_setup_state, load_manifest_template
 from connector.ops.web import Health, create_blueprint
 from connector.pipeline import wake as wakeup
 from connector.pipeline.deliver.engine import DeliveryEngine
@@ -55,6 +56,7 @@ from slack_ui.answer import ARRIVED
 from slack_ui.audit_commands import AuditCommands
 from slack_ui.bolt_app import build_bolt_app, build_multi_workspace, build_slack_access
 from slack_ui.commands import CommandServices
+from slack_ui.url_check import url_check_challenge
 from storage import connections, migrate
 from storage.crypto import Cipher, build_cipher
 from storage.db import Database
@@ -374,12 +376,22 @@ def build_services(
     )
 
 
-def _slack_routes(flask_app: Flask, bolt: BoltApp | None) -> None:
+def _slack_routes(flask_app: Flask, bolt: BoltApp | None, *, settings: Settings, clock: Clock) -> None:
     handler = SlackRequestHandler(bolt) if bolt else None
+    secret = settings.slack_signing_secret.get_secret_value() if settings.slack_signing_secret else None
 
     def slack_events() -> Response | tuple[str, int]:
         arrived = time.monotonic()
         if bolt is None:
+            # Slack checks the request URL as soon as the app is created (slack_ui.url_check).
+            challenge = url_check_challenge(
+                request.get_data(),
+                dict(request.headers.items()),
+                signing_secret=secret,
+                now=clock().timestamp(),
+            )
+            if challenge is not None:
+                return jsonify(challenge=challenge)
             return "Slack is not configured on this server yet (see the / page).\n", 503
         # Bolt's Flask adapter, with the arrival time in the context: a slash command's 3 s (and
         # our budget within them) count from here, not from when a listener thread picked it up.
@@ -428,13 +440,15 @@ def create_app(
             intake=services.intake,
             connect=services.connect,
             health=services.health,
-            setup_todo=settings.missing_setup,
+            setup_state=lambda: gather_setup_state(
+                settings, services.db, manifest_template=load_manifest_template()
+            ),
             metrics_body=lambda: metrics.exposition(queues),
             metrics_token=settings.metrics_token.get_secret_value() if settings.metrics_token else None,
             secure_cookies=(settings.public_url or "").startswith("https://"),
         )
     )
-    _slack_routes(flask_app, services.bolt)
+    _slack_routes(flask_app, services.bolt, settings=settings, clock=clock)
     todo = settings.missing_setup()
     for step in todo:
         log.warning("setup: %s", step)

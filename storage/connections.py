@@ -444,3 +444,23 @@ def workspace_of_team(session: Session, team_id: str) -> int | None:
 def team_ids(session: Session) -> list[str]:
     """Every installed workspace's Slack team id (the CLI asks which one when there are several)."""
     return list(session.scalars(select(Workspace.slack_team_id).order_by(Workspace.id)))
+
+
+def webhook_progress(session: Session) -> list[tuple[ConnectionStatus, frozenset[str]]]:
+    """Every connection not disconnected: its status and the events whose callback FreshBooks has
+    verified (the setup page's last step; it shows neither ids nor names)."""
+    rows = session.execute(
+        select(FreshBooksConnection.id, FreshBooksConnection.status).where(
+            FreshBooksConnection.status != ConnectionStatus.DISCONNECTED
+        )
+    ).all()
+    verified: dict[int, set[str]] = {row.id: set() for row in rows}
+    for connection_id, event in session.execute(
+        select(FreshBooksCallback.connection_id, FreshBooksCallback.event).where(
+            FreshBooksCallback.connection_id.in_(verified),
+            FreshBooksCallback.verified.is_(True),
+            FreshBooksCallback.verifier_enc.is_not(None),
+        )
+    ):
+        verified[connection_id].add(event)
+    return [(ConnectionStatus(row.status), frozenset(verified[row.id])) for row in rows]

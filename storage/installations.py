@@ -280,3 +280,13 @@ def forget_team(session: Session, *, client_id: str, team_id: str) -> int:
 def pending_states(session: Session) -> int:
     """How many install links are waiting to be used (tests; operators)."""
     return len(session.scalars(select(SlackOAuthState.id)).all())
+
+
+def any_installed(session: Session, *, client_id: str) -> bool:
+    """Whether the app holds a bot token for at least one workspace (the setup page)."""
+    row = session.scalar(
+        select(SlackInstallation.id)
+        .where(SlackInstallation.client_id == client_id, SlackInstallation.bot_token.is_not(None))
+        .limit(1)
+    )
+    return row is not None

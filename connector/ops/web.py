@@ -22,6 +22,7 @@ from connector.freshbooks.connect import (
     ConnectService,
     PendingConnect,
 )
+from connector.ops.setup_page import PAGE_HEADERS, SetupState, render_setup_page
 from connector.pipeline.ingest.form import MAX_BODY_BYTES
 from connector.pipeline.ingest.intake import Intake
 from connector.pipeline.ingest.signature import SIGNATURE_HEADER
@@ -241,7 +242,7 @@ def create_blueprint(
     intake: Intake,
     connect: ConnectService,
     health: Callable[[], Health],
-    setup_todo: Callable[[], list[str]],
+    setup_state: Callable[[], SetupState],
     metrics_body: Callable[[], bytes],
     metrics_token: str | None = None,
     secure_cookies: bool = False,
@@ -293,16 +294,10 @@ def create_blueprint(
 
     @bp.get("/")
     def index() -> Response:
-        todo = setup_todo()
-        if todo:
-            items = "".join(f"<li>{html.escape(step)}</li>" for step in todo)
-            body = f"<h1>FreshBooks for Slack</h1><p>Running. To finish the setup:</p><ol>{items}</ol>"
-        else:
-            body = (
-                "<h1>FreshBooks for Slack</h1><p>Running and configured. In Slack, run "
-                "<code>/freshbooks connect</code> to link a FreshBooks business.</p>"
-            )
-        return Response(_PAGE.format(body=body), mimetype="text/html")
+        """The setup page (connector.ops.setup_page): each step's state and what to paste next."""
+        response = Response(render_setup_page(setup_state()), mimetype="text/html")
+        response.headers.update(PAGE_HEADERS)
+        return response
 
     if os.environ.get(BENCH_BARE_ROUTE_ENV) == "1":
         # bench/ingest.py only: the floor the webhook route is compared with. Same server, app,

@@ -65,6 +65,7 @@ def headless_chrome(*, width: int = 1200, height: int = 900) -> Iterator[WebDriv
         f"--window-size={width},{height}",
     ):
         options.add_argument(argument)
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})  # for console_errors()
     driver = webdriver.Chrome(service=Service(executable_path=str(CHROMEDRIVER)), options=options)
     try:
         driver.set_page_load_timeout(30)
@@ -89,6 +90,16 @@ def read_clipboard(driver: WebDriver) -> str:
     )
     assert isinstance(text, str)
     return text
+
+
+def console_errors(driver: WebDriver) -> list[str]:
+    """The page's console errors since the last call (a refused inline script or style shows here)."""
+    return [
+        entry["message"]
+        for entry in driver.get_log("browser")
+        # A page without an icon gets a 404 for the one the browser asks for on its own.
+        if entry["level"] == "SEVERE" and "favicon.ico" not in entry["message"]
+    ]
 
 
 def wait_for(condition: Callable[[], T | None], *, timeout: float = 5.0, what: str = "condition") -> T:
