@@ -11,6 +11,7 @@ FreshBooks credentials are made up per run and never leave this process.
 from __future__ import annotations
 
 import datetime as dt
+import fcntl
 import json
 import logging
 import os
@@ -85,6 +86,21 @@ def fresh_database(path: Path) -> str:
     for leftover in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
         leftover.unlink(missing_ok=True)
     return f"sqlite:///{path.resolve()}"
+
+
+def hold_demo_lock(data_dir: Path) -> int:
+    """An exclusive lock on DATA_DIR/demo.lock for this process's life (its descriptor): a second
+    demo on the same DATA_DIR would otherwise delete the first one's database under it."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    fd = os.open(data_dir / "demo.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise DemoRefused(
+            f"another fbslack demo is running with DATA_DIR {data_dir}: stop it, or set another DATA_DIR"
+        ) from None
+    return fd
 
 
 def link_channels(text: str, channels: Mapping[str, str]) -> str:
@@ -359,9 +375,12 @@ def start_demo(
         bound = int(listening.getsockname()[1])
     path = demo_database(user.data_dir)
     try:
+        lock = hold_demo_lock(user.data_dir)
         database_url = fresh_database(path)
-    except OSError as exc:
+    except (OSError, DemoRefused) as exc:
         server.server_close()
+        if isinstance(exc, DemoRefused):
+            raise
         raise DemoRefused(
             f"cannot write the demo database {path} ({exc.strerror or exc}): "
             "set DATA_DIR to a writable folder"
@@ -407,6 +426,7 @@ def start_demo(
 
     def stop() -> None:
         demo.stop()
+        os.close(lock)
         server.shutdown()
         server.server_close()
         demo.services.stop()

@@ -231,3 +231,24 @@ def test_a_port_in_use_or_an_unwritable_data_dir_is_one_line(tmp_path: Path) -> 
     [line] = result.stderr.strip().splitlines()
     assert line.startswith(f"fbslack demo: cannot write the demo database {blocked / 'data' / 'demo.db'} (")
     assert line.endswith("): set DATA_DIR to a writable folder")
+
+
+def test_a_second_demo_on_the_same_data_dir_is_refused(demo: DemoProcess, places: dict[str, Path]) -> None:
+    result = subprocess.run(
+        fbslack("demo"),
+        env=demo_environment(places["data"]),
+        cwd=places["root"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        f"fbslack demo: another fbslack demo is running with DATA_DIR {places['data']}: "
+        "stop it, or set another DATA_DIR"
+    ]
+    assert demo.fire("expense")["webhooks"]  # the first one still runs, on its own database
+    with sqlite3.connect(places["data"] / "demo.db") as conn:
+        assert conn.execute("SELECT count(*) FROM freshbooks_connections").fetchone() == (1,)
+    conn.close()
