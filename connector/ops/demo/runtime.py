@@ -23,7 +23,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 from slack_sdk.signature import SignatureVerifier
@@ -40,6 +40,9 @@ from connector.ops.demo.slack_standin import ADMIN_ID, ADMIN_NAME, APP_ID, TEAM_
 from storage import connections, migrate
 from storage.crypto import build_cipher, generate_key
 from storage.db import Database
+
+if TYPE_CHECKING:
+    from app import Services
 
 log = logging.getLogger(__name__)
 
@@ -154,7 +157,7 @@ class Demo:
     slack: SlackStandIn
     signing_secret: str
     connection_id: int
-    services: Any = None  # app.Services, once the app is built
+    services: Services = field(init=False)  # the app's, once it is built
     _timers: list[threading.Timer] = field(default_factory=list)
     _http: httpx.Client = field(default_factory=lambda: httpx.Client(timeout=15))
 
