@@ -1,4 +1,4 @@
-"""`fbslack`: serve, worker, doctor, simulate, audit, replay, db upgrade, keys generate/rotate."""
+"""`fbslack`: serve, worker, demo, doctor, simulate, audit, replay, db upgrade, keys generate/rotate."""
 
 from __future__ import annotations
 
@@ -218,6 +218,18 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     except simulate.SimulateError as exc:
         print(f"fbslack simulate: {exc}", file=sys.stderr)
         return exc.exit_code
+    from connector.ops.demo import client as demo_client
+
+    if args.url and demo_client.is_demo_address(url):  # the demo holds its database and keys
+        try:
+            report = demo_client.simulate_on_demo(
+                url, event=args.event, amount=args.amount, client=args.client, currency=args.currency
+            )
+        except simulate.SimulateError as exc:
+            print(f"fbslack simulate: {exc}", file=sys.stderr)
+            return exc.exit_code
+        print(report)
+        return 0
     database_url = settings.resolved_database_url
     sqlite_file = database_url.removeprefix("sqlite:///") if database_url.startswith("sqlite:///") else None
     if sqlite_file is not None and not os.path.exists(sqlite_file):
@@ -251,6 +263,49 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         db.dispose()
     print(simulate.describe(sample, result))
     return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    """The real app on sample data, with a local Slack stand-in: nothing to set up."""
+    import signal
+    import threading
+
+    from connector.ops.demo import runtime
+
+    refusal = f"fbslack demo: {runtime.REFUSAL} (unset {', '.join(runtime.SLACK_CREDENTIALS)})"
+    if runtime.slack_credentials_in(os.environ):  # before the settings, which may refuse them first
+        print(refusal, file=sys.stderr)
+        return 2
+    settings = _settings()
+    if runtime.slack_credentials_set(os.environ, settings):
+        print(refusal, file=sys.stderr)
+        return 2
+    logging.getLogger("alembic").setLevel(logging.WARNING)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    try:
+        demo, shutdown = runtime.start_demo(settings, port=args.port)
+    except runtime.DemoRefused as exc:
+        print(f"fbslack demo: {exc}", file=sys.stderr)
+        return 2
+    print(
+        f"Demo running: open {demo.page_url}  "
+        f"(Ctrl-C stops it; its database: {runtime.demo_database(settings.data_dir)})\n"
+        f"From another terminal: fbslack simulate invoice.create --amount 5000 --url {demo.page_url}",
+        flush=True,
+    )
+    try:
+        stop.wait()
+    finally:
+        shutdown()
+    return 0
+
+
+def _port(text: str) -> int:
+    if not text.isdigit() or not 0 <= int(text) <= 65535:
+        raise ValueError(f"{text!r} is not a port (0 to 65535; 0 picks a free one)")
+    return int(text)
 
 
 def _argument(parse: Callable[[str], object]) -> Callable[[str], object]:
@@ -300,6 +355,18 @@ def build_parser() -> argparse.ArgumentParser:
         "--url", help="the instance's base URL (default PUBLIC_URL, else http://127.0.0.1:PORT)"
     )
     simulate.set_defaults(func=cmd_simulate)
+
+    demo = sub.add_parser(
+        "demo",
+        help="try it with sample data: the real app, a sandbox FreshBooks and a local Slack stand-in",
+        description="Run the real app against a built-in sandbox FreshBooks business and a local Slack "
+        "stand-in, on its own database (DATA_DIR/demo.db, made anew each run), and print the address of "
+        "its page. Refused when Slack credentials are set.",
+    )
+    demo.add_argument(
+        "--port", type=_argument(_port), default=0, help="port on 127.0.0.1 (default: any free port)"
+    )
+    demo.set_defaults(func=cmd_demo)
 
     worker = sub.add_parser("worker", help="run only the background process (serve starts one itself)")
     worker.add_argument("--wake-path", required=True, help="Unix socket the web workers wake it through")
