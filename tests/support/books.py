@@ -91,6 +91,7 @@ def bill_json(
     vendor: str = "IKEA",
     status: str = "unpaid",
     vis_state: int = 0,
+    payments: tuple[Raw, ...] = (),
 ) -> Raw:
     return {
         "id": bill_id,
@@ -105,9 +106,23 @@ def bill_json(
         "due_date": due_date.isoformat(),
         "vendorid": 7000 + bill_id % 5,
         "vendor": {"vendorid": 7000 + bill_id % 5, "vendor_name": vendor},
-        "bill_payments": [],
+        "bill_payments": [{**p, "billid": bill_id} for p in payments],
         "created_at": "2026-01-01 00:00:00",
         "updated_at": "2026-01-01 00:00:00",
+        "vis_state": vis_state,
+    }
+
+
+def bill_payment_json(
+    payment_id: int, *, amount: Decimal | str, currency: str, paid_date: dt.date, vis_state: int = 0
+) -> Raw:
+    """One of a bill's `bill_payments` (its `billid` is set by `bill_json`)."""
+    return {
+        "id": payment_id,
+        "amount": money(amount, currency),
+        "paid_date": paid_date.isoformat(),
+        "payment_type": "Check",
+        "note": "",
         "vis_state": vis_state,
     }
 
