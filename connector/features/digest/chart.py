@@ -22,10 +22,10 @@ from typing import Final
 from PIL import Image, ImageDraw, ImageFont
 
 from connector.domain.money import Money
-from connector.features.digest.figures import AgeBucket, Aging, Digest
+from connector.features.digest.figures import AgeBucket, Aging, Digest, DigestInputs
 from connector.features.digest.message import period_label
 from connector.features.digest.period import Cadence, Period
-from connector.features.digest.series import Bucket, CashSeries, CurrencySeries
+from connector.features.digest.series import Bucket, CashSeries, CurrencySeries, buckets, cash_series
 from connector.pipeline.render.formatting import format_money
 
 MAX_CURRENCIES: Final = 3
@@ -99,6 +99,11 @@ def chart(digest: Digest, series: CashSeries) -> Chart:
         panels=tuple(Panel(code, cash.get(code), aging.get(code)) for code in shown),
         hidden=tuple(sorted(hidden)),
     )
+
+
+def chart_for(digest: Digest, inputs: DigestInputs) -> Chart:
+    """The chart of a digest computed from `inputs` (their movements, its receivables). Pure."""
+    return chart(digest, cash_series(inputs.movements, buckets(digest.period)))
 
 
 def chart_size(drawn: Chart) -> tuple[int, int]:

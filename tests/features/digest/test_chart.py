@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import datetime as dt
 import io
-import random
 from collections import defaultdict
 from decimal import Decimal
 from typing import Any
@@ -30,8 +29,10 @@ from connector.features.digest.series import Direction, buckets, cash_series, mo
 from connector.freshbooks.models import parse_bill, parse_expense, parse_invoice, parse_payment
 from tests.support.books import (
     Books,
+    add_paid_bills,
     bill_json,
     bill_payment_json,
+    cash_sums,
     expense_json,
     invoice_json,
     payment_json,
@@ -51,67 +52,13 @@ Raw = dict[str, Any]
 
 
 def _books(seed: int, today: dt.date, currencies: tuple[str, ...] = ("USD", "EUR", "CAD")) -> Books:
-    """Random books over 70 days, plus bills with payments (some deleted) inside and outside it."""
+    """Random books over 70 days, plus paid bills whose payments fall inside it and outside."""
     books = random_books(
-        seed,
-        today=today,
-        invoices=60,
-        payments=300,
-        bills=0,
-        expenses=200,
-        currencies=currencies,
-        days_back=70,
-        days_ahead=5,
-    )
-    rng = random.Random(seed)
-    for n in range(1, 41):
-        code = rng.choice(currencies)
-        paid = [
-            bill_payment_json(
-                900_000 + n * 10 + k,
-                amount=f"{rng.randint(1, 4000)}.{rng.randint(0, 99):02d}",
-                currency=code,
-                paid_date=today - dt.timedelta(days=rng.randint(-3, 70)),
-                vis_state=1 if rng.random() < 0.1 else 0,
-            )
-            for k in range(rng.randint(0, 3))
-        ]
-        books.bills.append(
-            bill_json(
-                40_000 + n,
-                outstanding="0.00",
-                currency=code,
-                status="paid",
-                payments=tuple(paid),
-                due_date=today,
-                vis_state=1 if n % 13 == 0 else 0,
-            )
-        )
+        seed, today=today, invoices=60, payments=300, bills=0, expenses=200, currencies=currencies,
+        days_back=70, days_ahead=5,
+    )  # fmt: skip
+    add_paid_bills(books, seed, today=today, count=40, currencies=currencies, days_back=70)
     return books
-
-
-def _expected(books: Books, days: list[tuple[dt.date, dt.date]]) -> dict[tuple[str, str, int], Decimal]:
-    """Sums per (currency, "in"/"out", bucket) from the raw JSON, by this test's own reading."""
-    sums: dict[tuple[str, str, int], Decimal] = defaultdict(Decimal)
-
-    def add(code: str, way: str, day: str, amount: str) -> None:
-        when = dt.date.fromisoformat(day)
-        for n, (first, end) in enumerate(days):
-            if first <= when < end:
-                sums[(code, way, n)] += D(amount)
-
-    for p in books.payments:
-        if p["vis_state"] == 0 and not p["from_credit"]:
-            add(p["amount"]["code"], "in", p["date"], p["amount"]["amount"])
-    for e in books.expenses:
-        if e["vis_state"] == 0:
-            add(e["amount"]["code"], "out", e["date"], e["amount"]["amount"])
-    for b in books.bills:
-        if b["vis_state"] == 0:
-            for bp in b["bill_payments"]:
-                if bp["vis_state"] == 0:
-                    add(bp["amount"]["code"], "out", bp["paid_date"], bp["amount"]["amount"])
-    return dict(sums)
 
 
 def _series_of(books: Books, period: Period) -> Any:
@@ -146,7 +93,7 @@ def test_a_weekly_chart_is_the_weeks_days_across_a_month_end() -> None:
     days = [
         (WEEK.first_day + dt.timedelta(days=n), WEEK.first_day + dt.timedelta(days=n + 1)) for n in range(7)
     ]
-    expected = _expected(books, days)
+    expected = cash_sums(books, days)
     assert len({code for code, _, _ in expected}) == 3 and {w for _, w, _ in expected} == {"in", "out"}
     assert _as_sums(_series_of(books, WEEK)) == expected
 
@@ -158,7 +105,7 @@ def test_a_daily_chart_is_the_last_8_weeks_ending_yesterday() -> None:
     assert all(b.end_day - b.first_day == dt.timedelta(days=7) for b in spans)
     assert [b.label for b in spans][:3] == ["Jan 5", "Jan 12", "Jan 19"]
     books = _books(11, dt.date(2027, 3, 1))
-    expected = _expected(books, [(b.first_day, b.end_day) for b in spans])
+    expected = cash_sums(books, [(b.first_day, b.end_day) for b in spans])
     assert len({code for code, _, _ in expected}) == 3
     series = _series_of(books, DAY)
     assert _as_sums(series) == expected
