@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import hmac
 import html
 import os
 import re
+import threading
 import time
+import weakref
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -353,23 +356,55 @@ def direct_routes(intake: Intake) -> DirectRoutes:
     what the URL map matches for that rule: POST, one non-empty path segment after the prefix.
     """
 
+    replies: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Replies] = weakref.WeakKeyDictionary()
+
     def route(method: str, path: str) -> DirectRoute | None:
         if method != "POST" or not path.startswith(WEBHOOK_PREFIX):
             return None
         token = path[len(WEBHOOK_PREFIX) :]
         if not token or "/" in token:
             return None
-        return _DirectWebhook(intake, token)
+        loop = asyncio.get_running_loop()
+        mailbox = replies.get(loop)
+        if mailbox is None:
+            mailbox = replies[loop] = _Replies(loop)
+        return _DirectWebhook(intake, token, mailbox)
 
     return route
 
 
-class _DirectWebhook:
-    __slots__ = ("_intake", "_token")
+class _Replies:
+    """Results from the committing thread to one event loop: one wake-up of the loop per batch
+    (call_soon_threadsafe writes to the loop's wake-up socket each time it is called)."""
 
-    def __init__(self, intake: Intake, token: str) -> None:
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self._lock = threading.Lock()
+        self._ready: list[tuple[asyncio.Future[IntakeResult], IntakeResult]] = []
+
+    def post(self, waiting: asyncio.Future[IntakeResult], result: IntakeResult) -> None:
+        """From any thread."""
+        with self._lock:
+            self._ready.append((waiting, result))
+            first = len(self._ready) == 1
+        if first:
+            self._loop.call_soon_threadsafe(self._deliver)
+
+    def _deliver(self) -> None:
+        with self._lock:
+            ready, self._ready = self._ready, []
+        for waiting, result in ready:
+            if not waiting.done():  # cancelled: the server is shutting down
+                waiting.set_result(result)
+
+
+class _DirectWebhook:
+    __slots__ = ("_intake", "_replies", "_token")
+
+    def __init__(self, intake: Intake, token: str, replies: _Replies) -> None:
         self._intake = intake
         self._token = token
+        self._replies = replies
 
     def too_large(self) -> None:
         _WEBHOOK_TOO_LARGE.inc()
@@ -389,18 +424,13 @@ class _DirectWebhook:
             elif name == _SIGNATURE_NAME:
                 text = value.decode("latin-1")
                 signature = text if signature is None else f"{signature},{text}"
-        loop = asyncio.get_running_loop()
-        waiting: asyncio.Future[IntakeResult] = loop.create_future()
-
-        def committed(result: IntakeResult) -> None:  # in the committing thread
-            loop.call_soon_threadsafe(_settle, waiting, result)
-
+        waiting: asyncio.Future[IntakeResult] = asyncio.get_running_loop().create_future()
         result = self._intake.receive_soon(
             token=self._token,
             raw_body=body,
             content_type=content_type,
             signature=signature,
-            answer=committed,
+            answer=functools.partial(self._replies.post, waiting),  # in the committing thread
         )
         if result is Deferred.BLOCKING:
             return None  # the Flask route does all of it, and times it
@@ -409,11 +439,6 @@ class _DirectWebhook:
         answer = _text_answer(result.status, result.message)
         metrics.WEBHOOK_ACK_SECONDS.observe(time.perf_counter() - started)
         return answer
-
-
-def _settle(waiting: asyncio.Future[IntakeResult], result: IntakeResult) -> None:
-    if not waiting.done():  # cancelled: the server is shutting down
-        waiting.set_result(result)
 
 
 def _text_answer(status: int, message: str) -> Answer:
