@@ -367,7 +367,7 @@ def direct_routes(intake: Intake) -> DirectRoutes:
         loop = asyncio.get_running_loop()
         mailbox = replies.get(loop)
         if mailbox is None:
-            mailbox = replies[loop] = _Replies(loop)
+            mailbox = replies[loop] = _Replies()
         return _DirectWebhook(intake, token, mailbox)
 
     return route
@@ -377,8 +377,7 @@ class _Replies:
     """Results from the committing thread to one event loop: one wake-up of the loop per batch
     (call_soon_threadsafe writes to the loop's wake-up socket each time it is called)."""
 
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
-        self._loop = loop
+    def __init__(self) -> None:  # the loop is its futures' (no reference here: replies is weak)
         self._lock = threading.Lock()
         self._ready: list[tuple[asyncio.Future[IntakeResult], IntakeResult]] = []
 
@@ -388,7 +387,7 @@ class _Replies:
             self._ready.append((waiting, result))
             first = len(self._ready) == 1
         if first:
-            self._loop.call_soon_threadsafe(self._deliver)
+            waiting.get_loop().call_soon_threadsafe(self._deliver)
 
     def _deliver(self) -> None:
         with self._lock:
