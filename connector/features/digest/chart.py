@@ -213,7 +213,9 @@ def _font(size: int) -> ImageFont.FreeTypeFont | ImageFont.ImageFont:
 
 
 def _scale(value: Decimal, top: Decimal, pixels: int) -> int:
-    return 0 if top <= 0 else round(float(value / top) * pixels)
+    # A net negative bucket (refunds beyond the day's payments) is drawn as no bar; the alt text
+    # and the row's totals still say the amount.
+    return 0 if top <= 0 or value <= 0 else round(float(value / top) * pixels)
 
 
 def _draw_cash(draw: ImageDraw.ImageDraw, drawn: Chart, panel: Panel, box: tuple[int, int, int, int]) -> None:

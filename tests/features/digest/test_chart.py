@@ -220,6 +220,16 @@ def test_alt_text_stays_within_slacks_limit_by_saying_less() -> None:
     assert "most in" in text
 
 
+def test_a_net_negative_bar_is_drawn_as_none_and_said_in_words() -> None:
+    books = Books()
+    books.payments.append(payment_json(1, amount="-250.00", currency="USD", date=WEEK.first_day))
+    books.expenses.append(expense_json(2, amount="-40.00", currency="USD", date=WEEK.first_day))
+    _, drawn = _digest_and_chart(books, WEEK, NOW)
+    image = Image.open(io.BytesIO(chart_png(drawn)))
+    assert image.size == chart_size(drawn)
+    assert "in -250.00 USD (Mon 29 -250.00," in alt_text(drawn)
+
+
 def test_an_empty_business_gets_an_empty_chart_that_says_so() -> None:
     _, drawn = _digest_and_chart(Books(), WEEK, NOW)
     assert drawn.empty
