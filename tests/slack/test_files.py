@@ -234,3 +234,15 @@ def test_the_fake_refuses_what_slack_refuses(fake: FakeSlack) -> None:
     assert done["files"] == [{"id": got["file_id"], "title": "t"}] and "ts" not in done.data
     assert fake.process_uploads() == []
     assert client.files_info(file=got["file_id"])["file"]["shares"] == {}
+
+
+def test_in_a_private_channel_the_bot_was_invited_to(fake: FakeSlack, clock: FakeClock) -> None:
+    fake.add_channel(Channel("GIN", name="board", is_private=True))
+    uploaded = _post(fake, channel_id="GIN")
+    clock.advance(seconds=1)
+    client = web_client(TOKEN, fake.base_url)
+    share_ts = find_share(client, uploaded)
+    assert share_ts is not None
+    assert client.files_info(file=uploaded.file_id)["file"]["shares"] == {
+        "private": {"GIN": [{"ts": share_ts}]}
+    }

@@ -141,6 +141,7 @@ class FakeFile:
     data: bytes | None = None  # what was POSTed to the upload URL
     title: str | None = None
     channel_id: str | None = None  # set by files.completeUploadExternal (None: private to the bot)
+    in_private_channel: bool = False
     thread_ts: str | None = None
     initial_comment: str | None = None
     ready_at: float | None = None  # clock() when Slack finishes sharing it
@@ -153,7 +154,7 @@ class FakeFile:
             share: dict[str, Any] = {"ts": self.share_ts}
             if self.thread_ts:
                 share["thread_ts"] = self.thread_ts
-            shares = {"public": {self.channel_id: [share]}}
+            shares = {"private" if self.in_private_channel else "public": {self.channel_id: [share]}}
         return {"id": self.id, "name": self.filename, "title": self.title or self.filename,
                 "size": len(self.data or b""), "alt_txt": self.alt_txt,
                 "mimetype": "image/png" if shared else "", "filetype": "png" if shared else "",
@@ -740,11 +741,12 @@ class FakeSlack:
                 raise _Error("file_not_found")  # never got, or its bytes never arrived
             files.append((file, entry))
         channel_id = params.get("channel_id") or None
+        private = False
         if channel_id is not None:
-            self._channel({"channel": channel_id}, write=True)  # not_in_channel, channel_not_found, ...
+            private = self._channel({"channel": channel_id}, write=True).is_private  # or not_in_channel...
         for file, entry in files:
             file.title = str(entry.get("title") or file.filename)
-            file.channel_id = channel_id
+            file.channel_id, file.in_private_channel = channel_id, private
             file.thread_ts = params.get("thread_ts") or None
             file.initial_comment = params.get("initial_comment") or None
             if channel_id is not None:
