@@ -7,21 +7,37 @@ import logging
 import os
 import sys
 from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import NoReturn
 
 from connector.domain.clock import system_clock
 from connector.domain.settings import ConfigError, Settings, load_settings
 from connector.features.audit import cli as cli_audit
+from connector.ops import preflight
 from connector.ops.logs import configure_logging
 
 log = logging.getLogger("fbslack")
 
 
-def _settings() -> Settings:
+# Read from the folder `fbslack` runs in; the environment wins over it (README, Configuration).
+ENV_FILE = Path(".env")
+
+
+def _stop(problem: Exception) -> NoReturn:
+    """A setting that cannot work: one line per problem, naming the variable; never a traceback."""
+    for line in str(problem).splitlines():
+        print(f"fbslack: {line}", file=sys.stderr)
+    raise SystemExit(2)
+
+
+def _settings(*, database: bool = False) -> Settings:
+    """The settings, with logging set up; with `database`, the database must exist and answer."""
     try:
-        settings = load_settings()
-    except ConfigError as exc:
-        print(f"fbslack: {exc}", file=sys.stderr)
-        raise SystemExit(2) from None
+        settings = load_settings(env_file=ENV_FILE)
+        if database:
+            preflight.check_database(settings, create=False)
+    except (ConfigError, preflight.StartupError) as exc:
+        _stop(exc)
     configure_logging(level=settings.log_level, json_lines=settings.log_format == "json")
     return settings
 
@@ -32,6 +48,13 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from storage.db import Database
 
     settings = _settings()
+    try:
+        # The port first: it creates nothing.
+        preflight.check_port(settings.host, settings.port)
+        preflight.check_database(settings, create=True)
+        preflight.check_data_dir(settings)
+    except preflight.StartupError as exc:
+        _stop(exc)
     db = Database(settings.resolved_database_url)
     try:
         if db.dialect == "sqlite":
@@ -39,7 +62,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
             # once, before the workers fork.
             migrate.upgrade(db.engine)
         elif not migrate.is_up_to_date(db.engine):
-            log.error("the database schema is not up to date: run `fbslack db upgrade` first")
+            print(
+                "fbslack: the database schema is not up to date: run `fbslack db upgrade` first",
+                file=sys.stderr,
+            )
             return 1
     finally:
         db.dispose()
@@ -47,6 +73,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from storage.crypto import build_cipher
 
     build_cipher(settings)  # creates the development key once, before the workers fork
+    for step in settings.missing_setup():  # once here, not once per web worker (as app.create_app would)
+        log.warning("setup: %s", step)
     log.info(
         "serving on http://%s:%d (%d workers x %d threads, %s)",
         settings.host,
@@ -71,7 +99,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
     from app import run_background
 
-    settings = _settings()
+    settings = _settings(database=True)
     # Acknowledging webhooks is what FreshBooks times; fetching and posting can wait a moment.
     # A lower CPU priority keeps the background from crowding the web workers on a small machine.
     os.nice(5)
@@ -97,6 +125,10 @@ def cmd_db_upgrade(_args: argparse.Namespace) -> int:
     from storage.db import Database
 
     settings = _settings()
+    try:
+        preflight.check_database(settings, create=True)
+    except preflight.StartupError as exc:
+        _stop(exc)
     db = Database(settings.resolved_database_url)
     try:
         before = migrate.current_revision(db.engine)
@@ -113,6 +145,15 @@ def cmd_db_current(_args: argparse.Namespace) -> int:
     from storage.db import Database
 
     settings = _settings()
+    missing = preflight.missing_database(preflight.database_target(settings), "fbslack db upgrade")
+    if missing:
+        # Connecting would create an empty file where none was meant to be.
+        print(f"database schema: empty ({missing})")
+        return 1
+    try:
+        preflight.check_database(settings, create=False)
+    except preflight.StartupError as exc:
+        _stop(exc)
     db = Database(settings.resolved_database_url)
     try:
         current = migrate.current_revision(db.engine)
@@ -136,7 +177,7 @@ def cmd_keys_rotate(args: argparse.Namespace) -> int:
     from storage.db import Database
     from storage.rotation import rotate_keys
 
-    settings = _settings()
+    settings = _settings(database=True)
     if len(settings.encryption_keys) < 2:
         log.warning(
             "ENCRYPTION_KEYS holds one key: put the new key first and keep the old ones after it, "
@@ -197,24 +238,13 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     except simulate.SimulateError as exc:
         print(f"fbslack simulate: {exc}", file=sys.stderr)
         return exc.exit_code
-    settings = _settings()
-    logging.getLogger("alembic").setLevel(logging.WARNING)  # its schema check chatters at INFO
+    settings = _settings(database=True)
     try:
         url = simulate.instance_url(args.url or settings.public_url or f"http://127.0.0.1:{settings.port}")
     except simulate.SimulateError as exc:
         print(f"fbslack simulate: {exc}", file=sys.stderr)
         return exc.exit_code
-    database_url = settings.resolved_database_url
-    sqlite_file = database_url.removeprefix("sqlite:///") if database_url.startswith("sqlite:///") else None
-    if sqlite_file is not None and not os.path.exists(sqlite_file):
-        # Connecting would create an empty file: most likely run from another folder than the server.
-        print(
-            f"fbslack simulate: no database at {sqlite_file}: run this with the server's DATABASE_URL "
-            "and DATA_DIR (or from the folder `fbslack serve` runs in)",
-            file=sys.stderr,
-        )
-        return 2
-    db = Database(database_url, pool_size=1)
+    db = Database(settings.resolved_database_url, pool_size=1)
     try:
         if not migrate.is_up_to_date(db.engine):
             print(
@@ -261,7 +291,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.set_defaults(func=cmd_serve)
 
     sub.add_parser("doctor", help="check the setup end to end").set_defaults(func=cmd_doctor)
-    cli_audit.add_commands(sub, _settings)
+    cli_audit.add_commands(sub, lambda: _settings(database=True))
 
     from connector.ops.simulate import SIMULATED_EVENTS, parse_amount, parse_currency, parse_name
 

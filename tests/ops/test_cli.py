@@ -14,16 +14,39 @@ import httpx
 import pytest
 from cryptography.fernet import Fernet
 
+from connector.domain.settings import Settings
 from tests.support.paths import REPO
 
 FBSLACK = [sys.executable, "-m", "connector.ops.cli"]
 MIGRATIONS = REPO / "storage" / "migrations" / "versions"
 
 
-def run(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+def run(args: list[str], env: dict[str, str], cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [*FBSLACK, *args], env={**os.environ, **env}, capture_output=True, text=True, timeout=60, check=False
+        [*FBSLACK, *args],
+        env={**clean_environment(), **env},
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
     )
+
+
+def clean_environment() -> dict[str, str]:
+    """This process's environment without any fbslack setting (the shell's must not leak in)."""
+    names = {name.upper() for name in Settings.model_fields}
+    return {k: v for k, v in os.environ.items() if k.upper() not in names}
+
+
+def one_line_error(done: subprocess.CompletedProcess[str]) -> str:
+    """The single stderr line of a command stopped by a bad setting (exit code 2, no traceback)."""
+    assert done.returncode == 2, (done.returncode, done.stderr)
+    assert "Traceback" not in done.stderr
+    lines = done.stderr.splitlines()
+    assert len(lines) == 1, done.stderr
+    assert lines[0].startswith("fbslack: ")
+    return lines[0]
 
 
 def test_keys_generate_prints_a_fernet_key() -> None:
@@ -34,9 +57,91 @@ def test_keys_generate_prints_a_fernet_key() -> None:
 
 def test_bad_setting_stops_with_its_name(tmp_path: Path) -> None:
     done = run(["serve"], {"PORT": "abc", "DATA_DIR": str(tmp_path)})
-    assert done.returncode == 2
-    assert "PORT" in done.stderr
-    assert "Traceback" not in done.stderr
+    assert one_line_error(done) == "fbslack: PORT: must be a whole number (got 'abc')"
+
+
+UNREACHABLE_PG = "postgresql://fb:pg-secret-pw@127.0.0.1:1/fbslack"
+
+
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        ("nonsense", "fbslack: DATABASE_URL: not a database URL: use sqlite:///"),
+        ("mysql://fb:pg-secret-pw@db/fb", "fbslack: DATABASE_URL: 'mysql' databases are not supported"),
+        (UNREACHABLE_PG, "fbslack: DATABASE_URL: cannot connect to PostgreSQL at 127.0.0.1:1/fbslack ("),
+    ],
+    ids=["unparsable", "unsupported", "unreachable"],
+)
+def test_a_bad_database_url_stops_serve_with_one_line(tmp_path: Path, url: str, expected: str) -> None:
+    line = one_line_error(run(["serve"], {"DATABASE_URL": url, "DATA_DIR": str(tmp_path)}))
+    assert line.startswith(expected)
+    assert "pg-secret-pw" not in line
+
+
+def test_an_unreachable_database_says_where_and_the_drivers_reason(tmp_path: Path) -> None:
+    line = one_line_error(run(["serve"], {"DATABASE_URL": UNREACHABLE_PG, "DATA_DIR": str(tmp_path)}))
+    assert "127.0.0.1:1" in line
+    assert "(Connection refused)" in line  # psycopg's reason, without its repeat of host and port
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["worker", "--wake-path", "/nonexistent/wake"],
+        ["db", "upgrade"],
+        ["db", "current"],
+        ["keys", "rotate"],
+        ["audit", "acme"],
+        ["replay", "failed", "--yes"],
+        ["simulate", "invoice.create"],
+    ],
+    ids=lambda command: "-".join(command[:2]),
+)
+def test_every_command_stops_with_one_line_on_an_unreachable_database(
+    tmp_path: Path, command: list[str]
+) -> None:
+    line = one_line_error(run(command, {"DATABASE_URL": UNREACHABLE_PG, "DATA_DIR": str(tmp_path)}))
+    assert line.startswith("fbslack: DATABASE_URL: cannot connect to PostgreSQL at 127.0.0.1:1/fbslack")
+
+
+@pytest.mark.parametrize("shape", ["file", "under-a-file"])
+def test_an_unwritable_data_dir_stops_serve_with_one_line(tmp_path: Path, shape: str) -> None:
+    # (Tests may run as root, for whom permission bits do not stop a write: a file stands in.)
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("")
+    data_dir = blocker if shape == "file" else blocker / "data"
+    line = one_line_error(run(["serve"], {"DATA_DIR": str(data_dir)}))
+    assert line.startswith("fbslack: DATA_DIR: ")
+    assert str(data_dir) in line
+    assert not (tmp_path / "data").exists()
+
+
+def test_a_port_in_use_stops_serve_with_one_line(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        done = run(["serve"], {"HOST": "127.0.0.1", "PORT": str(port), "DATA_DIR": str(tmp_path / "data")})
+    assert one_line_error(done) == (
+        f"fbslack: PORT: {port} is already in use on 127.0.0.1 (another program, or another "
+        "`fbslack serve`): stop it or set PORT to a free port"
+    )
+    assert not (tmp_path / "data").exists()  # checked before anything is created
+
+
+def test_env_file_in_the_working_folder_is_read_and_the_environment_wins(tmp_path: Path) -> None:
+    (tmp_path / ".env").write_text(f"DATABASE_URL=sqlite:///{tmp_path}/from-env-file.db\n")
+    done = run(["db", "current"], {}, cwd=tmp_path)
+    assert done.returncode == 1, done.stderr
+    assert f"no database at {tmp_path}/from-env-file.db" in done.stdout
+    done = run(["db", "current"], {"DATABASE_URL": f"sqlite:///{tmp_path}/from-environment.db"}, cwd=tmp_path)
+    assert f"no database at {tmp_path}/from-environment.db" in done.stdout
+    assert not list(tmp_path.glob("*.db"))  # `db current` creates no database
+
+    (tmp_path / ".env").write_text("PORT=3000\nSLACK_SIGNING_SECRET not-shown-anywhere\n")
+    line = one_line_error(run(["serve"], {}, cwd=tmp_path))
+    assert line.startswith("fbslack: .env line 2: not a NAME=value line")
+    assert "not-shown-anywhere" not in line
 
 
 def test_production_without_keys_refuses_to_start(tmp_path: Path) -> None:
