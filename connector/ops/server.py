@@ -129,6 +129,9 @@ class Server(BaseApplication):  # type: ignore[misc]
         from connector.ops.web import body_limits
         from connector.pipeline.wake import WakeSender
 
-        app = create_app(self._settings, start_background=False, wake=WakeSender(self._wake_path))
+        # The master announces what is left to configure, once (cmd_serve).
+        app = create_app(
+            self._settings, start_background=False, wake=WakeSender(self._wake_path), announce_setup=False
+        )
         self.body_limit = body_limits(app.url_map)  # read by connector.ops.front.FrontWorker
         return app

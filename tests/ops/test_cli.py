@@ -7,6 +7,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -208,6 +209,59 @@ def test_serve_starts_from_nothing_on_sqlite(tmp_path: Path) -> None:
     assert "ENCRYPTION_KEYS is not set" in output
     assert output.count("generated a development key") == 1
     assert "setup: Set PUBLIC_URL" in output
+
+
+def test_serve_output_is_what_an_operator_needs(tmp_path: Path) -> None:
+    """Two web workers and the background process, Slack in single-workspace mode: the setup
+    warnings come once (from the master), and neither Alembic's narration of the schema upgrade
+    nor Bolt's warning about the token it reads from the environment shows."""
+    port = _free_port()
+    env = {
+        **clean_environment(),
+        "PORT": str(port),
+        "HOST": "127.0.0.1",
+        "WEB_WORKERS": "2",
+        "WEB_THREADS": "2",
+        "SLACK_SIGNING_SECRET": "s" * 32,
+        "SLACK_BOT_TOKEN": "xoxb-1-unused-here",
+        "SLACK_API_URL": "http://127.0.0.1:9/api/",
+    }
+    process = subprocess.Popen(
+        [*FBSLACK, "serve"],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    lines: list[str] = []
+    reader = threading.Thread(target=lambda: lines.extend(process.stdout or ()), daemon=True)
+    reader.start()
+    try:
+        deadline = time.monotonic() + 60
+        # Up once the background process runs and both workers have booted their app.
+        while time.monotonic() < deadline and not (
+            any("background worker running" in line for line in lines) and _answers(port)
+        ):
+            time.sleep(0.1)  # polling a starting process, with a deadline
+        assert _answers(port), "".join(lines)
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.wait(timeout=30)
+        reader.join(timeout=10)
+    output = "".join(lines)
+    assert output.count("setup: Set PUBLIC_URL") == 1, output
+    assert output.count("setup: Register a FreshBooks app") == 1, output
+    assert "SLACK_BOT_TOKEN" not in output  # set, so never asked for
+    for noise in ("Context impl", "Will assume transactional DDL", "Running upgrade", "will be unused"):
+        assert noise not in output
+
+
+def _answers(port: int) -> bool:
+    try:
+        return httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200
+    except httpx.TransportError:
+        return False
 
 
 @pytest.mark.parametrize("command", [["db"], ["keys"], ["frobnicate"]])
