@@ -344,6 +344,33 @@ class Settings(BaseModel):
         return f"{self.public_url}/freshbooks/oauth/callback" if self.public_url else None
 
     @property
+    def slack_request_url(self) -> str | None:
+        """Where Slack sends events, interactivity and the slash command (all three in manifest.yml)."""
+        return f"{self.public_url}/slack/events" if self.public_url else None
+
+    def urls_to_paste(self) -> list[tuple[str, str]]:
+        """The addresses an operator pastes into Slack's and FreshBooks' app settings, with where
+        each goes; empty until PUBLIC_URL is set."""
+        if not self.public_url:
+            return []
+        urls = [
+            (
+                "Slack request URL (Event Subscriptions, Interactivity, Slash Commands)",
+                f"{self.public_url}/slack/events",
+            ),
+            ("Slack redirect URL (OAuth & Permissions)", f"{self.public_url}/slack/oauth_redirect"),
+            (
+                "FreshBooks redirect URI (FreshBooks developer portal)",
+                f"{self.public_url}/freshbooks/oauth/callback",
+            ),
+        ]
+        if self.slack_client_id:
+            urls.append(
+                ("Install into a workspace (open it in the browser)", f"{self.public_url}/slack/install")
+            )
+        return urls
+
+    @property
     def freshbooks_configured(self) -> bool:
         return bool(self.freshbooks_client_id and self.freshbooks_client_secret)
 

@@ -200,30 +200,60 @@ def cmd_keys_rotate(args: argparse.Namespace) -> int:
 
 
 def cmd_doctor(_args: argparse.Namespace) -> int:
-    from app import build_services
+    """Check the setup; create nothing (a missing SQLite database or key is reported, not made)."""
     from connector.ops import doctor
-    from storage import connections
+    from connector.ops.doctor import skipped
+    from storage.db import Database
 
     settings = _settings()
     findings = doctor.check_settings(settings)
-    services = build_services(settings)
-    try:
-        findings += doctor.check_database(services.db)
-        if services.slack_tokens is not None:  # multi-workspace install
-            with services.db.read() as session:
-                teams = connections.team_ids(session)
-            findings += doctor.check_slack_workspaces(services.slack_tokens.client_for_team, teams)
-        else:
-            findings += doctor.check_slack(services.slack_client)
-        if all(f.ok for f in findings if f.check in ("database", "migrations")):
+    key_problem = any(f.failed for f in findings if f.check == "encryption key")
+    problem, url = doctor.reach_database(settings)
+    if url is None:
+        assert problem is not None
+        findings += [problem, skipped("migrations", "the database could not be opened")]
+    else:
+        db = Database(url, pool_size=1)
+        try:
+            findings += doctor.check_database(db)
+        finally:
+            db.dispose()
+    database_ok = not any(f.failed for f in findings if f.check in ("database", "migrations"))
+    # The stored tokens and installs are read with the app's own services, built only when that
+    # creates nothing: the database exists and the key that wrote it is at hand.
+    needs = None if database_ok and not key_problem else "needs the database and the encryption key (above)"
+
+    client = doctor.bot_client(settings)
+    if client is not None:
+        findings += doctor.check_slack(client)
+    elif not settings.slack_client_id:
+        findings.append(skipped("slack auth.test", "no bot token to test (see slack app)"))
+    if needs is None:
+        from app import build_services
+        from storage import connections
+
+        services = build_services(settings)
+        try:
+            if settings.slack_client_id and services.slack_tokens is None:
+                findings.append(
+                    skipped("slack workspaces", "Slack's settings are incomplete (see slack app)")
+                )
+            elif services.slack_tokens is not None:
+                with services.db.read() as session:
+                    teams = connections.team_ids(session)
+                findings += doctor.check_slack_workspaces(services.slack_tokens.client_for_team, teams)
             findings += doctor.check_connections(
                 services.db, services.cipher, services.tokens, services.freshbooks
             )
-        findings += doctor.check_clock(settings.slack_api_url, system_clock)
-    finally:
-        services.stop()
-    print(doctor.format_report(findings))
-    return 0 if all(f.ok for f in findings) else 1
+        finally:
+            services.stop()
+    else:
+        if settings.slack_client_id:
+            findings.append(skipped("slack workspaces", needs))
+        findings.append(skipped("freshbooks connections", needs))
+    findings += doctor.check_clock(settings.slack_api_url, system_clock)
+    print(doctor.format_report(findings, settings.urls_to_paste()))
+    return 1 if any(f.failed for f in findings) else 0
 
 
 def cmd_simulate(args: argparse.Namespace) -> int:
