@@ -5,10 +5,11 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import re
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import NoReturn
+from typing import Any, NoReturn
 
 from connector.domain.clock import system_clock
 from connector.domain.settings import ConfigError, Settings, load_settings
@@ -299,28 +300,101 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     return 0
 
 
-def _argument(parse: Callable[[str], object]) -> Callable[[str], object]:
-    """An argparse type from a parser raising ValueError: argparse then prints our reason."""
+class CliParser(argparse.ArgumentParser):
+    """argparse, speaking command-line: `--amount must be a number (got abc)`, not a Python repr.
+    Descriptions and epilogs keep their line breaks (the examples are laid out by hand)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("formatter_class", argparse.RawDescriptionHelpFormatter)
+        super().__init__(*args, **kwargs)
+
+    def error(self, message: str) -> NoReturn:
+        self.print_usage(sys.stderr)
+        self.exit(2, f"{self.prog}: {cli_wording(message)}\n")
+
+
+_ARGUMENT = re.compile(r"^argument (?P<name>[^:]+?): (?P<reason>.*)$", re.DOTALL)
+_INVALID_CHOICE = re.compile(r"^invalid choice: '(?P<value>[^']*)' \(choose from (?P<choices>.*)\)$")
+_INVALID_NUMBER = re.compile(r"^invalid (?P<kind>int|float) value: '(?P<value>[^']*)'$")
+_SUBCOMMANDS = ("COMMAND", "SUBCOMMAND")
+
+
+def cli_wording(message: str) -> str:
+    """argparse's error message in the words of the command line."""
+    match = _ARGUMENT.match(message)
+    if match is None:
+        return message
+    name, reason = match["name"].split("/")[-1], match["reason"]
+    if choice := _INVALID_CHOICE.match(reason):
+        choices = choice["choices"].replace("'", "")
+        what = "a command" if name in _SUBCOMMANDS else f"a {name}"
+        return f"{choice['value']} is not {what}: choose from {choices}"
+    if number := _INVALID_NUMBER.match(reason):
+        kind = "a whole number" if number["kind"] == "int" else "a number"
+        return f"{name} must be {kind} (got {number['value']})"
+    if reason.startswith("must "):
+        return f"{name} {reason}"
+    return f"{name}: {reason}"
+
+
+def _argument(parse: Callable[[str], object], expected: str | None = None) -> Callable[[str], object]:
+    """An argparse type from a parser raising ValueError. With `expected` the error reads
+    `--amount must be <expected> (got abc)`; without, the parser's own reason (unquoted)."""
 
     def convert(text: str) -> object:
         try:
             return parse(text)
         except ValueError as exc:
-            raise argparse.ArgumentTypeError(str(exc)) from None
+            reason = f"must be {expected} (got {text})" if expected else str(exc).replace(repr(text), text)
+            raise argparse.ArgumentTypeError(reason) from None
 
     return convert
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="fbslack", description="FreshBooks to Slack connector")
-    sub = parser.add_subparsers(dest="command", required=True)
+def _at_least(minimum: int) -> Callable[[str], object]:
+    def whole(text: str) -> int:
+        value = int(text.strip())
+        if value < minimum:
+            raise ValueError(text)
+        return value
 
-    serve = sub.add_parser("serve", help="run the production server (gunicorn)")
-    serve.add_argument("--workers", type=int, help="worker processes (default WEB_WORKERS)")
-    serve.add_argument("--threads", type=int, help="threads per worker (default WEB_THREADS)")
+    return _argument(whole, f"a whole number, {minimum} or more")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = CliParser(
+        prog="fbslack",
+        description="FreshBooks for Slack: the server, its background process and operator tools.\n"
+        "Settings come from the environment and from .env in the current folder (see README).",
+        epilog="Start with `fbslack doctor`: it says what is missing and how to fix it.\n"
+        "`fbslack COMMAND --help` explains each command.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    serve = sub.add_parser(
+        "serve",
+        help="run the server: web workers and the background process",
+        description="Serve HTTP on HOST:PORT with gunicorn web workers, plus one background process\n"
+        "(the pipeline, deliveries and scheduled jobs). On SQLite it creates the database\n"
+        "and brings its schema up to date; on PostgreSQL run `fbslack db upgrade` first.",
+        epilog="example:\n  PORT=8080 fbslack serve --workers 4",
+    )
+    serve.add_argument(
+        "--workers", type=_at_least(1), metavar="N", help="web worker processes (default: WEB_WORKERS, 2)"
+    )
+    serve.add_argument(
+        "--threads", type=_at_least(1), metavar="N", help="threads per web worker (default: WEB_THREADS, 8)"
+    )
     serve.set_defaults(func=cmd_serve)
 
-    sub.add_parser("doctor", help="check the setup end to end").set_defaults(func=cmd_doctor)
+    sub.add_parser(
+        "doctor",
+        help="check the setup end to end and say what to fix",
+        description="Check the settings, the database, Slack, the FreshBooks connections and the clock:\n"
+        "one line per check, PASS, FAIL (with the fix) or SKIPPED (with the reason). Prints\n"
+        "the URLs to paste into Slack and FreshBooks once PUBLIC_URL is set. Creates nothing;\n"
+        "run it from the folder `fbslack serve` runs in. Exits 1 if any check fails.",
+    ).set_defaults(func=cmd_doctor)
     cli_audit.add_commands(sub, lambda: _settings(database=True))
 
     from connector.ops.simulate import SIMULATED_EVENTS, parse_amount, parse_currency, parse_name
@@ -328,38 +402,100 @@ def build_parser() -> argparse.ArgumentParser:
     simulate = sub.add_parser(
         "simulate",
         help="send a signed sample webhook to the running instance (FreshBooks is not contacted)",
-        description="Send the running instance a correctly signed sample FreshBooks webhook, to try the "
-        "routing rules. Run it with the server's environment (DATABASE_URL, ENCRYPTION_KEYS).",
+        description="Send the running instance a correctly signed sample FreshBooks webhook, to try\n"
+        "the routing rules. Run it with the server's environment (DATABASE_URL,\n"
+        "ENCRYPTION_KEYS), from the folder `fbslack serve` runs in.",
+        epilog="examples:\n"
+        "  fbslack simulate invoice.create --amount 5,000 --client 'Acme Corp'\n"
+        "  fbslack simulate expense.create --currency EUR --url https://fb.example.com",
     )
     simulate.add_argument("event", help="one of: " + ", ".join(SIMULATED_EVENTS))
-    simulate.add_argument("--amount", type=_argument(parse_amount), help="e.g. 5000 or 5,000.00")
+    simulate.add_argument(
+        "--amount",
+        type=_argument(parse_amount, "a number more than 0 with at most 2 decimals, e.g. 5000 or 5,000.00"),
+        help="the amount, e.g. 5000 or 5,000.00 (default: a sample amount)",
+    )
     simulate.add_argument(
         "--client",
+        metavar="NAME",
         type=_argument(parse_name),
         help="client name (invoices, payments) or vendor (bills, expenses)",
     )
     simulate.add_argument(
-        "--currency", type=_argument(parse_currency), help="three-letter code (default USD)"
+        "--currency",
+        type=_argument(parse_currency, "a three-letter currency code, e.g. USD"),
+        help="three-letter code (default: USD)",
     )
-    simulate.add_argument("--connection", type=int, help="FreshBooks connection id (when there are several)")
     simulate.add_argument(
-        "--url", help="the instance's base URL (default PUBLIC_URL, else http://127.0.0.1:PORT)"
+        "--connection",
+        type=_at_least(1),
+        metavar="ID",
+        help="FreshBooks connection id (needed when there are several)",
+    )
+    simulate.add_argument(
+        "--url", help="the instance's base URL (default: PUBLIC_URL, else http://127.0.0.1:PORT)"
     )
     simulate.set_defaults(func=cmd_simulate)
 
-    worker = sub.add_parser("worker", help="run only the background process (serve starts one itself)")
-    worker.add_argument("--wake-path", required=True, help="Unix socket the web workers wake it through")
-    worker.add_argument("--parent-pid", type=int, help="stop when this process (serve's master) is gone")
+    worker = sub.add_parser(
+        "worker",
+        help="run only the background process (`serve` starts one itself)",
+        description="Run the background process alone: the pipeline, deliveries and scheduled jobs.\n"
+        "`fbslack serve` starts one; run it by hand only to debug it.",
+    )
+    worker.add_argument(
+        "--wake-path", required=True, metavar="PATH", help="the Unix socket the web workers wake it through"
+    )
+    worker.add_argument(
+        "--parent-pid",
+        type=_at_least(1),
+        metavar="PID",
+        help="stop when this process (serve's master) is gone",
+    )
     worker.set_defaults(func=cmd_worker)
 
-    db = sub.add_parser("db", help="database schema").add_subparsers(dest="db_command", required=True)
-    db.add_parser("upgrade", help="apply all migrations").set_defaults(func=cmd_db_upgrade)
-    db.add_parser("current", help="show the schema revision").set_defaults(func=cmd_db_current)
+    db = sub.add_parser(
+        "db",
+        help="the database schema: upgrade, current",
+        description="The database schema (Alembic migrations).",
+    ).add_subparsers(dest="db_command", required=True, metavar="SUBCOMMAND")
+    db.add_parser(
+        "upgrade",
+        help="apply all migrations (creates a SQLite database)",
+        description="Bring the schema up to date: run it after each update, before `fbslack serve`\n"
+        "on PostgreSQL (serve does it by itself on SQLite).",
+    ).set_defaults(func=cmd_db_upgrade)
+    db.add_parser(
+        "current",
+        help="show the schema revision",
+        description="Show the schema revision; exits 1 when it is behind (or there is no database).",
+    ).set_defaults(func=cmd_db_current)
 
-    keys = sub.add_parser("keys", help="encryption keys").add_subparsers(dest="keys_command", required=True)
-    keys.add_parser("generate", help="print a new Fernet key").set_defaults(func=cmd_keys_generate)
-    rotate = keys.add_parser("rotate", help="re-encrypt everything under the first ENCRYPTION_KEYS key")
-    rotate.add_argument("--batch-size", type=int, default=500)
+    keys = sub.add_parser(
+        "keys",
+        help="encryption keys: generate, rotate",
+        description="The Fernet keys in ENCRYPTION_KEYS that encrypt tokens and payloads at rest.",
+    ).add_subparsers(dest="keys_command", required=True, metavar="SUBCOMMAND")
+    keys.add_parser(
+        "generate",
+        help="print a new Fernet key",
+        description="Print a new Fernet key, for ENCRYPTION_KEYS.",
+        epilog="example:\n  export ENCRYPTION_KEYS=$(fbslack keys generate)",
+    ).set_defaults(func=cmd_keys_generate)
+    rotate = keys.add_parser(
+        "rotate",
+        help="re-encrypt everything under the first ENCRYPTION_KEYS key",
+        description="Re-encrypt every stored secret and payload under the first key of ENCRYPTION_KEYS.\n"
+        "Put the new key first, keep the old ones after it, run this, then drop the old ones.",
+        epilog="example:\n  ENCRYPTION_KEYS=$NEW,$OLD fbslack keys rotate",
+    )
+    rotate.add_argument(
+        "--batch-size",
+        type=_at_least(1),
+        default=500,
+        metavar="N",
+        help="rows re-encrypted per transaction (default: 500)",
+    )
     rotate.set_defaults(func=cmd_keys_rotate)
     return parser
 

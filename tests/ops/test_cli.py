@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import os
 import signal
 import socket
@@ -9,6 +10,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -16,6 +18,7 @@ import pytest
 from cryptography.fernet import Fernet
 
 from connector.domain.settings import Settings
+from connector.ops.cli import build_parser
 from tests.support.paths import REPO
 
 FBSLACK = [sys.executable, "-m", "connector.ops.cli"]
@@ -269,3 +272,74 @@ def test_usage_errors(command: list[str]) -> None:
     done = run(command, {})
     assert done.returncode == 2
     assert "usage: fbslack" in done.stderr
+
+
+def _commands(
+    parser: argparse.ArgumentParser, path: tuple[str, ...] = ()
+) -> Iterator[tuple[tuple[str, ...], argparse.ArgumentParser]]:
+    """Every runnable command: its words after `fbslack`, and its parser."""
+    subparsers = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    if not subparsers:
+        yield path, parser
+    for action in subparsers:
+        for name, child in action.choices.items():
+            yield from _commands(child, (*path, name))
+
+
+COMMANDS = dict(_commands(build_parser()))
+
+
+def test_every_command_is_listed_with_a_summary() -> None:
+    assert {"serve", "doctor", "simulate", "worker", "audit", "replay"} <= {p[0] for p in COMMANDS}
+    for action in build_parser()._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            assert [c.dest for c in action._choices_actions if not c.help] == []
+
+
+@pytest.mark.parametrize("words", list(COMMANDS), ids=" ".join)
+def test_help_explains_every_option(words: tuple[str, ...]) -> None:
+    parser = COMMANDS[words]
+    done = run([*words, "--help"], {})
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith(f"usage: fbslack {' '.join(words)} ")
+    text = " ".join(done.stdout.split())  # argparse wraps the help text
+    for action in parser._actions:
+        if isinstance(action, argparse._HelpAction):
+            continue
+        assert action.help, f"{' '.join(words)} {action.option_strings or action.dest} has no help"
+        assert " ".join(action.help.split()) in text
+
+
+@pytest.mark.parametrize(
+    ("args", "error"),
+    [
+        (["serve", "--workers", "0"], "fbslack serve: --workers must be a whole number, 1 or more (got 0)"),
+        (
+            ["serve", "--threads", "many"],
+            "fbslack serve: --threads must be a whole number, 1 or more (got many)",
+        ),
+        (
+            ["simulate", "invoice.create", "--amount", "abc"],
+            "fbslack simulate: --amount must be a number more than 0 with at most 2 decimals, "
+            "e.g. 5000 or 5,000.00 (got abc)",
+        ),
+        (
+            ["simulate", "invoice.create", "--currency", "dollars"],
+            "fbslack simulate: --currency must be a three-letter currency code, e.g. USD (got dollars)",
+        ),
+        (["audit", "--limit", "x"], "fbslack audit: --limit must be a whole number (got x)"),
+        (
+            ["frobnicate"],
+            "fbslack: frobnicate is not a command: choose from serve, ",
+        ),
+        (["db", "frob"], "fbslack db: frob is not a command: choose from upgrade, current"),
+    ],
+    ids=["workers", "threads", "amount", "currency", "limit", "command", "subcommand"],
+)
+def test_cli_errors_speak_command_line(args: list[str], error: str) -> None:
+    done = run(args, {})
+    assert done.returncode == 2
+    *usage, last = done.stderr.splitlines()
+    assert usage[0].startswith("usage: fbslack")
+    assert last.startswith(error)
+    assert "'" not in last  # no Python repr
