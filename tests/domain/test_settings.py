@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -11,6 +12,7 @@ import pytest
 from cryptography.fernet import Fernet
 
 from connector.domain.settings import ConfigError, Settings, load_settings, normalize_database_url
+from tests.support.paths import REPO
 
 
 def test_defaults_need_nothing(tmp_path: Path) -> None:
@@ -262,3 +264,14 @@ def test_a_bad_value_in_env_file_names_its_variable(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as info:
         load_settings({}, env_file=env_file)
     assert str(info.value) == "PORT: must be a whole number (got 'eighty')"
+
+
+def test_env_example_lists_every_setting_at_its_default() -> None:
+    example = REPO / ".env.example"
+    text = example.read_text()
+    for name in Settings.model_fields:
+        assert re.search(rf"^(# )?{name.upper()}=", text, re.MULTILINE), (
+            f"{name.upper()} is not in .env.example"
+        )
+    # An untouched copy changes nothing.
+    assert load_settings({}, env_file=example) == load_settings({})
