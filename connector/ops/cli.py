@@ -21,7 +21,19 @@ log = logging.getLogger("fbslack")
 
 
 # Read from the folder `fbslack` runs in; the environment wins over it (README, Configuration).
+# ENV_FILE_VARIABLE names another file; set empty, no file is read (the test suite does that, so a
+# .env in the clone never reaches the servers it starts).
 ENV_FILE = Path(".env")
+ENV_FILE_VARIABLE = "FBSLACK_ENV_FILE"
+
+
+def _env_file() -> Path | None:
+    named = os.environ.get(ENV_FILE_VARIABLE)
+    if named is None:
+        return ENV_FILE
+    if named and not Path(named).is_file():
+        raise ConfigError(f"{ENV_FILE_VARIABLE}: there is no file at {Path(named).absolute()}")
+    return Path(named) if named else None
 
 
 def _stop(problem: Exception) -> NoReturn:
@@ -32,11 +44,12 @@ def _stop(problem: Exception) -> NoReturn:
 
 
 def _settings(*, database: bool = False) -> Settings:
-    """The settings, with logging set up; with `database`, the database must exist and answer."""
+    """The settings, with logging set up; with `database`, the database must exist, answer and
+    have the latest schema."""
     try:
-        settings = load_settings(env_file=ENV_FILE)
+        settings = load_settings(env_file=_env_file())
         if database:
-            preflight.check_database(settings, create=False)
+            preflight.check_schema(preflight.check_database(settings, create=False))
     except (ConfigError, preflight.StartupError) as exc:
         _stop(exc)
     configure_logging(level=settings.log_level, json_lines=settings.log_format == "json")
@@ -52,24 +65,21 @@ def cmd_serve(args: argparse.Namespace) -> int:
     try:
         # The port first: it creates nothing.
         preflight.check_port(settings.host, settings.port)
-        preflight.check_database(settings, create=True)
+        target = preflight.check_database(settings, create=True)
         preflight.check_data_dir(settings)
+        if target.sqlite_file is None:
+            # Several hosts may share PostgreSQL: one of them must not migrate behind the others' backs.
+            preflight.check_schema(target)
     except preflight.StartupError as exc:
         _stop(exc)
-    db = Database(settings.resolved_database_url)
-    try:
-        if db.dialect == "sqlite":
-            # The embedded default must work from a fresh clone: bring the schema up to date here,
-            # once, before the workers fork.
+    if target.sqlite_file is not None:
+        # The embedded default must work from a fresh clone: bring the schema up to date here,
+        # once, before the workers fork.
+        db = Database(settings.resolved_database_url)
+        try:
             migrate.upgrade(db.engine)
-        elif not migrate.is_up_to_date(db.engine):
-            print(
-                "fbslack: the database schema is not up to date: run `fbslack db upgrade` first",
-                file=sys.stderr,
-            )
-            return 1
-    finally:
-        db.dispose()
+        finally:
+            db.dispose()
     metrics_dir = prepare_metrics_dir()  # before `app` imports prometheus_client
     from storage.crypto import build_cipher
 
@@ -82,7 +92,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         settings.port,
         args.workers or settings.resolved_web_workers,
         args.threads or settings.resolved_web_threads,
-        db.dialect,
+        target.kind,
     )
     Server(
         settings,

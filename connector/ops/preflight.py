@@ -152,6 +152,25 @@ def check_database(settings: Settings, *, create: bool, command: str = "fbslack 
     return target
 
 
+def check_schema(target: DatabaseTarget) -> None:
+    """Raise StartupError unless the schema is at the latest migration: the app's queries would
+    fail on every table otherwise, in a loop."""
+    from storage import migrate
+
+    engine = create_engine(target.url, poolclass=NullPool)
+    try:
+        current, head = migrate.current_revision(engine), migrate.head_revision(engine)
+    except SQLAlchemyError as exc:
+        raise StartupError(database_problem(target, exc)) from None
+    finally:
+        engine.dispose()
+    if current != head:
+        raise StartupError(
+            f"the database schema of the {target.kind} at {target.where()} is behind "
+            f"({current or 'empty'}, latest {head}): run `fbslack db upgrade`"
+        )
+
+
 def check_data_dir(settings: Settings) -> None:
     """DATA_DIR must be writable when it is used: the default SQLite database, the development key."""
     if not settings.database_url or not settings.encryption_keys:

@@ -10,25 +10,33 @@ import subprocess
 import sys
 import threading
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
+import psycopg
 import pytest
 from cryptography.fernet import Fernet
 
 from connector.domain.settings import Settings
-from connector.ops.cli import build_parser
+from connector.ops.cli import ENV_FILE_VARIABLE, build_parser
+from storage.db import Database
+from tests.support.live import PG_DSN, PG_UNAVAILABLE
 from tests.support.paths import REPO
 
 FBSLACK = [sys.executable, "-m", "connector.ops.cli"]
 MIGRATIONS = REPO / "storage" / "migrations" / "versions"
 
 
-def run(args: list[str], env: dict[str, str], cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+def run(
+    args: list[str], env: dict[str, str], cwd: Path | None = None, *, inherit: bool = True
+) -> subprocess.CompletedProcess[str]:
+    """`fbslack ARGS` with `env` over this environment (`inherit`, without its fbslack settings),
+    or with `env` alone."""
     return subprocess.run(
         [*FBSLACK, *args],
-        env={**clean_environment(), **env},
+        env={**clean_environment(), **env} if inherit else env,
         cwd=cwd,
         capture_output=True,
         text=True,
@@ -108,6 +116,33 @@ def test_every_command_stops_with_one_line_on_an_unreachable_database(
     assert line.startswith("fbslack: DATABASE_URL: cannot connect to PostgreSQL at 127.0.0.1:1/fbslack")
 
 
+@pytest.mark.parametrize("command", [["worker", "--wake-path", "/nonexistent/wake"], ["audit", "acme"]])
+def test_a_schema_behind_the_code_stops_commands_with_one_line(
+    database_url: str, tmp_path: Path, command: list[str]
+) -> None:
+    Database(database_url).ping()  # the database exists, with no tables
+    line = one_line_error(run(command, {"DATABASE_URL": database_url, "DATA_DIR": str(tmp_path)}))
+    assert " is behind (empty, latest " in line
+    assert line.endswith("): run `fbslack db upgrade`")
+
+
+def test_serve_on_postgresql_refuses_a_schema_behind_the_code(tmp_path: Path) -> None:
+    if PG_UNAVAILABLE:
+        pytest.skip(PG_UNAVAILABLE)
+    schema = f"t_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(PG_DSN, autocommit=True) as conn:
+        conn.execute(f'CREATE SCHEMA "{schema}"')
+    try:
+        url = f"{PG_DSN}?options=-csearch_path%3D{schema}"
+        env = {"DATABASE_URL": url, "DATA_DIR": str(tmp_path), "HOST": "127.0.0.1", "PORT": str(_free_port())}
+        line = one_line_error(run(["serve"], env))
+        assert line.startswith("fbslack: the database schema of the PostgreSQL at ")
+        assert line.endswith("): run `fbslack db upgrade`")
+    finally:
+        with psycopg.connect(PG_DSN, autocommit=True) as conn:
+            conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
+
+
 @pytest.mark.parametrize("shape", ["file", "under-a-file"])
 def test_an_unwritable_data_dir_stops_serve_with_one_line(tmp_path: Path, shape: str) -> None:
     # (Tests may run as root, for whom permission bits do not stop a write: a file stands in.)
@@ -134,16 +169,27 @@ def test_a_port_in_use_stops_serve_with_one_line(tmp_path: Path) -> None:
 
 
 def test_env_file_in_the_working_folder_is_read_and_the_environment_wins(tmp_path: Path) -> None:
+    as_operators_run_it = {k: v for k, v in clean_environment().items() if k != ENV_FILE_VARIABLE}
     (tmp_path / ".env").write_text(f"DATABASE_URL=sqlite:///{tmp_path}/from-env-file.db\n")
-    done = run(["db", "current"], {}, cwd=tmp_path)
+    done = run(["db", "current"], as_operators_run_it, cwd=tmp_path, inherit=False)
     assert done.returncode == 1, done.stderr
     assert f"no database at {tmp_path}/from-env-file.db" in done.stdout
-    done = run(["db", "current"], {"DATABASE_URL": f"sqlite:///{tmp_path}/from-environment.db"}, cwd=tmp_path)
+    environment = {**as_operators_run_it, "DATABASE_URL": f"sqlite:///{tmp_path}/from-environment.db"}
+    done = run(["db", "current"], environment, cwd=tmp_path, inherit=False)
     assert f"no database at {tmp_path}/from-environment.db" in done.stdout
     assert not list(tmp_path.glob("*.db"))  # `db current` creates no database
 
+    # The test suite's own setting: no file is read.
+    done = run(["db", "current"], {}, cwd=tmp_path)
+    assert f"no database at {tmp_path}/from-env-file.db" not in done.stdout
+
+    named = {**as_operators_run_it, ENV_FILE_VARIABLE: str(tmp_path / "elsewhere.env")}
+    assert one_line_error(run(["db", "current"], named, cwd=tmp_path, inherit=False)) == (
+        f"fbslack: FBSLACK_ENV_FILE: there is no file at {tmp_path}/elsewhere.env"
+    )
+
     (tmp_path / ".env").write_text("PORT=3000\nSLACK_SIGNING_SECRET not-shown-anywhere\n")
-    line = one_line_error(run(["serve"], {}, cwd=tmp_path))
+    line = one_line_error(run(["serve"], as_operators_run_it, cwd=tmp_path, inherit=False))
     assert line.startswith("fbslack: .env line 2: not a NAME=value line")
     assert "not-shown-anywhere" not in line
 
@@ -164,6 +210,7 @@ def test_db_upgrade_then_current(database_url: str, tmp_path: Path) -> None:
     upgrade = run(["db", "upgrade"], env)
     assert upgrade.returncode == 0, upgrade.stderr
     assert upgrade.stdout.startswith("database schema: empty -> ")
+    assert "Running upgrade" not in upgrade.stderr  # Alembic's narration stays out of the way
     assert upgrade.stdout.strip().endswith(sorted(p.name[:4] for p in MIGRATIONS.glob("0*.py"))[-1])
     after = run(["db", "current"], env)
     assert after.returncode == 0
