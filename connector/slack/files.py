@@ -188,7 +188,7 @@ def post_file(
         if failure.error != "not_in_channel" or not _join(client, channel_id):
             raise
         _complete(client, file_id=file_id, title=title, channel_id=channel_id, thread_ts=thread_ts)
-    log.info("file %s shared in %s", file_id, channel_id)
+    log.info("file %s accepted for %s; Slack shares it shortly", file_id, channel_id)
     return UploadedFile(file_id=file_id, title=title, channel_id=channel_id, thread_ts=thread_ts)
 
 
