@@ -254,13 +254,25 @@ def _search(
             rare = set(events) if rare is None else rare & set(events)
     if rare is not None:
         return _among(
-            run, spec, dialect=dialect, conditions=conditions, candidates=rare, others=common, limit=limit
+            run,
+            spec,
+            dialect=dialect,
+            connection_ids=connection_ids,
+            candidates=rare,
+            others=common,
+            limit=limit,
         )
     # The newest events meeting the other conditions: if `limit` of them carry every word, those
     # are the answer; if there are fewer than FIRST_WINDOW, they are all there is to look at.
     window = [row[0] for row in run(_query(spec, conditions, FIRST_WINDOW, columns=select(Event.id)))]
     rows = _among(
-        run, spec, dialect=dialect, conditions=conditions, candidates=set(window), others=common, limit=limit
+        run,
+        spec,
+        dialect=dialect,
+        connection_ids=connection_ids,
+        candidates=set(window),
+        others=common,
+        limit=limit,
     )
     if len(rows) >= limit or len(window) < FIRST_WINDOW:
         return rows
@@ -273,7 +285,7 @@ def _search(
                 run,
                 spec,
                 dialect=dialect,
-                conditions=conditions,
+                connection_ids=connection_ids,
                 candidates=found,
                 others=common[taken:],
                 limit=limit,
@@ -286,7 +298,7 @@ def _among(
     spec: SearchFilter,
     *,
     dialect: str,
-    conditions: list[ColumnElement[bool]],
+    connection_ids: list[int],
     candidates: set[int],
     others: Sequence[tuple[str, ...]],
     limit: int,
@@ -294,8 +306,9 @@ def _among(
     """The newest of `candidates` (a few thousand at most) that carry the `others` words too."""
     if not candidates:
         return []
+    conditions = _conditions(spec, connection_ids, driven=True)
     drive = [_one_of(candidates, dialect=dialect)]
-    return run(_query(spec, conditions + drive + _carrying(spec, others), limit))
+    return run(_query(spec, conditions + drive + _carrying(spec, others), limit, driven=True))
 
 
 def _one_of(ids: set[int], *, dialect: str) -> ColumnElement[bool]:
@@ -375,8 +388,15 @@ def _carrying(spec: SearchFilter, groups: Sequence[tuple[str, ...]]) -> list[Col
     ]
 
 
-def _conditions(spec: SearchFilter, connection_ids: list[int]) -> list[ColumnElement[bool]]:
-    conditions: list[ColumnElement[bool]] = [Event.connection_id.in_(connection_ids)]
+def _conditions(
+    spec: SearchFilter, connection_ids: list[int], *, driven: bool = False
+) -> list[ColumnElement[bool]]:
+    """Every condition but the words. `driven` (see _query): the connection as an expression, or
+    SQLite without statistics walks its index rather than fetch the candidates by id."""
+    connection: ColumnElement[int] = Event.__table__.c.connection_id
+    if driven:
+        connection = func.coalesce(Event.connection_id, 0)
+    conditions: list[ColumnElement[bool]] = [connection.in_(connection_ids)]
     if spec.event_names:
         conditions.append(Event.name.in_(spec.event_names))
     if spec.since is not None:
@@ -402,16 +422,25 @@ def _query(
     limit: int,
     *,
     columns: Select[Any] | None = None,
+    driven: bool = False,
 ) -> Select[Any]:
+    """`driven`: the conditions name the candidate events (a few thousand at most), which are
+    fetched by id and sorted. Newest first is then an expression no index gives: without
+    statistics (the app never runs ANALYZE) SQLite would otherwise walk the whole
+    (connection, created_at, id) index to skip the sort, checking each event against the list."""
     needs_delivery = bool(spec.states) or spec.channel_id is not None
     # Deliveries of an event are in its connection's workspace, which the event filter pins down.
     # (Repeating workspace_id in the join lets SQLite's planner pick the workspace index: a scan.)
     query = columns.select_from(Event) if columns is not None else _columns()
+    # Otherwise newest first by the order of an index (connection, created_at, id): the scan can
+    # stop early.
+    newest: list[ColumnElement[Any]] = [Event.__table__.c.created_at, Event.__table__.c.id]
+    if driven:
+        newest = [func.coalesce(Event.created_at, Event.created_at), func.coalesce(Event.id, Event.id)]
     return (
         query.join(Delivery, Delivery.event_id == Event.id, isouter=not needs_delivery)
         .where(*conditions)
-        # Newest first by the order of an index (connection, created_at, id): the scan can stop early.
-        .order_by(Event.created_at.desc(), Event.id.desc())
+        .order_by(*(column.desc() for column in newest))
         .limit(limit)
     )
 
