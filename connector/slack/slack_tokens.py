@@ -10,6 +10,10 @@ or waits for the holder's result, at most until a dead holder's lease has run ou
 Requests (Bolt's authorize step, slack_ui.oauth) and the background worker (delivery engine,
 notifier) both come here; Bolt's own rotation (InstallationStoreAuthorize) would refresh without
 any coordination.
+
+What no lease can fix: a renewal Slack carried out whose answer never arrived (given up at the
+deadline, or the process was killed) spent the stored refresh token; the next renewal is refused
+and the workspace must reinstall the app (the owner is told, as for any refused renewal).
 """
 
 from __future__ import annotations
