@@ -274,14 +274,18 @@ class DigestSender:
 
     def _delivered(self, claim: RunClaim, schedule: Schedule, ts: str, *, reconciled: bool) -> None:
         with self._db.session() as session:
-            digests.finish(
+            if not digests.finish(
                 session,
                 run_id=claim.run_id,
                 owner=self._owner,
                 state=DigestRunState.DELIVERED,
                 now=self._clock(),
                 slack_ts=ts,
-            )
+            ):
+                # Our lease ran out while the post was on its way: whoever took the run over finds
+                # this post by its key (it is in the channel) and records it.
+                log.warning("digest run %d: lease lost while posting; left to its new holder", claim.run_id)
+                return
             digests.clear_skip(session, schedule_id=schedule.id)
             self._audit(session, claim, schedule, "reconciled" if reconciled else "delivered", ts=ts)
 
@@ -325,7 +329,7 @@ class DigestSender:
         not_posted: bool = False,
     ) -> None:
         with self._db.session() as session:
-            digests.finish(
+            ours = digests.finish(
                 session,
                 run_id=claim.run_id,
                 owner=self._owner,
@@ -335,6 +339,11 @@ class DigestSender:
                 error=code,
                 not_posted=not_posted,
             )
+            if not ours:  # the lease ran out meanwhile: whoever holds the run now records it
+                log.warning(
+                    "digest run %d: lease lost before its outcome (%s) was recorded", claim.run_id, code
+                )
+                return
             outcome = "retry" if state is DigestRunState.PENDING else str(state)
             self._audit(session, claim, schedule, outcome, error=code)
 
