@@ -237,6 +237,11 @@ def test_freshbooks_down_is_retried_and_the_channel_is_told_once_after_an_hour(l
     assert finance.messages[-1]["blocks"][0]["text"]["text"].startswith("Daily cash-flow digest")
     outcomes = audit_outcomes(live)
     assert outcomes.count("delayed") == 1 and outcomes[-1] == "delivered"
+    # Searchable: `/freshbooks audit digest` lists what became of it, newest first.
+    trail = say(live, "audit digest").splitlines()
+    assert trail[0] == "Digests, newest first:"
+    assert "digest #1 · *delivered* · <#C0FIN>" in trail[1]
+    assert any("*delayed*" in line and "`freshbooks_server`" in line for line in trail)
 
 
 def test_a_revoked_connection_skips_and_says_so_once(live: Live) -> None:
