@@ -12,7 +12,7 @@ from zoneinfo import ZoneInfo
 import pytest
 from sqlalchemy import select
 
-from connector.features.digest.sender import DigestSender
+from connector.features.digest.sender import ChartHook, DigestPosted, DigestSender
 from storage import connections
 from storage.models import AuditEntry, DigestRun, DigestRunState
 from tests.support.books import random_books
@@ -67,7 +67,7 @@ def audit_outcomes(live: Live) -> list[str]:
         )
 
 
-def other_sender(live: Live, owner: str) -> DigestSender:
+def other_sender(live: Live, owner: str, chart: ChartHook | None = None) -> DigestSender:
     """A second scheduler on the same database, as another process would run it."""
     s = live.services
     return DigestSender(
@@ -78,6 +78,7 @@ def other_sender(live: Live, owner: str) -> DigestSender:
         client_for_team=lambda _team: s.slack_client,
         clock=live.clock,
         owner=owner,
+        chart=chart,
     )
 
 
@@ -259,3 +260,25 @@ def test_a_revoked_connection_skips_and_says_so_once(live: Live) -> None:
     assert len(finance.messages) == 1  # the next day's is skipped without a word
     assert [r.state for r in runs(live)] == [DigestRunState.SKIPPED, DigestRunState.SKIPPED]
     assert live.fake.calls_to("GET", INVOICES) == []
+
+
+def test_the_chart_hook_gets_the_posted_digest_and_cannot_unsend_it(live: Live) -> None:
+    """The chart goes after the message (slack_files: a message posted after an upload can land
+    above it), with the message's ts; a chart that fails leaves the digest delivered, once."""
+    finance = setup(live)
+    live.clock.advance(hours=1)
+    seen: list[DigestPosted] = []
+
+    def broken_chart(posted: DigestPosted) -> None:
+        seen.append(posted)
+        raise RuntimeError("the upload failed")
+
+    assert other_sender(live, "with-chart", chart=broken_chart).run() == 1
+    (posted,) = seen
+    (message,) = finance.messages
+    assert (posted.channel_id, posted.ts, posted.team_id) == ("C0FIN", message["ts"], "T0001")
+    assert posted.digest.period.cadence.value == "daily"
+    (run,) = runs(live)
+    assert run.state == DigestRunState.DELIVERED
+    live.clock.advance(minutes=10)
+    assert other_sender(live, "with-chart", chart=broken_chart).run() == 0 and len(seen) == 1
