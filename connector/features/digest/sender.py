@@ -46,7 +46,7 @@ from connector.pipeline.backoff import retry_delay
 from connector.pipeline.deliver.engine import CONNECTION_ERRORS, failed_call, find_posted
 from connector.pipeline.deliver.errors import Outcome, classify
 from connector.pipeline.render.formatting import Message, RenderContext
-from storage import audit, digests
+from storage import audit, digests, outbox
 from storage.crypto import Cipher
 from storage.db import Database
 from storage.digests import RunClaim, Schedule
@@ -225,9 +225,30 @@ class DigestSender:
     def _post(
         self, claim: RunClaim, schedule: Schedule, client: WebClient, message: Message, digest: Digest
     ) -> int:
+        now = self._clock()
         with self._db.session() as session:
-            if not digests.mark_sent(session, run_id=claim.run_id, owner=self._owner, now=self._clock()):
+            # The channel's turn, shared with the delivery engine: never two posts in one second.
+            if not outbox.take_channel(
+                session,
+                workspace_id=schedule.workspace_id,
+                channel_id=schedule.channel_id,
+                now=now,
+                busy=LEASE,
+            ):
+                digests.finish(
+                    session,
+                    run_id=claim.run_id,
+                    owner=self._owner,
+                    state=DigestRunState(claim.state),
+                    now=now,
+                    next_attempt_at=now + outbox.CHANNEL_GAP,
+                )
+                return 0
+            if not digests.mark_sent(session, run_id=claim.run_id, owner=self._owner, now=now):
                 log.warning("digest run %d: lease lost before posting", claim.run_id)
+                outbox.release_channel(
+                    session, workspace_id=schedule.workspace_id, channel_id=schedule.channel_id, now=now
+                )
                 return 0  # another process owns it now, and checks the channel before posting
         try:
             response = client.chat_postMessage(
@@ -239,8 +260,10 @@ class DigestSender:
                 unfurl_media=False,
             )
         except (SlackApiError, *CONNECTION_ERRORS) as exc:
+            self._release(schedule)
             self._slack_failed(claim, schedule, exc)
             return 0
+        self._release(schedule)
         ts = str(response["ts"])
         self._delivered(claim, schedule, ts, reconciled=False)
         if self._chart is not None:
@@ -249,6 +272,18 @@ class DigestSender:
             except Exception:
                 log.exception("digest run %d: the chart failed (the digest itself was posted)", claim.run_id)
         return 1
+
+    def _release(self, schedule: Schedule) -> None:
+        """The channel's next post (of any kind) waits a second from Slack's answer (engine.py)."""
+        answered_at = self._clock()
+        with self._db.session() as session:
+            outbox.release_channel(
+                session,
+                workspace_id=schedule.workspace_id,
+                channel_id=schedule.channel_id,
+                now=answered_at,
+                posted_at=answered_at,
+            )
 
     # -- outcomes --------------------------------------------------------------------------------
 

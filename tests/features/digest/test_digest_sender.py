@@ -13,7 +13,7 @@ import pytest
 from sqlalchemy import select
 
 from connector.features.digest.sender import ChartHook, DigestPosted, DigestSender
-from storage import connections
+from storage import connections, digests, outbox
 from storage.models import AuditEntry, DigestRun, DigestRunState
 from tests.support.books import random_books
 from tests.support.fakes.freshbooks import Scripted
@@ -282,3 +282,35 @@ def test_the_chart_hook_gets_the_posted_digest_and_cannot_unsend_it(live: Live) 
     assert run.state == DigestRunState.DELIVERED
     live.clock.advance(minutes=10)
     assert other_sender(live, "with-chart", chart=broken_chart).run() == 0 and len(seen) == 1
+
+
+def test_a_digest_waits_its_turn_in_a_channel_the_delivery_engine_is_posting_to(live: Live) -> None:
+    finance = setup(live)
+    live.clock.advance(hours=1)
+    with live.services.db.session() as session:
+        (schedule,) = digests.schedules(session)
+        # An event's post to #finance is on its way (the engine holds the channel's turn).
+        assert outbox.take_channel(
+            session,
+            workspace_id=schedule.workspace_id,
+            channel_id="C0FIN",
+            now=live.clock(),
+            busy=dt.timedelta(seconds=60),
+        )
+    sender = live.services.digest_sender
+    assert sender.run() == 0
+    (run,) = runs(live)
+    assert run.state == DigestRunState.PENDING and finance.messages == []
+    with live.services.db.session() as session:
+        outbox.release_channel(
+            session,
+            workspace_id=schedule.workspace_id,
+            channel_id="C0FIN",
+            now=live.clock(),
+            posted_at=live.clock(),
+        )
+    live.clock.advance(seconds=0.5)
+    assert sender.run() == 0  # a second after the event's post, not sooner
+    live.clock.advance(seconds=1)
+    assert sender.run() == 1
+    assert len(finance.messages) == 1
