@@ -362,7 +362,12 @@ def build_services(
             ),
             samples=SampleLimit(db=db, clock=clock),
             visibility=ChannelVisibility(clock=clock),
-            digests=DigestCommands(service=digest_service, clock=clock),
+            digests=DigestCommands(
+                service=digest_service,
+                clock=clock,
+                permissions=Permissions(db=db),
+                visibility=ChannelVisibility(clock=clock),
+            ),
         ),
     )
     return Services(

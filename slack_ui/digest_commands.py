@@ -22,6 +22,7 @@ from connector.features.digest.schedule import (
     parse_digest_command,
 )
 from connector.features.digest.service import DigestError, DigestService, ScheduleLine, user_zone
+from connector.features.permissions import ChannelVisibility, Permissions
 from connector.features.rules.service import ensure_postable
 from connector.features.rules.syntax import id_problem, parse_id
 from slack_ui.answer import DeferredAck
@@ -57,6 +58,8 @@ def digests_text(lines: list[ScheduleLine]) -> str:
 class DigestCommands:
     service: DigestService
     clock: Clock
+    permissions: Permissions
+    visibility: ChannelVisibility  # a member sees no digest of a private channel they are not in
 
     def digest(self, command: dict[str, Any], ack: DeferredAck, _respond: Respond, client: WebClient) -> None:
         args = (command.get("text") or "").strip()[len("digest") :]
@@ -97,9 +100,23 @@ class DigestCommands:
         ack(response_type="ephemeral", text=f"Digest scheduled: {schedule_line(line)}.{joined}{note}")
 
     def digests(
-        self, command: dict[str, Any], ack: DeferredAck, _respond: Respond, _client: WebClient
+        self, command: dict[str, Any], ack: DeferredAck, _respond: Respond, client: WebClient
     ) -> None:
-        ack(response_type="ephemeral", text=digests_text(self.service.list(team_id=command["team_id"])))
+        ack.meanwhile = "Listing the digests…"
+        team_id, user_id = command["team_id"], command["user_id"]
+        lines = self.service.list(team_id=team_id)
+        hidden: frozenset[str] = frozenset()
+        if lines:  # none: nothing to hide, and no Slack call to find out
+            hidden = self.visibility.hidden(
+                client,
+                team_id=team_id,
+                user_id=user_id,
+                channel_ids={line.schedule.channel_id for line in lines},
+                sees_all=self.permissions.may_manage(client, team_id, user_id),
+            )
+        shown = [line for line in lines if line.schedule.channel_id not in hidden]
+        note = "\n_Digests for private channels are shown to the people in them._" if hidden else ""
+        ack(response_type="ephemeral", text=digests_text(shown) + note)
 
     def undigest(
         self, command: dict[str, Any], ack: DeferredAck, _respond: Respond, _client: WebClient

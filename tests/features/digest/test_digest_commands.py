@@ -143,3 +143,13 @@ def test_digest_now_posts_at_once_with_its_key_and_is_audited(live: Live) -> Non
     with live.services.db.read() as session:
         entries = list(session.scalars(select(AuditEntry).where(AuditEntry.kind == "digest")))
     assert [(e.outcome, e.actor) for e in entries] == [("posted_now", ADMIN), ("posted_now", ADMIN)]
+
+
+def test_members_see_no_digest_of_a_private_channel_they_are_not_in(live: Live) -> None:
+    ready(live)
+    live.slack.add_channel(Channel("G0BOARD", name="board", is_private=True, members={ADMIN}))
+    assert say(live, "digest <#G0BOARD|board> weekly").startswith("Digest scheduled")
+    assert say(live, "digest <#C0FIN|finance> daily").startswith("Digest scheduled")
+    mine = say(live, "digests", user_id=MEMBER)
+    assert "<#C0FIN>" in mine and "G0BOARD" not in mine and "shown to the people in them" in mine
+    assert "<#G0BOARD>" in say(live, "digests")
