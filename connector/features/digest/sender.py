@@ -154,17 +154,21 @@ class DigestSender:
         return created
 
     def send_due(self, limit: int = 20) -> int:
-        with self._db.session() as session:
-            claims = digests.claim_runs(
-                session, owner=self._owner, now=self._clock(), lease=LEASE, limit=limit
-            )
+        """Send up to `limit` due runs, leasing one at a time: a big business takes seconds to read,
+        and a run leased long before its turn could see its lease run out while it waits."""
         posted = 0
-        for claim in claims:
+        for _ in range(limit):
+            with self._db.session() as session:
+                claims = digests.claim_runs(
+                    session, owner=self._owner, now=self._clock(), lease=LEASE, limit=1
+                )
+            if not claims:
+                break
             try:
-                posted += self._send(claim)
+                posted += self._send(claims[0])
             except Exception:
                 # A bug must not lose the digest: the run stays leased and comes back when it ends.
-                log.exception("digest run %d crashed", claim.run_id)
+                log.exception("digest run %d crashed", claims[0].run_id)
         return posted
 
     # -- one run ---------------------------------------------------------------------------------
