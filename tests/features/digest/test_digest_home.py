@@ -8,6 +8,7 @@ import json
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from slack_sdk.models.views import View
 from sqlalchemy import select
 
 from slack_ui.digest_home import (
@@ -17,7 +18,9 @@ from slack_ui.digest_home import (
     HOME_DIGESTS,
     TIME_BLOCK,
     home_section,
+    new_digest_modal,
 )
+from slack_ui.home import MAX_BLOCKS
 from storage.models import DigestSchedule
 from tests.support.books import random_books
 from tests.support.desk import eventually, slack_event
@@ -161,3 +164,8 @@ def test_the_section_stays_small_however_many_digests() -> None:
     blocks = home_section(lines, can_manage=True)
     assert len(blocks) == HOME_DIGESTS + 3
     assert "20 more" in json.dumps(blocks[-1])
+    # The rest of the Home stays within 70 blocks (tests/features/home/test_app_home.py): with this
+    # section and its divider, still below Slack's 100.
+    assert 70 + len(blocks) + 1 <= MAX_BLOCKS
+    View(type="home", blocks=blocks).validate_json()  # slack_sdk's own limits
+    View(**new_digest_modal()).validate_json()
