@@ -75,10 +75,15 @@ class FreshbooksCommand:
             "test": self._test,
             "audit": self._audit,
             "replay": self._replay,
-            "digest": services.digests.digest,
-            "digests": services.digests.digests,
-            "undigest": services.digests.undigest,
+            "digest": self._digest,
+            "digests": self._digests,
+            "undigest": self._undigest,
         }
+
+    @property
+    def subcommands(self) -> tuple[str, ...]:
+        """Every `/freshbooks` subcommand, in the table's order (manifest.yml's usage_hint names them)."""
+        return tuple(self._handlers)
 
     def __call__(
         self, ack: Ack, command: dict[str, Any], client: WebClient, respond: Respond, context: BoltContext
@@ -241,6 +246,21 @@ class FreshbooksCommand:
         # by response_url instead of missing Slack's 3 s.
         ack.meanwhile = "Searching the audit trail…"
         ack(response_type="ephemeral", text=self._services.audit.audit_answer(command))
+
+    # The digest commands live in slack_ui.digest_commands; looked up when called, so the table
+    # can be built without services (the manifest test reads it).
+    def _digest(self, command: dict[str, Any], ack: DeferredAck, respond: Respond, client: WebClient) -> None:
+        self._services.digests.digest(command, ack, respond, client)
+
+    def _digests(
+        self, command: dict[str, Any], ack: DeferredAck, respond: Respond, client: WebClient
+    ) -> None:
+        self._services.digests.digests(command, ack, respond, client)
+
+    def _undigest(
+        self, command: dict[str, Any], ack: DeferredAck, respond: Respond, client: WebClient
+    ) -> None:
+        self._services.digests.undigest(command, ack, respond, client)
 
     def _replay(
         self, command: dict[str, Any], ack: DeferredAck, _respond: Respond, client: WebClient

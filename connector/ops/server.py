@@ -129,7 +129,10 @@ class Server(BaseApplication):  # type: ignore[misc]
         from connector.ops.web import body_limits, direct_routes
         from connector.pipeline.wake import WakeSender
 
-        app = create_app(self._settings, start_background=False, wake=WakeSender(self._wake_path))
+        # The master announces what is left to configure, once (cmd_serve).
+        app = create_app(
+            self._settings, start_background=False, wake=WakeSender(self._wake_path), announce_setup=False
+        )
         # Read by connector.ops.front.FrontWorker.
         self.body_limit = body_limits(app.url_map)
         self.direct = direct_routes(app.extensions["fbslack"].intake)
