@@ -314,3 +314,9 @@ def test_a_digest_waits_its_turn_in_a_channel_the_delivery_engine_is_posting_to(
     live.clock.advance(seconds=1)
     assert sender.run() == 1
     assert len(finance.messages) == 1
+
+
+def test_every_process_runs_the_digest_job_each_minute(live: Live) -> None:
+    job = live.services.scheduler.get_job("digests")
+    assert job is not None and job.func == live.services.digest_sender.run
+    assert job.trigger.interval == dt.timedelta(minutes=1) and job.max_instances == 1
