@@ -44,6 +44,7 @@ from connector.freshbooks.client import FreshBooksClient, FreshBooksError
 from connector.freshbooks.tokens import NoToken, TokenRevoked, TokenSource
 from connector.pipeline.backoff import retry_delay
 from connector.pipeline.deliver.engine import CONNECTION_ERRORS, failed_call, find_posted
+from connector.pipeline.deliver.engine import LEASE as ENGINE_LEASE
 from connector.pipeline.deliver.errors import Outcome, classify
 from connector.pipeline.render.formatting import Message, RenderContext
 from storage import audit, digests, outbox
@@ -56,6 +57,9 @@ log = logging.getLogger(__name__)
 
 LEASE = dt.timedelta(minutes=5)  # fetching a big business's books takes up to about 20 s
 IN_DOUBT_RECHECK = dt.timedelta(seconds=10)
+# How long the channel's turn is held for one post, as the engine holds it (a crash mid-post
+# blocks the channel's other posts no longer than a crashed delivery would).
+CHANNEL_HOLD = ENGINE_LEASE
 LATE_NOTICE_AFTER = dt.timedelta(hours=1)
 AUDIT_KIND = "digest"
 SKIPPED_TEXT = (
@@ -237,7 +241,7 @@ class DigestSender:
                 workspace_id=schedule.workspace_id,
                 channel_id=schedule.channel_id,
                 now=now,
-                busy=LEASE,
+                busy=CHANNEL_HOLD,
             ):
                 digests.finish(
                     session,
