@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from zoneinfo import ZoneInfo
 
+import pytest
 from sqlalchemy import select
 
 from storage.models import AuditEntry, DigestSchedule
@@ -60,6 +61,7 @@ def test_schedule_list_and_remove(live: Live) -> None:
     assert "No digests yet" in say(live, "digests")
 
 
+@pytest.mark.date_sensitive
 def test_the_next_digest_is_said_in_the_admins_zone(live: Live) -> None:
     ready(live, zone="Asia/Kolkata")
     answer = say(live, "digest <#C0FIN|finance> daily at 7:05")
@@ -123,6 +125,7 @@ def test_members_cannot_schedule_and_a_connection_is_needed(live: Live) -> None:
     assert schedules(live) == []
 
 
+@pytest.mark.date_sensitive
 def test_digest_now_posts_at_once_with_its_key_and_is_audited(live: Live) -> None:
     finance = ready(live)
     today = live.clock().astimezone(ZoneInfo(NEW_YORK)).date()

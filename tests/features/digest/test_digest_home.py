@@ -8,6 +8,7 @@ import json
 from typing import Any
 from zoneinfo import ZoneInfo
 
+import pytest
 from slack_sdk.models.views import View
 from sqlalchemy import select
 
@@ -85,6 +86,7 @@ def test_the_section_lists_adds_and_removes_digests(live: Live) -> None:
     assert [s.id for s in schedules(live)] == [2]
 
 
+@pytest.mark.date_sensitive
 def test_preview_shows_the_digest_computed_now_in_a_modal_and_posts_nothing(live: Live) -> None:
     finance = ready(live)
     today = live.clock().astimezone(ZoneInfo("Europe/Paris")).date()

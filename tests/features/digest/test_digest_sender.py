@@ -206,6 +206,7 @@ def test_a_dropped_answer_is_checked_in_the_channel_before_posting_again(live: L
     assert len(live.slack.calls_to("conversations.history")) == 1
 
 
+@pytest.mark.date_sensitive
 def test_freshbooks_down_is_retried_and_the_channel_is_told_once_after_an_hour(live: Live) -> None:
     finance = setup(live)
     live.clock.advance(hours=1)
@@ -245,6 +246,7 @@ def test_freshbooks_down_is_retried_and_the_channel_is_told_once_after_an_hour(l
     assert any("*delayed*" in line and "`freshbooks_server`" in line for line in trail)
 
 
+@pytest.mark.date_sensitive
 def test_a_revoked_connection_skips_and_says_so_once(live: Live) -> None:
     finance = setup(live)
     with live.services.db.session() as session:
