@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import datetime as dt
 
+from sqlalchemy import select
+
 from storage import connections, digests
 from storage.crypto import Cipher
 from storage.db import Database
-from storage.models import DigestRunState
+from storage.models import DigestRun, DigestRunState
 from tests.support.live import add_connection, clock_start
 
 NOW = clock_start()
@@ -121,3 +123,33 @@ def test_another_workspace_cannot_read_or_remove_a_schedule(db: Database, cipher
     with db.read() as session:
         assert digests.schedules(session) == []
         assert digests.last_runs(session, schedule_ids=[schedule_id]) == {}
+
+
+def test_finished_runs_are_purged_with_the_history_but_never_a_recent_one(
+    db: Database, cipher: Cipher
+) -> None:
+    from storage import retention
+
+    schedule_id = _schedule(db, add_connection(db, cipher, "ACC1"))
+    now = NOW + dt.timedelta(days=30)
+    with db.session() as session:
+        for days_ago, state in (
+            (29, DigestRunState.DELIVERED),
+            (20, DigestRunState.PENDING),
+            (10, DigestRunState.DELIVERED),
+        ):
+            start = now - dt.timedelta(days=days_ago)
+            digests.add_run(session, schedule_id=schedule_id, period_start=start, due_at=start, now=start)
+            (claim,) = digests.claim_runs(session, owner="a", now=now, lease=LEASE, limit=1)
+            later = now + dt.timedelta(days=1)  # the pending one is not due again in this loop
+            digests.finish(
+                session, run_id=claim.run_id, owner="a", state=state, now=now, next_attempt_at=later
+            )
+    with db.session() as session:
+        # A one-day retention still keeps two weeks of runs: the 10-day-old run stays.
+        retention.purge_leftovers(session, now=now, cutoff=now - dt.timedelta(days=1))
+    with db.read() as session:
+        line = digests.last_runs(session, schedule_ids=[schedule_id])[schedule_id]
+        kept = session.scalars(select(DigestRun.state).order_by(DigestRun.period_start)).all()
+    assert kept == [DigestRunState.PENDING, DigestRunState.DELIVERED]  # unfinished runs always stay
+    assert line.period_start == now - dt.timedelta(days=10)
