@@ -31,7 +31,7 @@ from storage.db import Database
 # The bot scopes the manifest asks for; each is used by a feature (README: "Create the Slack app").
 REQUIRED_SCOPES = frozenset(
     {"commands", "chat:write", "channels:join", "channels:read", "groups:read", "channels:history",
-     "groups:history", "im:write", "users:read"}
+     "groups:history", "im:write", "users:read", "files:write"}
 )  # fmt: skip
 MAX_CLOCK_SKEW = dt.timedelta(minutes=2)
 
