@@ -23,7 +23,7 @@ from connector.domain.clock import Clock, system_clock
 from connector.domain.settings import Settings, load_settings
 from connector.features.audit.replay import ReplayService
 from connector.features.audit.search import AuditService
-from connector.features.digest.sender import DigestSender
+from connector.features.digest.sender import DigestSender, share_chart_after
 from connector.features.digest.service import DigestService
 from connector.features.home import HomeService
 from connector.features.limits import SampleLimit
@@ -320,8 +320,11 @@ def build_services(
         tokens=tokens,
         client_for_team=slack.client_for_team,
         clock=clock,
+        chart=share_chart_after,
     )
-    digest_service = DigestService(db=db, cipher=cipher, client=freshbooks, tokens=tokens, clock=clock)
+    digest_service = DigestService(
+        db=db, cipher=cipher, client=freshbooks, tokens=tokens, clock=clock, chart=share_chart_after
+    )
     scheduler = _build_scheduler(
         settings,
         inbox_loop=inbox_loop,

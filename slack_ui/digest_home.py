@@ -223,9 +223,9 @@ class DigestHome:
             return
         zone, note = self._zone(client, user_id)
         try:
-            message, _ = self.services.digests.service.render_now(
+            message = self.services.digests.service.render_now(
                 team_id=team_id, cadence=cadence, zone=zone, delivery_key="preview"
-            )
+            ).message
             view = preview_modal(
                 "Digest preview",
                 message.blocks,

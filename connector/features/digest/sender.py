@@ -35,8 +35,9 @@ from sqlalchemy.orm import Session
 
 from connector.domain.clock import Clock
 from connector.domain.process import worker_id
+from connector.features.digest.chart_upload import share_chart
 from connector.features.digest.fetch import fetch_inputs
-from connector.features.digest.figures import Digest, compute
+from connector.features.digest.figures import Digest, DigestInputs, compute
 from connector.features.digest.message import render_digest
 from connector.features.digest.period import Cadence, Period
 from connector.features.digest.schedule import Timing, latest_due, occurrence_on, zone_or_none
@@ -45,8 +46,9 @@ from connector.freshbooks.tokens import NoToken, TokenRevoked, TokenSource
 from connector.pipeline.backoff import retry_delay
 from connector.pipeline.deliver.engine import CONNECTION_ERRORS, failed_call, find_posted
 from connector.pipeline.deliver.engine import LEASE as ENGINE_LEASE
-from connector.pipeline.deliver.errors import Outcome, classify
+from connector.pipeline.deliver.errors import Outcome, classify, classify_upload
 from connector.pipeline.render.formatting import Message, RenderContext
+from connector.slack.files import UploadFailed
 from storage import audit, digests, outbox
 from storage.crypto import Cipher
 from storage.db import Database
@@ -77,11 +79,25 @@ class DigestPosted:
     channel_id: str
     ts: str
     digest: Digest
+    inputs: DigestInputs  # what it was computed from (the chart draws the movements)
     client: WebClient
 
 
 class ChartHook(Protocol):
     def __call__(self, posted: DigestPosted) -> None: ...
+
+
+def share_chart_after(posted: DigestPosted) -> None:
+    """The chart hook the app uses: the chart drawn from the digest and shared in its channel, where
+    it lands just below the message (Slack shares a file after completeUploadExternal answers, so
+    a message posted after an upload could land above it; posted before, it cannot)."""
+    share_chart(
+        posted.client,
+        channel_id=posted.channel_id,
+        thread_ts=None,
+        digest=posted.digest,
+        inputs=posted.inputs,
+    )
 
 
 def timing_of(schedule: Schedule) -> Timing:
@@ -208,7 +224,7 @@ class DigestSender:
         timing = timing_of(schedule)
         period = occurrence_on(timing, claim.due_at.astimezone(timing.zone).date()).period
         try:
-            digest = self._compute(schedule, period)
+            inputs, digest = self._compute(schedule, period)
         except TokenRevoked:
             self._skip(claim, schedule, client)
             return 0
@@ -218,9 +234,9 @@ class DigestSender:
         message = render_digest(
             digest, RenderContext(account_id=schedule.account_id, delivery_key=claim.delivery_key)
         )
-        return self._post(claim, schedule, client, message, digest)
+        return self._post(claim, schedule, client, message, (digest, inputs))
 
-    def _compute(self, schedule: Schedule, period: Period) -> Digest:
+    def _compute(self, schedule: Schedule, period: Period) -> tuple[DigestInputs, Digest]:
         inputs = fetch_inputs(
             client=self._client,
             tokens=self._tokens,
@@ -228,10 +244,15 @@ class DigestSender:
             account_id=schedule.account_id,
             period=period,
         )
-        return compute(inputs, period, self._clock())
+        return inputs, compute(inputs, period, self._clock())
 
     def _post(
-        self, claim: RunClaim, schedule: Schedule, client: WebClient, message: Message, digest: Digest
+        self,
+        claim: RunClaim,
+        schedule: Schedule,
+        client: WebClient,
+        message: Message,
+        computed: tuple[Digest, DigestInputs],
     ) -> int:
         now = self._clock()
         with self._db.session() as session:
@@ -275,11 +296,16 @@ class DigestSender:
         ts = str(response["ts"])
         self._delivered(claim, schedule, ts, reconciled=False)
         if self._chart is not None:
-            try:
-                self._chart(DigestPosted(schedule.team_id, schedule.channel_id, ts, digest, client))
-            except Exception:
-                log.exception("digest run %d: the chart failed (the digest itself was posted)", claim.run_id)
+            posted = DigestPosted(schedule.team_id, schedule.channel_id, ts, *computed, client)
+            chart_after(self._chart, posted, self._chart_failed(claim, schedule))
         return 1
+
+    def _chart_failed(self, claim: RunClaim, schedule: Schedule) -> Callable[[str], None]:
+        def record(code: str) -> None:
+            with self._db.session() as session:
+                self._audit(session, claim, schedule, "chart_failed", error=code)
+
+        return record
 
     def _release(self, schedule: Schedule) -> None:
         """The channel's next post (of any kind) waits a second from Slack's answer (engine.py)."""
@@ -432,3 +458,17 @@ class DigestSender:
             client.chat_postMessage(channel=schedule.channel_id, text=text)
         except (SlackApiError, *CONNECTION_ERRORS) as exc:
             log.warning("digest notice to the channel failed: %s", failed_call(exc)[0])
+
+
+def chart_after(chart: ChartHook, posted: DigestPosted, failed: Callable[[str], None]) -> None:
+    """Run the chart hook once the digest landed. A chart that fails is logged and reported to
+    `failed` (the audit trail) with its code; the digest stays posted, once."""
+    try:
+        chart(posted)
+    except UploadFailed as failure:
+        code, _ = classify_upload(failure)
+        log.warning("the digest's chart was not shared (%s); the digest itself was posted", code)
+        failed(code)
+    except Exception:
+        log.exception("the digest's chart failed (the digest itself was posted)")
+        failed("bug")

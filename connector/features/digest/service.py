@@ -17,7 +17,7 @@ from slack_sdk.errors import SlackApiError
 
 from connector.domain.clock import Clock
 from connector.features.digest.fetch import fetch_inputs
-from connector.features.digest.figures import Digest, compute
+from connector.features.digest.figures import Digest, DigestInputs, compute
 from connector.features.digest.message import render_digest
 from connector.features.digest.period import MONDAY, Cadence, period_just_ended
 from connector.features.digest.schedule import ScheduleRequest, Timing, next_due, zone_or_none
@@ -25,6 +25,7 @@ from connector.features.digest.sender import (
     AUDIT_KIND,
     ChartHook,
     DigestPosted,
+    chart_after,
     freshbooks_reason,
     subject,
     timing_of,
@@ -56,6 +57,13 @@ def user_zone(client: WebClient, user_id: str) -> ZoneInfo | None:
         log.warning("users.info failed: %s", exc.response.get("error"))
         return None
     return zone_or_none(str(user.get("tz") or ""))
+
+
+@dataclass(frozen=True, slots=True)
+class Rendered:
+    message: Message
+    digest: Digest
+    inputs: DigestInputs
 
 
 @dataclass(frozen=True, slots=True)
@@ -182,9 +190,7 @@ class DigestService:
                 return line.timing.cadence
         return Cadence.DAILY
 
-    def render_now(
-        self, *, team_id: str, cadence: Cadence, zone: ZoneInfo, delivery_key: str
-    ) -> tuple[Message, Digest]:
+    def render_now(self, *, team_id: str, cadence: Cadence, zone: ZoneInfo, delivery_key: str) -> Rendered:
         """The digest of the period just ended, computed now (DigestError if FreshBooks cannot be read)."""
         connection = self._connection(team_id)
         now = self._clock()
@@ -200,9 +206,10 @@ class DigestService:
         except (FreshBooksError, NoToken) as error:
             raise DigestError(f"No digest: {freshbooks_reason(error)}. Try again in a moment.") from None
         digest = compute(inputs, period, now)
-        return render_digest(
+        message = render_digest(
             digest, RenderContext(account_id=connection.account_id, delivery_key=delivery_key)
-        ), digest
+        )
+        return Rendered(message, digest, inputs)
 
     def post_now(
         self, *, team_id: str, user_id: str, channel_id: str, zone: ZoneInfo, client: WebClient
@@ -210,7 +217,8 @@ class DigestService:
         """`/freshbooks digest now`: post the digest to the channel at once; the answer for the person."""
         key = str(uuid.uuid4())
         cadence = self.cadence_for(team_id=team_id, channel_id=channel_id)
-        message, digest = self.render_now(team_id=team_id, cadence=cadence, zone=zone, delivery_key=key)
+        rendered = self.render_now(team_id=team_id, cadence=cadence, zone=zone, delivery_key=key)
+        message = rendered.message
         try:
             response = client.chat_postMessage(
                 channel=channel_id,
@@ -227,10 +235,12 @@ class DigestService:
         ts = str(response["ts"])
         self._audit_now(team_id, user_id, channel_id, "posted_now", ts=ts)
         if self._chart is not None:
-            try:
-                self._chart(DigestPosted(team_id, channel_id, ts, digest, client))
-            except Exception:
-                log.exception("the digest's chart failed (the digest itself was posted)")
+            posted = DigestPosted(team_id, channel_id, ts, rendered.digest, rendered.inputs, client)
+            chart_after(
+                self._chart,
+                posted,
+                lambda code: self._audit_now(team_id, user_id, channel_id, "chart_failed", error=code),
+            )
         return f"Posted the {cadence.value} digest to <#{channel_id}>."
 
     def _audit_now(self, team_id: str, user_id: str, channel_id: str, outcome: str, **detail: object) -> None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import datetime as dt
 import itertools
 import threading
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -51,6 +52,11 @@ def setup(
     assert say(live, command).startswith("Digest scheduled")
     assert new.connection.id
     return channel
+
+
+def posts(channel: Channel) -> list[dict[str, Any]]:
+    """The channel's messages but the charts' file shares (each digest's chart follows it)."""
+    return [m for m in channel.messages if not m.get("upload")]
 
 
 def runs(live: Live) -> list[DigestRun]:
@@ -112,7 +118,7 @@ def test_a_daily_digest_goes_out_at_0800_new_york_time_across_a_clock_change(liv
         live.clock.now = at_local(day, 8)
         assert sender.run() == 1, day
         assert sender.run() == 0  # once
-        message = finance.messages[-1]
+        message = posts(finance)[-1]
         stamped = dt.datetime.fromtimestamp(float(message["ts"]), tz=dt.UTC)
         assert (stamped.astimezone(NEW_YORK).hour, stamped.astimezone(NEW_YORK).minute) == (8, 0)
         yesterday = day - dt.timedelta(days=1)
@@ -124,7 +130,7 @@ def test_a_daily_digest_goes_out_at_0800_new_york_time_across_a_clock_change(liv
     # 24 hours between posts, but 23 or 25 across the change: 08:00 stays 08:00 on the wall clock.
     assert gaps[0] == gaps[2] == dt.timedelta(hours=24)
     assert gaps[1] in (dt.timedelta(hours=23), dt.timedelta(hours=25))
-    assert len(finance.messages) == 5
+    assert len(posts(finance)) == 5
 
 
 @pytest.mark.date_sensitive
@@ -138,12 +144,12 @@ def test_a_weekly_digest_reports_the_seven_days_before_its_day(live: Live) -> No
     for moment in (at_local(day - dt.timedelta(days=1), 9, 30), at_local(day, 9, 29)):
         live.clock.now = moment
         sender.run()
-    before = len(finance.messages)  # the Wednesday before `day` may have gone out meanwhile
+    before = len(posts(finance))  # the Wednesday before `day` may have gone out meanwhile
     live.clock.now = at_local(day, 9, 30)
     assert sender.run() == 1
-    assert len(finance.messages) == before + 1
+    assert len(posts(finance)) == before + 1
     first, last = day - dt.timedelta(days=7), day - dt.timedelta(days=1)
-    header = finance.messages[-1]["blocks"][0]["text"]["text"]
+    header = posts(finance)[-1]["blocks"][0]["text"]["text"]
     assert header.startswith("Weekly cash-flow digest: ") and f"{last:%b} {last.day}, {last.year}" in header
     assert f"{first:%b} {first.day}" in header
 
@@ -163,9 +169,9 @@ def test_two_schedulers_racing_post_one_digest(live: Live) -> None:
         hold.release()
         racer.join(10)
     assert posted == [1]
-    assert len(finance.messages) == 1
+    assert len(posts(finance)) == 1
     (run,) = runs(live)
-    assert run.state == DigestRunState.DELIVERED and run.slack_ts == finance.messages[0]["ts"]
+    assert run.state == DigestRunState.DELIVERED and run.slack_ts == posts(finance)[0]["ts"]
 
 
 def test_a_crash_after_the_post_does_not_post_it_twice(live: Live) -> None:
@@ -184,11 +190,11 @@ def test_a_crash_after_the_post_does_not_post_it_twice(live: Live) -> None:
     assert other_sender(live, "survivor").run() == 0
     held.release()
     doomed.join(10)
-    assert len(finance.messages) == 1
+    assert len(posts(finance)) == 1
     (run,) = runs(live)
-    assert run.state == DigestRunState.DELIVERED and run.slack_ts == finance.messages[0]["ts"]
+    assert run.state == DigestRunState.DELIVERED and run.slack_ts == posts(finance)[0]["ts"]
     assert audit_outcomes(live) == ["scheduled", "reconciled"]
-    assert finance.messages[0]["metadata"]["event_payload"] == {"delivery_key": run.delivery_key}
+    assert posts(finance)[0]["metadata"]["event_payload"] == {"delivery_key": run.delivery_key}
 
 
 def test_a_dropped_answer_is_checked_in_the_channel_before_posting_again(live: Live) -> None:
@@ -201,7 +207,7 @@ def test_a_dropped_answer_is_checked_in_the_channel_before_posting_again(live: L
     assert (run.state, run.last_error) == (DigestRunState.IN_DOUBT, "internal_error")
     live.clock.advance(seconds=20)
     assert sender.run() == 1  # not found in the channel: posted now
-    assert len(finance.messages) == 1
+    assert len(posts(finance)) == 1
     assert audit_outcomes(live) == ["scheduled", "in_doubt", "delivered"]
     assert len(live.slack.calls_to("conversations.history")) == 1
 
@@ -223,20 +229,20 @@ def test_freshbooks_down_is_retried_and_the_channel_is_told_once_after_an_hour(l
         assert run.state == DigestRunState.PENDING
         if run.delayed_notice_at is not None:
             break
-        assert finance.messages == []  # silence only for the first hour
+        assert posts(finance) == []  # silence only for the first hour
         assert run.next_attempt_at <= due + dt.timedelta(hours=1)
         live.clock.now = run.next_attempt_at
     assert live.clock() == due + dt.timedelta(hours=1) and tries >= 5
-    (notice,) = finance.messages
+    (notice,) = posts(finance)
     assert notice["text"].startswith(":hourglass: Digest delayed: FreshBooks is not answering (HTTP 503")
     assert "metadata" not in notice
     live.fake.script("GET", INVOICES, down, down, down, down)
     live.clock.now = runs(live)[0].next_attempt_at
     assert sender.run() == 0
-    assert len(finance.messages) == 1  # told once
+    assert len(posts(finance)) == 1  # told once
     live.clock.now = runs(live)[0].next_attempt_at  # FreshBooks answers again
     assert sender.run() == 1
-    assert finance.messages[-1]["blocks"][0]["text"]["text"].startswith("Daily cash-flow digest")
+    assert posts(finance)[-1]["blocks"][0]["text"]["text"].startswith("Daily cash-flow digest")
     outcomes = audit_outcomes(live)
     assert outcomes.count("delayed") == 1 and outcomes[-1] == "delivered"
     # Searchable: `/freshbooks audit digest` lists what became of it, newest first.
@@ -255,11 +261,11 @@ def test_a_revoked_connection_skips_and_says_so_once(live: Live) -> None:
     sender = live.services.digest_sender
     live.clock.advance(hours=1)
     assert sender.run() == 0
-    (notice,) = finance.messages
+    (notice,) = posts(finance)
     assert notice["text"].startswith(":warning: Digest skipped: FreshBooks is disconnected")
     live.clock.advance(days=1)
     assert sender.run() == 0
-    assert len(finance.messages) == 1  # the next day's is skipped without a word
+    assert len(posts(finance)) == 1  # the next day's is skipped without a word
     assert [r.state for r in runs(live)] == [DigestRunState.SKIPPED, DigestRunState.SKIPPED]
     assert live.fake.calls_to("GET", INVOICES) == []
 
@@ -277,7 +283,7 @@ def test_the_chart_hook_gets_the_posted_digest_and_cannot_unsend_it(live: Live) 
 
     assert other_sender(live, "with-chart", chart=broken_chart).run() == 1
     (posted,) = seen
-    (message,) = finance.messages
+    (message,) = posts(finance)
     assert (posted.channel_id, posted.ts, posted.team_id) == ("C0FIN", message["ts"], "T0001")
     assert posted.digest.period.cadence.value == "daily"
     (run,) = runs(live)
@@ -302,7 +308,7 @@ def test_a_digest_waits_its_turn_in_a_channel_the_delivery_engine_is_posting_to(
     sender = live.services.digest_sender
     assert sender.run() == 0
     (run,) = runs(live)
-    assert run.state == DigestRunState.PENDING and finance.messages == []
+    assert run.state == DigestRunState.PENDING and posts(finance) == []
     with live.services.db.session() as session:
         outbox.release_channel(
             session,
@@ -315,10 +321,35 @@ def test_a_digest_waits_its_turn_in_a_channel_the_delivery_engine_is_posting_to(
     assert sender.run() == 0  # a second after the event's post, not sooner
     live.clock.advance(seconds=1)
     assert sender.run() == 1
-    assert len(finance.messages) == 1
+    assert len(posts(finance)) == 1
 
 
 def test_every_process_runs_the_digest_job_each_minute(live: Live) -> None:
     job = live.services.scheduler.get_job("digests")
     assert job is not None and job.func == live.services.digest_sender.run
     assert job.trigger.interval == dt.timedelta(minutes=1) and job.max_instances == 1
+
+
+def test_the_chart_is_shared_just_below_its_digest(live: Live) -> None:
+    finance = setup(live)
+    live.clock.advance(hours=1)
+    assert live.services.digest_sender.run() == 1
+    live.slack.process_uploads()  # Slack shares the file once it has processed it
+    digest, chart = finance.messages
+    assert "metadata" in digest and chart["upload"] is True
+    assert float(chart["ts"]) > float(digest["ts"])
+    (shown,) = chart["files"]
+    assert shown["mimetype"] == "image/png" and shown["alt_txt"]
+    assert "chart_failed" not in audit_outcomes(live)
+
+
+def test_a_chart_slack_refuses_is_audited_and_the_digest_stays_posted_once(live: Live) -> None:
+    finance = setup(live)
+    live.clock.advance(hours=1)
+    live.slack.script("files.getUploadURLExternal", "file_uploads_disabled")
+    assert live.services.digest_sender.run() == 1
+    live.slack.process_uploads()
+    assert len(finance.messages) == 1
+    assert audit_outcomes(live)[-2:] == ["delivered", "chart_failed"]
+    live.clock.advance(minutes=10)
+    assert live.services.digest_sender.run() == 0 and len(finance.messages) == 1
