@@ -156,3 +156,19 @@ def test_members_see_no_digest_of_a_private_channel_they_are_not_in(live: Live) 
     mine = say(live, "digests", user_id=MEMBER)
     assert "<#C0FIN>" in mine and "G0BOARD" not in mine and "shown to the people in them" in mine
     assert "<#G0BOARD>" in say(live, "digests")
+
+
+def test_fbslack_audit_digest_prints_the_same_trail(live: Live, capsys: pytest.CaptureFixture[str]) -> None:
+    import argparse
+
+    from connector.features.audit.cli import cmd_audit
+
+    ready(live)
+    say(live, "digest <#C0FIN|finance> daily")
+    say(live, "undigest 1")
+    assert cmd_audit(argparse.Namespace(query=["digest"], team=None, limit=25), live.settings) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split("  ", 1)[1] for line in lines] == [
+        f"digest:1 removed by {ADMIN}",
+        f"digest:1 scheduled C0FIN by {ADMIN}",
+    ]
