@@ -33,6 +33,7 @@ from connector.features.digest.sender import (
 from connector.freshbooks.client import FreshBooksClient, FreshBooksError
 from connector.freshbooks.tokens import NoToken, TokenSource
 from connector.pipeline.deliver.engine import CONNECTION_ERRORS, failed_call
+from connector.pipeline.deliver.errors import Outcome, classify
 from connector.pipeline.render.formatting import Message, RenderContext
 from storage import audit, connections, digests
 from storage.crypto import Cipher
@@ -230,6 +231,12 @@ class DigestService:
             )
         except (SlackApiError, *CONNECTION_ERRORS) as exc:
             code, _ = failed_call(exc)
+            if classify(code).outcome is Outcome.IN_DOUBT:
+                self._audit_now(team_id, user_id, channel_id, "in_doubt", error=code)
+                return (
+                    f"Slack did not answer (`{code}`): the digest may be in <#{channel_id}>; "
+                    "look there before asking again."
+                )
             self._audit_now(team_id, user_id, channel_id, "failed", error=code)
             return f"Slack refused the digest (`{code}`)."
         ts = str(response["ts"])

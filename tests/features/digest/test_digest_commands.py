@@ -172,3 +172,15 @@ def test_fbslack_audit_digest_prints_the_same_trail(live: Live, capsys: pytest.C
         f"digest:1 removed by {ADMIN}",
         f"digest:1 scheduled C0FIN by {ADMIN}",
     ]
+
+
+def test_digest_now_says_what_slack_answered(live: Live) -> None:
+    from tests.support.fakes.slack import STORE_THEN_DROP
+
+    finance = ready(live)
+    live.slack.script("chat.postMessage", "is_archived")
+    assert say(live, "digest now <#C0FIN|finance>") == "Slack refused the digest (`is_archived`)."
+    live.slack.script("chat.postMessage", STORE_THEN_DROP)  # posted, but the answer never came
+    answer = say(live, "digest now <#C0FIN|finance>")
+    assert answer.startswith("Slack did not answer (`connection_dropped`): the digest may be in <#C0FIN>")
+    assert len([m for m in finance.messages if not m.get("upload")]) == 1
