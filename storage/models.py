@@ -529,6 +529,9 @@ class SlackInstallation(Base):
     installed_at: Mapped[dt.datetime] = mapped_column(DateTime)
     refresh_lease_owner: Mapped[str | None] = mapped_column(String(64))
     refresh_lease_until: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    # Ours too: when our last refresh issued the bot token (its lifetime scales the refresh
+    # margin); null for the install's own token, issued at installed_at.
+    bot_token_issued_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
 
 
 class SlackBot(Base):

@@ -31,9 +31,9 @@ RESULT_LIMIT = 10
 # A search is stopped by the database after this long: with the acknowledgement's second, the
 # answer still reaches the person within Slack's 3 s, and a broad query cannot load the database.
 SEARCH_SECONDS = 1.5
-# Each word of a number or name is one more blind-index lookup in the search (an IN over
-# search_terms whose cost grows with how many events carry the word): the cap bounds a query's cost
-# to MAX_WORDS such lookups (figures in bench/audit_search.py and the README).
+# Each word of a number or name is one more blind-index list in the search (storage.search reads
+# the rare ones and merges or probes the common ones): the cap bounds a query's cost to MAX_WORDS
+# such lists (figures in bench/audit_search.py and the README).
 MAX_WORDS = 4
 
 AUDIT_USAGE = (
