@@ -64,7 +64,10 @@ def _sums(pairs: list[tuple[str, Decimal]]) -> dict[str, Decimal]:
     return dict(sums)
 
 
-def _flow_of(flow: Any) -> tuple[int, int, dict[str, Decimal], dict[str, Decimal]]:
+Flow = tuple[int, int, dict[str, Decimal], dict[str, Decimal]]  # counts and totals, now and before
+
+
+def _flow_of(flow: Any) -> Flow:
     return (
         int(flow.count.current),
         int(flow.count.previous),
@@ -77,19 +80,27 @@ def _nonzero(sums: dict[str, Decimal], currencies: set[str]) -> dict[str, Decima
     return {code: sums.get(code, Decimal(0)) for code in currencies}
 
 
+def _expected_flow(
+    rows: list[dict[str, Any]], date_key: str, days: set[dt.date], before: set[dt.date]
+) -> tuple[list[dict[str, Any]], Flow]:
+    """The rows dated in `days`, and this test's own count and totals a currency, now and before."""
+    now = [r for r in rows if _day(r, date_key) in days]
+    prev = [r for r in rows if _day(r, date_key) in before]
+    currencies = {r["amount"]["code"] for r in now + prev}
+    return now, (
+        len(now),
+        len(prev),
+        _nonzero(_sums([_amount(r, "amount") for r in now]), currencies),
+        _nonzero(_sums([_amount(r, "amount") for r in prev]), currencies),
+    )
+
+
 def check_every_figure(digest: Digest, books: Books, days: set[dt.date], before: set[dt.date]) -> None:
     """Each figure of `digest` against this test's own arithmetic on the raw books."""
     today = digest.today
     live = [p for p in books.payments if p["vis_state"] == 0 and not p["from_credit"]]
-    now_pay = [p for p in live if _day(p, "date") in days]
-    prev_pay = [p for p in live if _day(p, "date") in before]
-    currencies = {p["amount"]["code"] for p in now_pay + prev_pay}
-    assert _flow_of(digest.cash.flow) == (
-        len(now_pay),
-        len(prev_pay),
-        _nonzero(_sums([_amount(p, "amount") for p in now_pay]), currencies),
-        _nonzero(_sums([_amount(p, "amount") for p in prev_pay]), currencies),
-    )
+    now_pay, flow = _expected_flow(live, "date", days, before)
+    assert _flow_of(digest.cash.flow) == flow
     invoices = {i["id"]: i for i in books.invoices}
     largest = []
     for code in sorted({p["amount"]["code"] for p in now_pay}):
@@ -102,15 +113,8 @@ def check_every_figure(digest: Digest, books: Books, days: set[dt.date], before:
     assert [(p.payment_id, p.client, p.invoice_number) for p in digest.cash.largest] == largest
 
     counted = [i for i in books.invoices if i["vis_state"] == 0 and i["v3_status"] != "draft"]
-    now_inv = [i for i in counted if _day(i, "create_date") in days]
-    prev_inv = [i for i in counted if _day(i, "create_date") in before]
-    currencies = {i["amount"]["code"] for i in now_inv + prev_inv}
-    assert _flow_of(digest.invoiced.flow) == (
-        len(now_inv),
-        len(prev_inv),
-        _nonzero(_sums([_amount(i, "amount") for i in now_inv]), currencies),
-        _nonzero(_sums([_amount(i, "amount") for i in prev_inv]), currencies),
-    )
+    _, flow = _expected_flow(counted, "create_date", days, before)
+    assert _flow_of(digest.invoiced.flow) == flow
 
     owed = [i for i in counted if Decimal(i["outstanding"]["amount"]) > 0]
     limits = [(0, "not yet due"), (30, "1-30"), (60, "31-60"), (90, "61-90")]
@@ -168,15 +172,8 @@ def check_every_figure(digest: Digest, books: Books, days: set[dt.date], before:
         assert {m.currency: m.amount for m in totals} == _sums([_amount(b, "outstanding") for b in mine])
 
     spent = [e for e in books.expenses if e["vis_state"] == 0]
-    now_exp = [e for e in spent if _day(e, "date") in days]
-    prev_exp = [e for e in spent if _day(e, "date") in before]
-    currencies = {e["amount"]["code"] for e in now_exp + prev_exp}
-    assert _flow_of(digest.expenses.flow) == (
-        len(now_exp),
-        len(prev_exp),
-        _nonzero(_sums([_amount(e, "amount") for e in now_exp]), currencies),
-        _nonzero(_sums([_amount(e, "amount") for e in prev_exp]), currencies),
-    )
+    now_exp, flow = _expected_flow(spent, "date", days, before)
+    assert _flow_of(digest.expenses.flow) == flow
     by_category: dict[str, dict[str, Decimal]] = defaultdict(lambda: defaultdict(Decimal))
     for expense in now_exp:
         name = books.categories.get(expense["categoryid"], "Uncategorized")
