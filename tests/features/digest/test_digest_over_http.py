@@ -15,32 +15,28 @@ import pytest
 from PIL import Image
 
 from connector.features.digest.chart import chart_for, chart_png, chart_size
-from connector.features.digest.fetch import fetch_inputs
 from connector.features.digest.figures import AgeBucket, Digest, compute
 from connector.features.digest.message import render_digest
 from connector.features.digest.period import Cadence, period_just_ended
-from connector.freshbooks.client import ErrorKind, FreshBooksClient, FreshBooksError
+from connector.freshbooks.client import ErrorKind, FreshBooksError
 from connector.pipeline.render.formatting import MAX_BLOCKS, RenderContext
-from tests.support.books import Books, add_paid_bills, cash_sums, payment_json, random_books
+from tests.support.books import (
+    Books,
+    OneToken,
+    add_paid_bills,
+    cash_sums,
+    payment_json,
+    random_books,
+    read_inputs,
+)
 from tests.support.fakes.freshbooks import FakeFreshBooks, Scripted
 from tests.support.live import FakeClock
 
 T = TypeVar("T")
 ACCOUNT = "p7rQW5"
-TOKEN = "fb-access-token"
 NEW_YORK = ZoneInfo("America/New_York")
 AUCKLAND = ZoneInfo("Pacific/Auckland")
 OPEN_BILLS = {"unpaid", "partial", "overdue"}
-
-
-class OneToken:
-    """A TokenSource with one token that never expires (token refresh is tested on its own)."""
-
-    def call(self, connection_id: int, fn: Callable[[str], T]) -> T:
-        return fn(TOKEN)
-
-    def forget(self, connection_id: int) -> None:
-        pass
 
 
 @pytest.fixture
@@ -217,13 +213,7 @@ def test_every_figure_matches_the_books_in_three_currencies(
     add_paid_bills(books, 7, today=today, count=60, currencies=("USD", "EUR", "CAD"), days_back=60)
     books.load_into(fake, ACCOUNT)
     period = period_just_ended(now, cadence=cadence, zone=zone)
-    client = FreshBooksClient(base_url=fake.base_url, sleep=lambda _: None)
-    try:
-        inputs = fetch_inputs(
-            client=client, tokens=OneToken(), connection_id=1, account_id=ACCOUNT, period=period
-        )
-    finally:
-        client.close()
+    inputs = read_inputs(fake, ACCOUNT, period)
     digest = compute(inputs, period, now)
     previous = period.previous()
     check_every_figure(
@@ -263,13 +253,7 @@ def test_lists_are_read_in_pages_of_100_with_day_filters_and_sifted_here(fake: F
     for n, day in enumerate([dt.date(2026, 12, d) for d in range(1, 8)] * 40):
         books.payments.append(payment_json(n + 1, amount="1.00", currency="USD", date=day))
     books.load_into(fake, ACCOUNT)
-    client = FreshBooksClient(base_url=fake.base_url, sleep=lambda _: None)
-    try:
-        inputs = fetch_inputs(
-            client=client, tokens=OneToken(), connection_id=1, account_id=ACCOUNT, period=period
-        )
-    finally:
-        client.close()
+    inputs = read_inputs(fake, ACCOUNT, period)
     pay_calls = fake.calls_to("GET", f"/accounting/account/{ACCOUNT}/payments/payments")
     # Dec 3 and Dec 4 (Auckland's days), Dec 2 and Dec 3 before them in New York, and the chart's
     # 8 weeks ending with Dec 4 (from Oct 10): Dec 1 to Dec 4 here, 4 days x 40.
@@ -296,20 +280,14 @@ class CountingToken(OneToken):
 
     def call(self, connection_id: int, fn: Callable[[str], T]) -> T:
         self.calls += 1
-        return fn(TOKEN)
+        return super().call(connection_id, fn)
 
 
 def _fetch(fake: FakeFreshBooks, tokens: Any = None) -> Any:
     period = period_just_ended(
         dt.datetime(2027, 4, 2, 8, tzinfo=NEW_YORK), cadence=Cadence.DAILY, zone=NEW_YORK
     )
-    client = FreshBooksClient(base_url=fake.base_url, sleep=lambda _: None)
-    try:
-        return fetch_inputs(
-            client=client, tokens=tokens or OneToken(), connection_id=1, account_id=ACCOUNT, period=period
-        ), period
-    finally:
-        client.close()
+    return read_inputs(fake, ACCOUNT, period, tokens=tokens), period
 
 
 def test_every_page_asks_for_the_token_again(fake: FakeFreshBooks) -> None:
