@@ -17,7 +17,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.support.demo import DemoProcess, demo_environment, fbslack, running_demo, wait_until
+from tests.support.demo import DemoProcess, demo_environment, fbslack, running_demo
+from tests.support.polling import wait_until
 
 DEMO_DEADLINE = 30  # seconds for one event's message, on a machine whose cores are busy
 
