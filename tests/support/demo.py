@@ -35,6 +35,13 @@ def fbslack(*args: str) -> list[str]:
     return [sys.executable, "-m", "connector.ops.cli", *args]
 
 
+def run_fbslack(*args: str, env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:
+    """`fbslack *args` run to its end (a minute at most), its output captured as text."""
+    return subprocess.run(
+        fbslack(*args), env=env, cwd=cwd, capture_output=True, text=True, timeout=60, check=False
+    )
+
+
 @dataclass
 class DemoProcess:
     page_url: str
