@@ -5,12 +5,10 @@ from __future__ import annotations
 
 import logging
 import os
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import psycopg
 import pytest
 from cryptography.fernet import Fernet
 
@@ -37,6 +35,7 @@ from tests.support.live import (
     Live,
     serve_live,
 )
+from tests.support.pg import fresh_schema
 from tests.support.secret_logs import NEVER_LOGGED, CollectRecords
 
 if TYPE_CHECKING:
@@ -69,15 +68,9 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
         return
     if PG_UNAVAILABLE:
         pytest.skip(PG_UNAVAILABLE)
-    schema = f"t_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(PG_DSN, autocommit=True) as conn:
-        conn.execute(f'CREATE SCHEMA "{schema}"')
-    try:
+    with fresh_schema() as schema:
         base = PG_DSN.replace("postgresql://", "postgresql+psycopg://", 1)
         yield f"{base}?options=-csearch_path%3D{schema}"
-    finally:
-        with psycopg.connect(PG_DSN, autocommit=True) as conn:
-            conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
 
 
 @pytest.fixture

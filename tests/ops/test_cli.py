@@ -10,12 +10,10 @@ import subprocess
 import sys
 import threading
 import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
-import psycopg
 import pytest
 from cryptography.fernet import Fernet
 
@@ -24,6 +22,7 @@ from connector.ops.cli import ENV_FILE_VARIABLE, build_parser
 from storage.db import Database
 from tests.support.live import PG_DSN, PG_UNAVAILABLE
 from tests.support.paths import REPO
+from tests.support.pg import fresh_schema
 
 FBSLACK = [sys.executable, "-m", "connector.ops.cli"]
 MIGRATIONS = REPO / "storage" / "migrations" / "versions"
@@ -129,18 +128,12 @@ def test_a_schema_behind_the_code_stops_commands_with_one_line(
 def test_serve_on_postgresql_refuses_a_schema_behind_the_code(tmp_path: Path) -> None:
     if PG_UNAVAILABLE:
         pytest.skip(PG_UNAVAILABLE)
-    schema = f"t_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(PG_DSN, autocommit=True) as conn:
-        conn.execute(f'CREATE SCHEMA "{schema}"')
-    try:
+    with fresh_schema() as schema:
         url = f"{PG_DSN}?options=-csearch_path%3D{schema}"
         env = {"DATABASE_URL": url, "DATA_DIR": str(tmp_path), "HOST": "127.0.0.1", "PORT": str(_free_port())}
         line = one_line_error(run(["serve"], env))
-        assert line.startswith("fbslack: the database schema of the PostgreSQL at ")
-        assert line.endswith("): run `fbslack db upgrade`")
-    finally:
-        with psycopg.connect(PG_DSN, autocommit=True) as conn:
-            conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
+    assert line.startswith("fbslack: the database schema of the PostgreSQL at ")
+    assert line.endswith("): run `fbslack db upgrade`")
 
 
 @pytest.mark.parametrize("shape", ["file", "under-a-file"])

@@ -7,7 +7,6 @@ an attacker would: raw sockets, 200 MiB bodies, 200 connections trickling a byte
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import os
 import socket
@@ -28,6 +27,7 @@ from connector.pipeline.ingest.signature import SIGNATURE_HEADER, compute_signat
 from storage.db import Database
 from tests.support.fakes.freshbooks import FakeFreshBooks
 from tests.support.fakes.slack import FakeSlack
+from tests.support.front import on_loop_thread
 from tests.support.live import SLACK_BOT_TOKEN, SLACK_SIGNING_SECRET, make_settings
 from tests.support.real_server import Hook, ServerProcess, connect_and_register, free_port, server_environment
 
@@ -45,31 +45,9 @@ def _echo(environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
 @contextlib.contextmanager
 def front(limits: Limits, body_limit: int = 100) -> Iterator[int]:
     """connector.ops.front on a loop thread, serving `_echo`; the port."""
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    sock.listen(64)
-    sock.setblocking(False)
-    loop = asyncio.new_event_loop()
-    started = threading.Event()
     served = Front(_echo, body_limit=lambda _m, _p: body_limit, threads=2, limits=limits)
-
-    async def run() -> None:
-        server = await served.serve(sock)
-        started.set()
-        async with server:
-            with contextlib.suppress(asyncio.CancelledError):
-                await server.serve_forever()
-
-    thread = threading.Thread(target=lambda: loop.run_until_complete(run()), daemon=True)
-    thread.start()
-    assert started.wait(5)
-    try:
-        yield sock.getsockname()[1]
-    finally:
-        for task in asyncio.all_tasks(loop):
-            loop.call_soon_threadsafe(task.cancel)
-        thread.join(5)
-        served.close()
+    with on_loop_thread(served) as port:
+        yield port
 
 
 def exchange(port: int, data: bytes, *, timeout: float = 5.0) -> bytes:

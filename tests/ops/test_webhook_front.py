@@ -9,10 +9,7 @@ callback.verify, a signature that needs the fresh verifiers) are handed to the s
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-import socket
-import threading
 import time
 import urllib.parse
 from collections.abc import Callable, Iterable, Iterator
@@ -26,6 +23,7 @@ from connector.ops.front import Front, Limits
 from connector.ops.web import body_limits, direct_routes
 from connector.pipeline.ingest.intake import TARGET_TTL_SECONDS
 from connector.pipeline.ingest.signature import SIGNATURE_HEADER, compute_signature
+from tests.support.front import on_loop_thread
 from tests.support.live import FB_ACCOUNT, Live
 from tests.support.webhooks import inbox_rows
 
@@ -51,12 +49,6 @@ def front_for(live: Live) -> Iterator[Served]:
         calls[0] += 1
         return app(environ, start_response)
 
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    sock.listen(64)
-    sock.setblocking(False)
-    loop = asyncio.new_event_loop()
-    started = threading.Event()
     served = Front(
         counted,
         body_limit=body_limits(app.url_map),
@@ -64,24 +56,10 @@ def front_for(live: Live) -> Iterator[Served]:
         limits=Limits(),
         direct=direct_routes(services.intake),
     )
-
-    async def run() -> None:
-        server = await served.serve(sock)
-        started.set()
-        async with server:
-            with contextlib.suppress(asyncio.CancelledError):
-                await server.serve_forever()
-
-    thread = threading.Thread(target=lambda: loop.run_until_complete(run()), daemon=True)
-    thread.start()
-    assert started.wait(5)
     try:
-        yield Served(sock.getsockname()[1], calls)
+        with on_loop_thread(served) as port:
+            yield Served(port, calls)
     finally:
-        for task in asyncio.all_tasks(loop):
-            loop.call_soon_threadsafe(task.cancel)
-        thread.join(5)
-        served.close()
         services.stop()
 
 

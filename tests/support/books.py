@@ -8,13 +8,21 @@ from __future__ import annotations
 
 import datetime as dt
 import random
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Any
+from typing import Any, TypeVar
 
+from connector.features.digest.fetch import fetch_inputs
+from connector.features.digest.figures import DigestInputs
+from connector.features.digest.period import Period
+from connector.freshbooks.client import FreshBooksClient
+from connector.freshbooks.tokens import TokenSource
 from tests.support.fakes.freshbooks import FakeFreshBooks
 
 Raw = dict[str, Any]
+T = TypeVar("T")
+FB_TOKEN = "fb-access-token"  # one the fake FreshBooks accepts from the start
 
 
 def money(amount: Decimal | str, code: str) -> dict[str, str]:
@@ -317,3 +325,26 @@ def random_books(
             )
         )
     return books
+
+
+class OneToken:
+    """A TokenSource with one token that never expires (token refresh is tested on its own)."""
+
+    def call(self, connection_id: int, fn: Callable[[str], T]) -> T:
+        return fn(FB_TOKEN)
+
+    def forget(self, connection_id: int) -> None:
+        pass
+
+
+def read_inputs(
+    fake: FakeFreshBooks, account_id: str, period: Period, *, tokens: TokenSource | None = None
+) -> DigestInputs:
+    """What the digest for `period` reads from `fake`, over HTTP as in production (no retry waits)."""
+    client = FreshBooksClient(base_url=fake.base_url, sleep=lambda _: None)
+    try:
+        return fetch_inputs(
+            client=client, tokens=tokens or OneToken(), connection_id=1, account_id=account_id, period=period
+        )
+    finally:
+        client.close()

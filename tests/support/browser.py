@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import contextlib
 import os
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 
 import pytest
+
+from tests.support.polling import wait_until
 
 if TYPE_CHECKING:  # selenium is a dev extra, imported lazily so that its absence can skip
     from selenium.webdriver.remote.webdriver import WebDriver
@@ -104,11 +105,4 @@ def console_errors(driver: WebDriver) -> list[str]:
 
 def wait_for(condition: Callable[[], T | None], *, timeout: float = 5.0, what: str = "condition") -> T:
     """Poll `condition` until it returns something truthy, or fail after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(0.05)
+    return wait_until(condition, timeout=timeout, what=what, interval=0.05)

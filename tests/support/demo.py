@@ -10,7 +10,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -33,6 +33,13 @@ def demo_environment(data_dir: Path, **extra: str) -> dict[str, str]:
 
 def fbslack(*args: str) -> list[str]:
     return [sys.executable, "-m", "connector.ops.cli", *args]
+
+
+def run_fbslack(*args: str, env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:
+    """`fbslack *args` run to its end (a minute at most), its output captured as text."""
+    return subprocess.run(
+        fbslack(*args), env=env, cwd=cwd, capture_output=True, text=True, timeout=60, check=False
+    )
 
 
 @dataclass
@@ -63,18 +70,6 @@ class DemoProcess:
 
     def channel(self, name: str) -> list[dict[str, Any]]:
         return next(c["messages"] for c in self.slack()["channels"] if c["name"] == name)
-
-
-def wait_until(condition: Callable[[], T | None], *, timeout: float, what: str) -> T:
-    """Poll `condition` until it returns something truthy; fail after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(0.1)  # the polling interval; the deadline above bounds the wait
 
 
 def _pump(stream: Any, lines: queue.Queue[str], kept: list[str] | None = None) -> None:

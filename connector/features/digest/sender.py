@@ -31,6 +31,7 @@ from typing import Protocol
 
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
+from slack_sdk.web import SlackResponse
 from sqlalchemy.orm import Session
 
 from connector.domain.clock import Clock
@@ -81,6 +82,35 @@ class DigestPosted:
     digest: Digest
     inputs: DigestInputs  # what it was computed from (the chart draws the movements)
     client: WebClient
+
+
+def read_digest(
+    *,
+    client: FreshBooksClient,
+    tokens: TokenSource,
+    connection_id: int,
+    account_id: str,
+    period: Period,
+    clock: Clock,
+) -> tuple[DigestInputs, Digest]:
+    """Read the books for `period` and compute its digest as of `clock()` once they are read.
+    Raises FreshBooksError or NoToken (TokenRevoked among them) when FreshBooks cannot be read."""
+    inputs = fetch_inputs(
+        client=client, tokens=tokens, connection_id=connection_id, account_id=account_id, period=period
+    )
+    return inputs, compute(inputs, period, clock())
+
+
+def post_digest(client: WebClient, *, channel_id: str, message: Message) -> SlackResponse:
+    """chat.postMessage of a digest, scheduled or asked for; no link previews under the figures."""
+    return client.chat_postMessage(
+        channel=channel_id,
+        text=message.text,
+        blocks=message.blocks,
+        metadata=message.metadata,
+        unfurl_links=False,
+        unfurl_media=False,
+    )
 
 
 class ChartHook(Protocol):
@@ -224,7 +254,14 @@ class DigestSender:
         timing = timing_of(schedule)
         period = occurrence_on(timing, claim.due_at.astimezone(timing.zone).date()).period
         try:
-            inputs, digest = self._compute(schedule, period)
+            inputs, digest = read_digest(
+                client=self._client,
+                tokens=self._tokens,
+                connection_id=schedule.connection_id,
+                account_id=schedule.account_id,
+                period=period,
+                clock=self._clock,
+            )
         except TokenRevoked:
             self._skip(claim, schedule, client)
             return 0
@@ -235,16 +272,6 @@ class DigestSender:
             digest, RenderContext(account_id=schedule.account_id, delivery_key=claim.delivery_key)
         )
         return self._post(claim, schedule, client, message, (digest, inputs))
-
-    def _compute(self, schedule: Schedule, period: Period) -> tuple[DigestInputs, Digest]:
-        inputs = fetch_inputs(
-            client=self._client,
-            tokens=self._tokens,
-            connection_id=schedule.connection_id,
-            account_id=schedule.account_id,
-            period=period,
-        )
-        return inputs, compute(inputs, period, self._clock())
 
     def _post(
         self,
@@ -280,14 +307,7 @@ class DigestSender:
                 )
                 return 0  # another process owns it now, and checks the channel before posting
         try:
-            response = client.chat_postMessage(
-                channel=schedule.channel_id,
-                text=message.text,
-                blocks=message.blocks,
-                metadata=message.metadata,
-                unfurl_links=False,
-                unfurl_media=False,
-            )
+            response = post_digest(client, channel_id=schedule.channel_id, message=message)
         except (SlackApiError, *CONNECTION_ERRORS) as exc:
             self._release(schedule)
             self._slack_failed(claim, schedule, exc)

@@ -16,8 +16,7 @@ from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
 from connector.domain.clock import Clock
-from connector.features.digest.fetch import fetch_inputs
-from connector.features.digest.figures import Digest, DigestInputs, compute
+from connector.features.digest.figures import Digest, DigestInputs
 from connector.features.digest.message import render_digest
 from connector.features.digest.period import MONDAY, Cadence, period_just_ended
 from connector.features.digest.schedule import ScheduleRequest, Timing, next_due, zone_or_none
@@ -27,6 +26,8 @@ from connector.features.digest.sender import (
     DigestPosted,
     chart_after,
     freshbooks_reason,
+    post_digest,
+    read_digest,
     subject,
     timing_of,
 )
@@ -197,16 +198,16 @@ class DigestService:
         now = self._clock()
         period = period_just_ended(now, cadence=cadence, zone=zone, week_start=MONDAY)
         try:
-            inputs = fetch_inputs(
+            inputs, digest = read_digest(
                 client=self._client,
                 tokens=self._tokens,
                 connection_id=connection.id,
                 account_id=connection.account_id,
                 period=period,
+                clock=lambda: now,  # the figures as of the moment the period was chosen
             )
         except (FreshBooksError, NoToken) as error:
             raise DigestError(f"No digest: {freshbooks_reason(error)}. Try again in a moment.") from None
-        digest = compute(inputs, period, now)
         message = render_digest(
             digest, RenderContext(account_id=connection.account_id, delivery_key=delivery_key)
         )
@@ -221,14 +222,7 @@ class DigestService:
         rendered = self.render_now(team_id=team_id, cadence=cadence, zone=zone, delivery_key=key)
         message = rendered.message
         try:
-            response = client.chat_postMessage(
-                channel=channel_id,
-                text=message.text,
-                blocks=message.blocks,
-                metadata=message.metadata,
-                unfurl_links=False,
-                unfurl_media=False,
-            )
+            response = post_digest(client, channel_id=channel_id, message=message)
         except (SlackApiError, *CONNECTION_ERRORS) as exc:
             code, _ = failed_call(exc)
             if classify(code).outcome is Outcome.IN_DOUBT:

@@ -21,6 +21,7 @@ from typing import Any
 import httpx
 
 from connector.domain.events import VERIFY_EVENT
+from connector.ops.demo import wire
 from connector.ops.demo.business import (
     ACCOUNT_ID,
     BUSINESS_ID,
@@ -323,27 +324,13 @@ class Sandbox:
                 pass  # the app's own logs say what it called
 
             def _serve(self) -> None:
-                length = int(self.headers.get("Content-Length") or 0)
-                raw = self.rfile.read(length) if length else b""
-                body: Any
-                if self.headers.get("Content-Type", "").startswith("application/x-www-form-urlencoded"):
-                    body = dict(urllib.parse.parse_qsl(raw.decode()))
-                else:
-                    try:
-                        body = json.loads(raw) if raw else None
-                    except ValueError:
-                        body = None
-                headers = {k.lower(): v for k, v in self.headers.items()}
-                answer = sandbox.handle(self.command, self.path, headers, body)
+                body = wire.freshbooks_body(
+                    self.headers.get("Content-Type", ""), wire.read_body(self), unreadable=lambda _: None
+                )
+                answer = sandbox.handle(self.command, self.path, wire.lower_headers(self), body)
                 payload = b"" if answer.body is None else json.dumps(answer.body).encode()
-                self.send_response(answer.status)
-                for name, value in answer.headers.items():
-                    self.send_header(name, value)
-                if payload:
-                    self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(payload)))
-                self.end_headers()
-                self.wfile.write(payload)
+                content_type = "application/json" if payload else None
+                wire.send(self, answer.status, payload, content_type=content_type, headers=answer.headers)
 
             do_GET = do_POST = do_PUT = do_DELETE = _serve
 

@@ -17,7 +17,9 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
-from urllib.parse import parse_qsl, urlsplit
+from urllib.parse import urlsplit
+
+from connector.ops.demo import wire
 
 TEAM_ID, TEAM_NAME = "TDEMO0001", "Maple & Birch"
 BOT_USER_ID, BOT_ID, APP_ID = "UDEMOBOT", "BDEMOBOT", "ADEMOAPP"
@@ -359,16 +361,12 @@ class SlackStandIn:
 
             def do_POST(self) -> None:
                 parts = urlsplit(self.path)
-                raw = self.rfile.read(int(self.headers.get("Content-Length") or 0)).decode()
-                params: Params = dict(parse_qsl(parts.query, keep_blank_values=True))
+                raw = wire.read_body(self).decode()
                 try:
-                    if self.headers.get("Content-Type", "").startswith("application/json"):
-                        params.update(json.loads(raw or "{}"))
-                    else:
-                        params.update(parse_qsl(raw, keep_blank_values=True))
+                    params = wire.slack_params(parts.query, self.headers.get("Content-Type", ""), raw)
                 except ValueError:
                     params = {}
-                headers = {k.lower(): v for k, v in self.headers.items()}
+                headers = wire.lower_headers(self)
                 if parts.path.startswith("/respond/"):
                     # A command's late answer; like Slack's, the response_url needs no token.
                     standin.add_ephemeral(parts.path.removeprefix("/respond/"), "response_url", params)
@@ -377,12 +375,12 @@ class SlackStandIn:
                     body = standin.handle(parts.path.removeprefix("/api/"), params, headers)
                 else:
                     body = {"ok": False, "error": "unknown_method"}
-                payload = json.dumps(body).encode()
-                self.send_response(200 if parts.path.startswith(("/api/", "/respond/")) else 404)
-                self.send_header("Content-Type", "application/json; charset=utf-8")
-                self.send_header("Content-Length", str(len(payload)))
-                self.end_headers()
-                self.wfile.write(payload)
+                wire.send(
+                    self,
+                    200 if parts.path.startswith(("/api/", "/respond/")) else 404,
+                    json.dumps(body).encode(),
+                    content_type="application/json; charset=utf-8",
+                )
 
             do_GET = do_POST
 

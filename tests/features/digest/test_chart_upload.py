@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import io
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import TypeVar
 from zoneinfo import ZoneInfo
 
@@ -14,30 +14,20 @@ from PIL import Image
 
 from connector.features.digest.chart import alt_text, chart_for, chart_size
 from connector.features.digest.chart_upload import share_chart
-from connector.features.digest.fetch import fetch_inputs
 from connector.features.digest.figures import DigestInputs, compute
 from connector.features.digest.period import Cadence, period_just_ended
-from connector.freshbooks.client import FreshBooksClient
 from connector.slack.files import find_share
 from connector.slack.slack_tokens import web_client
-from tests.support.books import add_paid_bills, random_books
+from tests.support.books import FB_TOKEN, add_paid_bills, random_books, read_inputs
 from tests.support.fakes.freshbooks import FakeFreshBooks
 from tests.support.fakes.slack import Channel, FakeSlack
 from tests.support.live import FakeClock
 
 T = TypeVar("T")
-ACCOUNT, FB_TOKEN, SLACK_TOKEN = "p7rQW5", "fb-access-token", "xoxb-test"
+ACCOUNT, SLACK_TOKEN = "p7rQW5", "xoxb-test"
 NEW_YORK = ZoneInfo("America/New_York")
 # Monday Dec 7, 2026: last week is Mon Nov 30 - Sun Dec 6, across a month end.
 NOW = dt.datetime(2026, 12, 7, 8, tzinfo=NEW_YORK)
-
-
-class OneToken:
-    def call(self, connection_id: int, fn: Callable[[str], T]) -> T:
-        return fn(FB_TOKEN)
-
-    def forget(self, connection_id: int) -> None:
-        pass
 
 
 @pytest.fixture
@@ -63,13 +53,7 @@ def _inputs(books_seed: int | None) -> DigestInputs:
                 books, books_seed, today=today, count=20, currencies=("USD", "EUR", "CAD"), days_back=10
             )
             books.load_into(freshbooks, ACCOUNT)
-        client = FreshBooksClient(base_url=freshbooks.base_url, sleep=lambda _: None)
-        try:
-            return fetch_inputs(
-                client=client, tokens=OneToken(), connection_id=1, account_id=ACCOUNT, period=period
-            )
-        finally:
-            client.close()
+        return read_inputs(freshbooks, ACCOUNT, period)
 
 
 def test_the_chart_lands_in_the_digests_thread_after_the_upload_answers(

@@ -15,32 +15,28 @@ import pytest
 from PIL import Image
 
 from connector.features.digest.chart import chart_for, chart_png, chart_size
-from connector.features.digest.fetch import fetch_inputs
 from connector.features.digest.figures import AgeBucket, Digest, compute
 from connector.features.digest.message import render_digest
 from connector.features.digest.period import Cadence, period_just_ended
-from connector.freshbooks.client import ErrorKind, FreshBooksClient, FreshBooksError
+from connector.freshbooks.client import ErrorKind, FreshBooksError
 from connector.pipeline.render.formatting import MAX_BLOCKS, RenderContext
-from tests.support.books import Books, add_paid_bills, cash_sums, payment_json, random_books
+from tests.support.books import (
+    Books,
+    OneToken,
+    add_paid_bills,
+    cash_sums,
+    payment_json,
+    random_books,
+    read_inputs,
+)
 from tests.support.fakes.freshbooks import FakeFreshBooks, Scripted
 from tests.support.live import FakeClock
 
 T = TypeVar("T")
 ACCOUNT = "p7rQW5"
-TOKEN = "fb-access-token"
 NEW_YORK = ZoneInfo("America/New_York")
 AUCKLAND = ZoneInfo("Pacific/Auckland")
 OPEN_BILLS = {"unpaid", "partial", "overdue"}
-
-
-class OneToken:
-    """A TokenSource with one token that never expires (token refresh is tested on its own)."""
-
-    def call(self, connection_id: int, fn: Callable[[str], T]) -> T:
-        return fn(TOKEN)
-
-    def forget(self, connection_id: int) -> None:
-        pass
 
 
 @pytest.fixture
@@ -64,7 +60,10 @@ def _sums(pairs: list[tuple[str, Decimal]]) -> dict[str, Decimal]:
     return dict(sums)
 
 
-def _flow_of(flow: Any) -> tuple[int, int, dict[str, Decimal], dict[str, Decimal]]:
+Flow = tuple[int, int, dict[str, Decimal], dict[str, Decimal]]  # counts and totals, now and before
+
+
+def _flow_of(flow: Any) -> Flow:
     return (
         int(flow.count.current),
         int(flow.count.previous),
@@ -77,19 +76,27 @@ def _nonzero(sums: dict[str, Decimal], currencies: set[str]) -> dict[str, Decima
     return {code: sums.get(code, Decimal(0)) for code in currencies}
 
 
+def _expected_flow(
+    rows: list[dict[str, Any]], date_key: str, days: set[dt.date], before: set[dt.date]
+) -> tuple[list[dict[str, Any]], Flow]:
+    """The rows dated in `days`, and this test's own count and totals a currency, now and before."""
+    now = [r for r in rows if _day(r, date_key) in days]
+    prev = [r for r in rows if _day(r, date_key) in before]
+    currencies = {r["amount"]["code"] for r in now + prev}
+    return now, (
+        len(now),
+        len(prev),
+        _nonzero(_sums([_amount(r, "amount") for r in now]), currencies),
+        _nonzero(_sums([_amount(r, "amount") for r in prev]), currencies),
+    )
+
+
 def check_every_figure(digest: Digest, books: Books, days: set[dt.date], before: set[dt.date]) -> None:
     """Each figure of `digest` against this test's own arithmetic on the raw books."""
     today = digest.today
     live = [p for p in books.payments if p["vis_state"] == 0 and not p["from_credit"]]
-    now_pay = [p for p in live if _day(p, "date") in days]
-    prev_pay = [p for p in live if _day(p, "date") in before]
-    currencies = {p["amount"]["code"] for p in now_pay + prev_pay}
-    assert _flow_of(digest.cash.flow) == (
-        len(now_pay),
-        len(prev_pay),
-        _nonzero(_sums([_amount(p, "amount") for p in now_pay]), currencies),
-        _nonzero(_sums([_amount(p, "amount") for p in prev_pay]), currencies),
-    )
+    now_pay, flow = _expected_flow(live, "date", days, before)
+    assert _flow_of(digest.cash.flow) == flow
     invoices = {i["id"]: i for i in books.invoices}
     largest = []
     for code in sorted({p["amount"]["code"] for p in now_pay}):
@@ -102,15 +109,8 @@ def check_every_figure(digest: Digest, books: Books, days: set[dt.date], before:
     assert [(p.payment_id, p.client, p.invoice_number) for p in digest.cash.largest] == largest
 
     counted = [i for i in books.invoices if i["vis_state"] == 0 and i["v3_status"] != "draft"]
-    now_inv = [i for i in counted if _day(i, "create_date") in days]
-    prev_inv = [i for i in counted if _day(i, "create_date") in before]
-    currencies = {i["amount"]["code"] for i in now_inv + prev_inv}
-    assert _flow_of(digest.invoiced.flow) == (
-        len(now_inv),
-        len(prev_inv),
-        _nonzero(_sums([_amount(i, "amount") for i in now_inv]), currencies),
-        _nonzero(_sums([_amount(i, "amount") for i in prev_inv]), currencies),
-    )
+    _, flow = _expected_flow(counted, "create_date", days, before)
+    assert _flow_of(digest.invoiced.flow) == flow
 
     owed = [i for i in counted if Decimal(i["outstanding"]["amount"]) > 0]
     limits = [(0, "not yet due"), (30, "1-30"), (60, "31-60"), (90, "61-90")]
@@ -168,15 +168,8 @@ def check_every_figure(digest: Digest, books: Books, days: set[dt.date], before:
         assert {m.currency: m.amount for m in totals} == _sums([_amount(b, "outstanding") for b in mine])
 
     spent = [e for e in books.expenses if e["vis_state"] == 0]
-    now_exp = [e for e in spent if _day(e, "date") in days]
-    prev_exp = [e for e in spent if _day(e, "date") in before]
-    currencies = {e["amount"]["code"] for e in now_exp + prev_exp}
-    assert _flow_of(digest.expenses.flow) == (
-        len(now_exp),
-        len(prev_exp),
-        _nonzero(_sums([_amount(e, "amount") for e in now_exp]), currencies),
-        _nonzero(_sums([_amount(e, "amount") for e in prev_exp]), currencies),
-    )
+    now_exp, flow = _expected_flow(spent, "date", days, before)
+    assert _flow_of(digest.expenses.flow) == flow
     by_category: dict[str, dict[str, Decimal]] = defaultdict(lambda: defaultdict(Decimal))
     for expense in now_exp:
         name = books.categories.get(expense["categoryid"], "Uncategorized")
@@ -220,13 +213,7 @@ def test_every_figure_matches_the_books_in_three_currencies(
     add_paid_bills(books, 7, today=today, count=60, currencies=("USD", "EUR", "CAD"), days_back=60)
     books.load_into(fake, ACCOUNT)
     period = period_just_ended(now, cadence=cadence, zone=zone)
-    client = FreshBooksClient(base_url=fake.base_url, sleep=lambda _: None)
-    try:
-        inputs = fetch_inputs(
-            client=client, tokens=OneToken(), connection_id=1, account_id=ACCOUNT, period=period
-        )
-    finally:
-        client.close()
+    inputs = read_inputs(fake, ACCOUNT, period)
     digest = compute(inputs, period, now)
     previous = period.previous()
     check_every_figure(
@@ -266,13 +253,7 @@ def test_lists_are_read_in_pages_of_100_with_day_filters_and_sifted_here(fake: F
     for n, day in enumerate([dt.date(2026, 12, d) for d in range(1, 8)] * 40):
         books.payments.append(payment_json(n + 1, amount="1.00", currency="USD", date=day))
     books.load_into(fake, ACCOUNT)
-    client = FreshBooksClient(base_url=fake.base_url, sleep=lambda _: None)
-    try:
-        inputs = fetch_inputs(
-            client=client, tokens=OneToken(), connection_id=1, account_id=ACCOUNT, period=period
-        )
-    finally:
-        client.close()
+    inputs = read_inputs(fake, ACCOUNT, period)
     pay_calls = fake.calls_to("GET", f"/accounting/account/{ACCOUNT}/payments/payments")
     # Dec 3 and Dec 4 (Auckland's days), Dec 2 and Dec 3 before them in New York, and the chart's
     # 8 weeks ending with Dec 4 (from Oct 10): Dec 1 to Dec 4 here, 4 days x 40.
@@ -299,20 +280,14 @@ class CountingToken(OneToken):
 
     def call(self, connection_id: int, fn: Callable[[str], T]) -> T:
         self.calls += 1
-        return fn(TOKEN)
+        return super().call(connection_id, fn)
 
 
 def _fetch(fake: FakeFreshBooks, tokens: Any = None) -> Any:
     period = period_just_ended(
         dt.datetime(2027, 4, 2, 8, tzinfo=NEW_YORK), cadence=Cadence.DAILY, zone=NEW_YORK
     )
-    client = FreshBooksClient(base_url=fake.base_url, sleep=lambda _: None)
-    try:
-        return fetch_inputs(
-            client=client, tokens=tokens or OneToken(), connection_id=1, account_id=ACCOUNT, period=period
-        ), period
-    finally:
-        client.close()
+    return read_inputs(fake, ACCOUNT, period, tokens=tokens), period
 
 
 def test_every_page_asks_for_the_token_again(fake: FakeFreshBooks) -> None:

@@ -10,14 +10,14 @@ import html
 import re
 import socket
 import sqlite3
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 
-from tests.support.demo import DemoProcess, demo_environment, fbslack, running_demo, wait_until
+from tests.support.demo import DemoProcess, demo_environment, run_fbslack, running_demo
+from tests.support.polling import wait_until
 
 DEMO_DEADLINE = 30  # seconds for one event's message, on a machine whose cores are busy
 
@@ -127,15 +127,8 @@ def test_a_command_is_answered(demo: DemoProcess) -> None:
 
 def test_simulate_works_against_the_demo_address(demo: DemoProcess, places: dict[str, Path]) -> None:
     env = demo_environment(places["root"] / "nowhere")
-    result = subprocess.run(
-        fbslack("simulate", "invoice.create", "--client", "Simulated Sprockets", "--url", demo.page_url),
-        env=env,
-        cwd=places["root"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    command = ("simulate", "invoice.create", "--client", "Simulated Sprockets", "--url", demo.page_url)
+    result = run_fbslack(*command, env=env, cwd=places["root"])
     assert result.returncode == 0, result.stderr
     assert "Simulated Sprockets" in result.stdout
     wait_until(
@@ -160,9 +153,7 @@ def test_the_demo_never_touches_another_database(demo: DemoProcess, places: dict
 @pytest.mark.parametrize("variable", ["SLACK_SIGNING_SECRET", "SLACK_BOT_TOKEN", "SLACK_CLIENT_ID"])
 def test_the_demo_refuses_to_run_with_slack_credentials(tmp_path: Path, variable: str) -> None:
     env = demo_environment(tmp_path / "data", **{variable: "xoxb-123-real-looking"})
-    result = subprocess.run(
-        fbslack("demo"), env=env, cwd=tmp_path, capture_output=True, text=True, timeout=60, check=False
-    )
+    result = run_fbslack("demo", env=env, cwd=tmp_path)
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == [
         "fbslack demo: the demo is never reachable once Slack credentials are set "
@@ -202,14 +193,8 @@ def test_a_port_in_use_or_an_unwritable_data_dir_is_one_line(tmp_path: Path) -> 
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        result = subprocess.run(
-            fbslack("demo", "--port", str(port)),
-            env=demo_environment(tmp_path / "data"),
-            cwd=tmp_path,
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
+        result = run_fbslack(
+            "demo", "--port", str(port), env=demo_environment(tmp_path / "data"), cwd=tmp_path
         )
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == [
@@ -218,15 +203,7 @@ def test_a_port_in_use_or_an_unwritable_data_dir_is_one_line(tmp_path: Path) -> 
     ]
     blocked = tmp_path / "file"
     blocked.write_text("a file where DATA_DIR's folder would be")
-    result = subprocess.run(
-        fbslack("demo"),
-        env=demo_environment(blocked / "data"),
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    result = run_fbslack("demo", env=demo_environment(blocked / "data"), cwd=tmp_path)
     assert result.returncode == 2
     [line] = result.stderr.strip().splitlines()
     assert line.startswith(f"fbslack demo: cannot write the demo database {blocked / 'data' / 'demo.db'} (")
@@ -234,15 +211,7 @@ def test_a_port_in_use_or_an_unwritable_data_dir_is_one_line(tmp_path: Path) -> 
 
 
 def test_a_second_demo_on_the_same_data_dir_is_refused(demo: DemoProcess, places: dict[str, Path]) -> None:
-    result = subprocess.run(
-        fbslack("demo"),
-        env=demo_environment(places["data"]),
-        cwd=places["root"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    result = run_fbslack("demo", env=demo_environment(places["data"]), cwd=places["root"])
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == [
         f"fbslack demo: another fbslack demo is running with DATA_DIR {places['data']}: "

@@ -21,7 +21,8 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from tests.support.browser import browser_unavailable, headless_chrome, wait_for
-from tests.support.demo import DemoProcess, demo_environment, running_demo, wait_until
+from tests.support.demo import DemoProcess, demo_environment, running_demo
+from tests.support.polling import wait_until
 
 if TYPE_CHECKING:
     from selenium.webdriver.remote.webdriver import WebDriver

@@ -89,6 +89,17 @@ def times_ten(items: Sequence[int]) -> list[int | None]:
     return [None if i % 3 == 0 else i * 10 for i in items]
 
 
+def failing_with(bad: int, error: Exception) -> Callable[[Sequence[int]], list[int | None]]:
+    """A write that raises `error` for any batch holding `bad`, and is times_ten otherwise."""
+
+    def write(items: Sequence[int]) -> list[int | None]:
+        if bad in items:
+            raise error
+        return times_ten(items)
+
+    return write
+
+
 # -- the batcher on its own -------------------------------------------------------------------------
 
 
@@ -130,13 +141,7 @@ def test_a_burst_larger_than_max_batch_is_split_and_every_item_answered() -> Non
 
 def test_a_failed_write_fails_every_item_of_its_batch_and_the_next_batch_still_commits() -> None:
     broken = RuntimeError("database is locked")
-
-    def write(items: Sequence[int]) -> list[int | None]:
-        if 2 in items:
-            raise broken
-        return times_ten(items)
-
-    gate = GatedWrite(write)
+    gate = GatedWrite(failing_with(2, broken))
     batcher: GroupCommit[int, int | None] = GroupCommit(gate)
     outcomes = pile_up(batcher, gate, 1, [2, 4, 5, 7])
     assert outcomes[0] == 10  # the first commit was fine
@@ -204,13 +209,7 @@ def test_items_submitted_without_blocking_are_committed_by_the_committer_and_tol
 
 def test_a_failed_batch_tells_each_non_blocking_item_its_own_failure() -> None:
     broken = RuntimeError("database is locked")
-
-    def write(items: Sequence[int]) -> list[int | None]:
-        if 2 in items:
-            raise broken
-        return times_ten(items)
-
-    gate = GatedWrite(write)
+    gate = GatedWrite(failing_with(2, broken))
     batcher: GroupCommit[int, int | None] = GroupCommit(gate)
     told = Told()
     batcher.submit_nowait(1, told.callback(1))

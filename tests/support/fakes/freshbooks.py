@@ -23,6 +23,7 @@ from typing import Any
 
 import httpx
 
+from connector.ops.demo import wire
 from connector.pipeline.ingest.signature import SIGNATURE_HEADER, compute_signature
 
 NOT_FOUND = {"errno": 404, "message": "Requested resource could not be found."}
@@ -541,29 +542,18 @@ class FakeFreshBooks:
                 pass
 
             def _serve(self) -> None:
-                length = int(self.headers.get("Content-Length") or 0)
-                raw = self.rfile.read(length) if length else b""
-                if self.headers.get("Content-Type", "").startswith("application/x-www-form-urlencoded"):
-                    body = dict(urllib.parse.parse_qsl(raw.decode()))
-                else:
-                    try:
-                        body = json.loads(raw) if raw else None
-                    except ValueError:
-                        body = raw.decode("utf-8", "replace")
-                headers = {k.lower(): v for k, v in self.headers.items()}
-                answer = fake._handle(self.command, self.path, headers, body)
+                body = wire.freshbooks_body(
+                    self.headers.get("Content-Type", ""),
+                    wire.read_body(self),
+                    unreadable=lambda raw: raw.decode("utf-8", "replace"),
+                )
+                answer = fake._handle(self.command, self.path, wire.lower_headers(self), body)
                 if answer is DROPPED:
                     self.close_connection = True
                     return
                 payload = b"" if answer.body is None else wire_json(answer.body)
-                self.send_response(answer.status)
-                for key, value in answer.headers.items():
-                    self.send_header(key, value)
-                if payload:
-                    self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(payload)))
-                self.end_headers()
-                self.wfile.write(payload)
+                content_type = "application/json" if payload else None
+                wire.send(self, answer.status, payload, content_type=content_type, headers=answer.headers)
 
             do_GET = do_POST = do_PUT = do_DELETE = _serve
 

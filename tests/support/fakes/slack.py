@@ -36,7 +36,9 @@ from decimal import Decimal
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
 from typing import Any
-from urllib.parse import parse_qsl, urlencode, urlsplit
+from urllib.parse import urlencode, urlsplit
+
+from connector.ops.demo import wire
 
 Params = dict[str, Any]
 Headers = dict[str, str]
@@ -531,21 +533,16 @@ class FakeSlack:
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:
                 parts = urlsplit(self.path)
-                params: Params = dict(parse_qsl(parts.query, keep_blank_values=True))
-                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                body = wire.read_body(self)
                 if parts.path.startswith("/upload/"):  # a file's bytes, not a Web API call
-                    params = {"key": parts.path.removeprefix("/upload/"), "bytes": body}
+                    params: Params = {"key": parts.path.removeprefix("/upload/"), "bytes": body}
                     try:
                         self._answer_with(*fake._handle("upload", params, {}))
                     except _Dropped:
                         self.close_connection = True
                     return
-                raw = body.decode()
-                if self.headers.get("Content-Type", "").startswith("application/json"):
-                    params.update(json.loads(raw or "{}"))
-                else:
-                    params.update(parse_qsl(raw, keep_blank_values=True))
-                headers = {k.lower(): v for k, v in self.headers.items()}
+                params = wire.slack_params(parts.query, self.headers.get("Content-Type", ""), body.decode())
+                headers = wire.lower_headers(self)
                 if fake.latency:  # a network round trip as slow as a busy real Slack's
                     threading.Event().wait(fake.latency)
                 try:
@@ -560,17 +557,11 @@ class FakeSlack:
                 self._answer_with(status, extra, answer)
 
             def _answer_with(self, status: int, extra: Headers, body: dict[str, Any] | str) -> None:
-                html = isinstance(body, str)
-                payload = body.encode() if html else json.dumps(body).encode()
-                self.send_response(status)
-                self.send_header(
-                    "Content-Type", f"{'text/html' if html else 'application/json'}; charset=utf-8"
-                )
-                self.send_header("Content-Length", str(len(payload)))
-                for name, value in extra.items():
-                    self.send_header(name, value)
-                self.end_headers()
-                self.wfile.write(payload)
+                if isinstance(body, str):
+                    payload, content_type = body.encode(), "text/html; charset=utf-8"
+                else:
+                    payload, content_type = json.dumps(body).encode(), "application/json; charset=utf-8"
+                wire.send(self, status, payload, content_type=content_type, headers=extra)
 
             do_GET = do_POST
 
