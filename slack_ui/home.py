@@ -129,6 +129,9 @@ def _rules(data: HomeData, viewer: Viewer) -> list[dict[str, Any]]:
                 _button(toggle[0], toggle[1], str(rule.id)),
                 _button("Delete", "home_rule_delete", str(rule.id), "danger", confirm),
             ]})  # fmt: skip
+    if data.quiet:  # one block, only when a channel has quiet hours
+        how = "\n_Change them with_ `/freshbooks quiet #channel 19:00-08:00 [weekends]` _or_ `off`."
+        blocks.append(_text(views.quiet_text(data.quiet) + (how if viewer.can_manage else "")))
     return [*blocks, *_pager(page, "rules", data.pages, "rules")]
 
 

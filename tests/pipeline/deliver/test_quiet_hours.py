@@ -12,7 +12,7 @@ import pytest
 
 from storage import events
 from storage.models import Delivery, DeliveryState
-from tests.support.desk import ACCOUNTING, SALES, Desk, invoice
+from tests.support.desk import ACCOUNTING, SALES, Desk, eventually, invoice, slack_event
 from tests.support.live import ADMIN, MEMBER
 
 pytestmark = pytest.mark.date_sensitive
@@ -158,3 +158,15 @@ def test_quiet_hours_are_listed_turned_off_and_kept_for_admins(quiet_desk: Desk)
     assert "off" in off
     assert len(desk.slack.channels[ACCOUNTING].messages) == 1  # what was held went out at once
     assert "No quiet hours" in desk.live.slash("quiet").json()["text"]
+
+
+def test_the_app_home_shows_the_quiet_hours(quiet_desk: Desk) -> None:
+    live = quiet_desk.live
+    slack_event(live, {"type": "app_home_opened", "user": ADMIN, "channel": f"D{ADMIN}", "tab": "home"})
+    eventually(lambda: ADMIN in live.slack.home_views, "home published")
+
+    texts = [b.get("text", {}).get("text", "") for b in live.slack.home_views[ADMIN]["blocks"]]
+
+    assert any(
+        f"<#{ACCOUNTING}> 19:00-08:00 (America/New_York)" in t and "/freshbooks quiet" in t for t in texts
+    )
