@@ -418,9 +418,12 @@ def create_app(
     clock: Clock = system_clock,
     start_background: bool = True,
     wake: WakeSender | None = None,
+    announce_setup: bool = True,
 ) -> Flask:
     """The WSGI app. With `start_background=False` this process only serves requests: the loops
-    run elsewhere (`run_background`, or the test driving them), reached through `wake`."""
+    run elsewhere (`run_background`, or the test driving them), reached through `wake`. With
+    `announce_setup=False` what is left to configure is not logged (`fbslack serve` logs it once,
+    not once per web worker)."""
     settings = settings or load_settings()
     db_check = Database(settings.resolved_database_url)
     try:
@@ -449,9 +452,9 @@ def create_app(
         )
     )
     _slack_routes(flask_app, services.bolt, settings=settings, clock=clock)
-    todo = settings.missing_setup()
-    for step in todo:
-        log.warning("setup: %s", step)
+    if announce_setup:
+        for step in settings.missing_setup():
+            log.warning("setup: %s", step)
     if start_background:
         services.start()
         atexit.register(services.stop)

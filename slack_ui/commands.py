@@ -77,6 +77,11 @@ class FreshbooksCommand:
             "replay": self._replay,
         }
 
+    @property
+    def subcommands(self) -> tuple[str, ...]:
+        """Every `/freshbooks` subcommand, in the table's order (manifest.yml's usage_hint names them)."""
+        return tuple(self._handlers)
+
     def __call__(
         self, ack: Ack, command: dict[str, Any], client: WebClient, respond: Respond, context: BoltContext
     ) -> None:

@@ -52,6 +52,7 @@ BOT_SCOPES = (
     "groups:history",
     "im:write",
     "users:read",
+    "files:write",
 )
 # Events after which the stored install no longer works.
 LOST_EVENTS = frozenset({"app_uninstalled", "tokens_revoked"})

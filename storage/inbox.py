@@ -184,16 +184,14 @@ def store_webhooks(db: Database, rows: Sequence[NewWebhook]) -> list[int | NotSt
     having stored nothing, if the database refuses the batch."""
     if not rows:
         return []
-    if db.dialect == "postgresql":
-        # Run a second time if the first connection died (see Database.autocommit): should the
-        # first run have committed after all, the second finds every digest and stores nothing
-        # again (rows without a digest are stored twice: the pipeline records a repeat once).
-        return db.autocommit(lambda connection: _insert_webhooks_postgresql(connection, rows))
     if db.dialect == "sqlite":
         with db.write_sqlite() as raw:
             return _insert_webhooks_sqlite(raw, db.engine.dialect, rows)
-    with db.write() as connection:
-        return insert_webhooks(connection, rows)
+    # PostgreSQL, the one other database the app runs on (its migrations and upserts know only
+    # these two). Run a second time if the first connection died (see Database.autocommit): should
+    # the first run have committed after all, the second finds every digest and stores nothing
+    # again (rows without a digest are stored twice: the pipeline records a repeat once).
+    return db.autocommit(lambda connection: _insert_webhooks_postgresql(connection, rows))
 
 
 # SQLite, on the driver's connection: the same statements `insert_webhooks` has SQLAlchemy build

@@ -4,6 +4,7 @@ on SQLite and on PostgreSQL."""
 from __future__ import annotations
 
 import logging
+import os
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,6 +14,7 @@ import psycopg
 import pytest
 from cryptography.fernet import Fernet
 
+from connector.ops.cli import ENV_FILE_VARIABLE
 from connector.ops.logs import NOISY_LOGGERS
 from storage import migrate
 from storage.crypto import Cipher
@@ -39,6 +41,19 @@ from tests.support.secret_logs import NEVER_LOGGED, CollectRecords
 
 if TYPE_CHECKING:
     from selenium.webdriver.remote.webdriver import WebDriver
+
+
+@pytest.fixture(autouse=True, scope="session")
+def no_env_file_in_commands() -> Iterator[None]:
+    """`fbslack` reads .env from its working folder, often this clone's root: the commands tests
+    start (inheriting this environment) read none, so a developer's .env cannot change them."""
+    saved = os.environ.get(ENV_FILE_VARIABLE)
+    os.environ[ENV_FILE_VARIABLE] = ""
+    yield
+    if saved is None:
+        del os.environ[ENV_FILE_VARIABLE]
+    else:
+        os.environ[ENV_FILE_VARIABLE] = saved
 
 
 @pytest.fixture

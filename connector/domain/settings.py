@@ -7,6 +7,7 @@ never echoed back in those messages.
 from __future__ import annotations
 
 import enum
+import io
 import logging
 import os
 from collections.abc import Mapping
@@ -40,7 +41,8 @@ SECRET_FIELDS = frozenset(
 
 
 class ConfigError(Exception):
-    """Raised when the environment does not describe a runnable app; the message names the variable."""
+    """Raised when the environment does not describe a runnable app: one line per problem, each
+    naming the variable and what to do."""
 
 
 class Environment(enum.StrEnum):
@@ -58,6 +60,48 @@ def _http_url(value: str) -> str:
     if parts.scheme not in ("http", "https") or not parts.netloc:
         raise ValueError(f"must be an http(s) URL, got {value!r}")
     return value
+
+
+DATABASE_EXAMPLES = "sqlite:///path/to/fbslack.db or postgresql://user:password@host:5432/dbname"
+
+
+def _check_database_url(value: str) -> str:
+    """SQLite or PostgreSQL (psycopg 3), the two databases the app is built and tested on."""
+    scheme, separator, _ = value.partition("://")
+    if not separator or not scheme or not scheme.replace("+", "").isalnum():
+        raise ValueError(f"not a database URL: use {DATABASE_EXAMPLES}")
+    backend, _, driver = scheme.lower().partition("+")
+    if backend == "sqlite":
+        if driver not in ("", "pysqlite"):
+            raise ValueError(
+                f"the SQLite driver {driver!r} is not supported: use sqlite:///path/to/fbslack.db"
+            )
+        return value
+    if backend not in ("postgres", "postgresql"):
+        raise ValueError(
+            f"{backend!r} databases are not supported: fbslack runs on SQLite or PostgreSQL "
+            f"({DATABASE_EXAMPLES})"
+        )
+    if driver not in ("", "psycopg"):
+        raise ValueError(
+            f"the PostgreSQL driver {driver!r} is not supported: use postgresql://... (psycopg 3)"
+        )
+    parts = urlsplit(value)
+    try:
+        parts.port  # noqa: B018 - urlsplit checks the port only when it is read
+    except ValueError:
+        raise ValueError("the port must be a number, e.g. postgresql://user@host:5432/dbname") from None
+    return value
+
+
+def redact_url(url: str) -> str:
+    """The URL with its password (if any) replaced by ***, fit for a message or a log line."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    user = parts.username or ""
+    host = parts.netloc.rsplit("@", 1)[1]
+    return parts._replace(netloc=f"{user}:***@{host}").geturl()
 
 
 def _check_slack_install(client_id: str, authorize_url: str) -> None:
@@ -184,6 +228,11 @@ class Settings(BaseModel):
     def _strip_slash(cls, value: str) -> str:
         return value.rstrip("/")
 
+    @field_validator("database_url")
+    @classmethod
+    def _check_database(cls, value: str | None) -> str | None:
+        return None if value is None else _check_database_url(value)
+
     @field_validator("log_level")
     @classmethod
     def _check_level(cls, value: str) -> str:
@@ -295,6 +344,33 @@ class Settings(BaseModel):
         return f"{self.public_url}/freshbooks/oauth/callback" if self.public_url else None
 
     @property
+    def slack_request_url(self) -> str | None:
+        """Where Slack sends events, interactivity and the slash command (all three in manifest.yml)."""
+        return f"{self.public_url}/slack/events" if self.public_url else None
+
+    def urls_to_paste(self) -> list[tuple[str, str]]:
+        """The addresses an operator pastes into Slack's and FreshBooks' app settings, with where
+        each goes; empty until PUBLIC_URL is set."""
+        if not self.public_url:
+            return []
+        urls = [
+            (
+                "Slack request URL (Event Subscriptions, Interactivity, Slash Commands)",
+                f"{self.public_url}/slack/events",
+            ),
+            ("Slack redirect URL (OAuth & Permissions)", f"{self.public_url}/slack/oauth_redirect"),
+            (
+                "FreshBooks redirect URI (FreshBooks developer portal)",
+                f"{self.public_url}/freshbooks/oauth/callback",
+            ),
+        ]
+        if self.slack_client_id:
+            urls.append(
+                ("Install into a workspace (open it in the browser)", f"{self.public_url}/slack/install")
+            )
+        return urls
+
+    @property
     def freshbooks_configured(self) -> bool:
         return bool(self.freshbooks_client_id and self.freshbooks_client_secret)
 
@@ -332,26 +408,61 @@ def normalize_database_url(url: str) -> str:
     return url
 
 
+# Pydantic's wording for the common mistakes, said the way an operator would fix them.
+_PLAIN_MESSAGES = {
+    "int_parsing": "must be a whole number",
+    "float_parsing": "must be a number",
+    "bool_parsing": "must be true or false",
+}
+
+
 def _describe(error: Mapping[str, Any]) -> str:
     loc = error.get("loc") or ()
     field = str(loc[0]) if loc else ""
-    message = str(error.get("msg", "invalid value"))
-    message = message.removeprefix("Value error, ")
+    message = _PLAIN_MESSAGES.get(str(error.get("type")), str(error.get("msg", "invalid value")))
+    message = message.removeprefix("Value error, ").replace("Input should be", "must be")
     if not field:
         return message
     name = field.upper()
-    if field in SECRET_FIELDS or error.get("input") is None or isinstance(error.get("input"), dict):
+    value = error.get("input")
+    if field in SECRET_FIELDS or value is None or isinstance(value, dict):
         return f"{name}: {message}"
-    return f"{name}: {message} (got {error.get('input')!r})"
+    if field == "database_url":  # may carry a password
+        value = redact_url(str(value))
+    return f"{name}: {message} (got {value!r})"
 
 
-def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
-    """Build Settings from `environ` (default: os.environ); raise ConfigError naming each bad variable."""
-    source = dict(os.environ if environ is None else environ)
+def read_env_file(path: Path) -> dict[str, str]:
+    """The settings a `.env` file holds (python-dotenv's syntax: NAME=value, # comments, quotes,
+    ${VAR} expansion). No file: nothing. A line it cannot read stops the app rather than leaving
+    a setting silently unset; the message gives the line number, never the line (it may hold a
+    secret). A name with no `=` counts as unset."""
+    from dotenv import dotenv_values
+    from dotenv.parser import parse_stream
+
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return {}
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot read it ({exc.__class__.__name__})") from None
+    for binding in parse_stream(io.StringIO(text)):
+        if binding.error:
+            raise ConfigError(
+                f"{path} line {binding.original.line}: not a NAME=value line "
+                "(put values with spaces or # in quotes; comments start with #)"
+            )
+    values = dotenv_values(stream=io.StringIO(text))
+    return {key: value for key, value in values.items() if value is not None}
+
+
+def load_settings(environ: Mapping[str, str] | None = None, *, env_file: Path | None = None) -> Settings:
+    """Build Settings from `environ` (default: os.environ) over the values of `env_file` (a `.env`:
+    the environment wins); raise ConfigError with one line per bad variable."""
+    source = {**(read_env_file(env_file) if env_file else {}), **(os.environ if environ is None else environ)}
     known = {name.upper() for name in Settings.model_fields}
     values = {key.lower(): value for key, value in source.items() if key.upper() in known}
     try:
         return Settings.model_validate(values)
     except ValidationError as exc:
-        lines = [_describe(err) for err in exc.errors(include_url=False)]
-        raise ConfigError("invalid configuration:\n  " + "\n  ".join(lines)) from None
+        raise ConfigError("\n".join(_describe(err) for err in exc.errors(include_url=False))) from None

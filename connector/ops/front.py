@@ -8,6 +8,9 @@ costs a socket and a buffer, never a thread. The body limit of the route a reque
 before its body is read (413, whether Content-Length declares it or a chunked body reaches it); a
 request must arrive within `read_seconds` of its first byte (408).
 
+A route may be answered by the front itself, on its loop (`DirectRoute`): the webhook route does
+so, to spare the common case the WSGI app and two thread hand-offs (issue 12, section 5).
+
 Each worker listens on a socket of its own (gunicorn's `reuse_port`: SO_REUSEPORT, bound after the
 fork): the kernel spreads new connections over the workers, instead of one worker taking every
 keep-alive connection because it woke first.
@@ -22,10 +25,10 @@ import logging
 import os
 import socket
 import sys
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import unquote_to_bytes
 
 import h11
@@ -36,6 +39,29 @@ log = logging.getLogger(__name__)
 # (method, path) -> the largest body the route accepts, in bytes.
 BodyLimit = Callable[[str, str], int]
 WsgiApp = Callable[..., Iterable[bytes]]
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    status: int
+    reason: str
+    headers: list[tuple[str, str]]
+    body: bytes
+
+
+class DirectRoute(Protocol):
+    """A request the front answers on its loop, without the WSGI app (the path was matched)."""
+
+    def too_large(self) -> None:
+        """The front refused its body (413) before reading it whole."""
+
+    async def answer(self, headers: Sequence[tuple[bytes, bytes]], body: bytes) -> Answer | None:
+        """The answer; None to have the WSGI app answer it after all. `headers` are h11's: names
+        lower-case, values as sent. Must not block the loop."""
+
+
+# (method, path) -> the direct route that answers it, or None for the WSGI app.
+DirectRoutes = Callable[[str, str], DirectRoute | None]
 
 MAX_HEADER_BYTES = 16 * 1024  # request line and headers together; above it, 431
 _READ_SIZE = 64 * 1024
@@ -62,10 +88,19 @@ class Limits:
     linger_bytes: int = 1024 * 1024
 
 
+_FAILED = Answer(500, "Internal Server Error", [], b"")  # the app raised: 500, and the connection closes
+
+
 class _Refused(Exception):
     def __init__(self, status: int, message: str) -> None:
         super().__init__(message)
         self.status = status
+
+
+def too_large_message(limit: int) -> str:
+    """What a 413 says, whichever server refused the body."""
+    size = f"{limit // 1024} KiB" if limit >= 1024 and limit % 1024 == 0 else f"{limit} bytes"
+    return f"the body is larger than {size}, the limit of this URL"
 
 
 def _error_bytes(status: int, message: str) -> bytes:
@@ -142,9 +177,18 @@ def call_wsgi(app: WsgiApp, environ: dict[str, Any]) -> tuple[int, str, list[tup
 class Front:
     """Serves one listening socket: reads requests on the loop, runs the app on `threads` threads."""
 
-    def __init__(self, app: WsgiApp, *, body_limit: BodyLimit, threads: int, limits: Limits) -> None:
+    def __init__(
+        self,
+        app: WsgiApp,
+        *,
+        body_limit: BodyLimit,
+        threads: int,
+        limits: Limits,
+        direct: DirectRoutes | None = None,
+    ) -> None:
         self._app = app
         self._body_limit = body_limit
+        self._direct = direct
         self._limits = limits
         self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="fbslack-web")
         self._idle: set[asyncio.StreamWriter] = set()
@@ -198,7 +242,7 @@ class Front:
                 conn.receive_data(data)
             try:
                 async with asyncio.timeout(self._limits.read_seconds):
-                    request, body = await self._read_request(conn, reader, writer)
+                    request, body, route = await self._read_request(conn, reader, writer)
             except TimeoutError:
                 await self._refuse(writer, reader, 408, "the request did not arrive in time")
                 return
@@ -210,16 +254,15 @@ class Front:
                 return
             if request is None:
                 return
-            if not await self._answer(
-                conn, writer, _environ(request, body, peer=peer[:2], server=server[:2])
-            ):
+            answer = None if route is None else await self._answer_direct(route, request, body)
+            if answer is None:
+                answer = await self._answer(_environ(request, body, peer=peer[:2], server=server[:2]))
+            if not await self._send(conn, writer, request.method == b"HEAD", answer):
                 return
             conn.start_next_cycle()
 
-    async def _answer(
-        self, conn: h11.Connection, writer: asyncio.StreamWriter, environ: dict[str, Any]
-    ) -> bool:
-        """Run the app on the thread pool and send its answer; whether the connection may go on."""
+    async def _answer(self, environ: dict[str, Any]) -> Answer:
+        """Run the app on the thread pool; its answer."""
         loop = asyncio.get_running_loop()
         try:
             code, reason, headers, content = await loop.run_in_executor(
@@ -227,16 +270,34 @@ class Front:
             )
         except Exception:
             log.exception("the app failed on %s %s", environ["REQUEST_METHOD"], environ["PATH_INFO"])
+            return _FAILED
+        return Answer(code, reason, headers, content)
+
+    @staticmethod
+    async def _answer_direct(route: DirectRoute, request: h11.Request, body: bytes) -> Answer | None:
+        try:
+            return await route.answer(request.headers, body)
+        except Exception:
+            log.exception("the front's own route failed on %s", request.method.decode("ascii"))
+            return _FAILED
+
+    async def _send(
+        self, conn: h11.Connection, writer: asyncio.StreamWriter, head: bool, answer: Answer
+    ) -> bool:
+        """Send the answer; whether the connection may go on."""
+        if answer is _FAILED:
             writer.write(_error_bytes(500, "internal error"))
             return False
-        head = environ["REQUEST_METHOD"] == "HEAD"
+        headers = answer.headers
         if not head and not any(k.lower() == "content-length" for k, _ in headers):
-            headers = [*headers, ("Content-Length", str(len(content)))]
+            headers = [*headers, ("Content-Length", str(len(answer.body)))]
         if self.stopping:
             headers = [*headers, ("Connection", "close")]
-        out = conn.send(h11.Response(status_code=code, headers=headers, reason=reason.encode("latin-1")))
-        if content and not head:
-            out = (out or b"") + (conn.send(h11.Data(data=content)) or b"")
+        out = conn.send(
+            h11.Response(status_code=answer.status, headers=headers, reason=answer.reason.encode("latin-1"))
+        )
+        if answer.body and not head:
+            out = (out or b"") + (conn.send(h11.Data(data=answer.body)) or b"")
         writer.write((out or b"") + (conn.send(h11.EndOfMessage()) or b""))
         async with asyncio.timeout(self._limits.read_seconds):
             await writer.drain()
@@ -244,16 +305,18 @@ class Front:
 
     async def _read_request(
         self, conn: h11.Connection, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
-    ) -> tuple[h11.Request | None, bytes]:
+    ) -> tuple[h11.Request | None, bytes, DirectRoute | None]:
         request = await self._next_event(conn, reader)
         if not isinstance(request, h11.Request):
-            return None, b""  # the client closed the connection
+            return None, b"", None  # the client closed the connection
+        method = request.method.decode("ascii")
         path = unquote_to_bytes(request.target.partition(b"?")[0]).decode("latin-1")
-        limit = self._body_limit(request.method.decode("ascii"), path)
+        limit = self._body_limit(method, path)
+        route = self._direct(method, path) if self._direct is not None else None
         # h11 has checked the framing: one Content-Length, digits only, not beside chunked.
         declared = next((int(v) for k, v in request.headers if k == b"content-length"), None)
         if declared is not None and declared > limit:
-            raise _Refused(413, f"the body is larger than {limit} bytes, the limit of this URL")
+            raise self._too_large(route, limit)
         if conn.they_are_waiting_for_100_continue:
             writer.write(conn.send(h11.InformationalResponse(status_code=100, headers=[])) or b"")
         body = bytearray()
@@ -262,11 +325,17 @@ class Front:
             if isinstance(event, h11.Data):
                 body += event.data
                 if len(body) > limit:
-                    raise _Refused(413, f"the body is larger than {limit} bytes, the limit of this URL")
+                    raise self._too_large(route, limit)
             elif isinstance(event, h11.EndOfMessage):
-                return request, bytes(body)
+                return request, bytes(body), route
             else:
-                return None, b""
+                return None, b"", None
+
+    @staticmethod
+    def _too_large(route: DirectRoute | None, limit: int) -> _Refused:
+        if route is not None:
+            route.too_large()
+        return _Refused(413, too_large_message(limit))
 
     @staticmethod
     async def _next_event(conn: h11.Connection, reader: asyncio.StreamReader) -> Any:
@@ -294,8 +363,8 @@ class Front:
 
 class FrontWorker(Worker):  # type: ignore[misc]
     """A gunicorn worker serving through `Front`. The gunicorn application must have a `body_limit`
-    (set when its `wsgi()` loads the app). Heartbeat, SIGTERM (graceful) and the master's death
-    are handled as gunicorn's own workers do."""
+    and may have `direct` routes (both set when its `wsgi()` loads the app). Heartbeat, SIGTERM
+    (graceful) and the master's death are handled as gunicorn's own workers do."""
 
     def run(self) -> None:
         asyncio.run(self._serve())
@@ -306,6 +375,7 @@ class FrontWorker(Worker):  # type: ignore[misc]
             body_limit=self.app.body_limit,
             threads=self.cfg.threads,
             limits=Limits(keepalive_seconds=self.cfg.keepalive, max_connections=self.cfg.worker_connections),
+            direct=getattr(self.app, "direct", None),
         )
         # With reuse_port, gunicorn binds these in each worker after the fork (SO_REUSEPORT).
         servers = [await front.serve(listener.sock) for listener in self.sockets]

@@ -126,9 +126,14 @@ class Server(BaseApplication):  # type: ignore[misc]
         # Hand the GIL over sooner (default 5 ms): a request thread ready to answer should not wait
         # for another thread's time slice to run out.
         sys.setswitchinterval(0.001)
-        from connector.ops.web import body_limits
+        from connector.ops.web import body_limits, direct_routes
         from connector.pipeline.wake import WakeSender
 
-        app = create_app(self._settings, start_background=False, wake=WakeSender(self._wake_path))
-        self.body_limit = body_limits(app.url_map)  # read by connector.ops.front.FrontWorker
+        # The master announces what is left to configure, once (cmd_serve).
+        app = create_app(
+            self._settings, start_background=False, wake=WakeSender(self._wake_path), announce_setup=False
+        )
+        # Read by connector.ops.front.FrontWorker.
+        self.body_limit = body_limits(app.url_map)
+        self.direct = direct_routes(app.extensions["fbslack"].intake)
         return app

@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import hmac
 import html
 import os
 import re
+import threading
 import time
-from collections.abc import Callable
+import weakref
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from flask import Blueprint, Response, jsonify, request
 from prometheus_client import CONTENT_TYPE_LATEST
-from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
+from werkzeug.http import HTTP_STATUS_CODES
 from werkzeug.routing import Map
 
 from connector.freshbooks.connect import (
@@ -22,9 +27,10 @@ from connector.freshbooks.connect import (
     ConnectService,
     PendingConnect,
 )
+from connector.ops.front import Answer, DirectRoute, DirectRoutes, too_large_message
 from connector.ops.setup_page import PAGE_HEADERS, SetupState, render_setup_page
 from connector.pipeline.ingest.form import MAX_BODY_BYTES
-from connector.pipeline.ingest.intake import Intake
+from connector.pipeline.ingest.intake import Deferred, Intake, IntakeResult
 from connector.pipeline.ingest.signature import SIGNATURE_HEADER
 from connector.telemetry import metrics
 
@@ -34,10 +40,18 @@ BENCH_BARE_ROUTE_ENV = "FBSLACK_BENCH_BARE_ROUTE"
 # Webhook tokens are 43 url-safe characters; anything else cannot exist, so skip the lookup.
 _TOKEN = re.compile(r"^[A-Za-z0-9_-]{20,128}$")
 
+WEBHOOK_PREFIX = "/freshbooks/webhooks/"
+# An oversized webhook body is refused before any route code runs; it is still a refused webhook.
+_WEBHOOK_TOO_LARGE = metrics.WEBHOOKS_REJECTED.labels(reason="malformed")
+_UNKNOWN_TOKEN = metrics.WEBHOOKS_REJECTED.labels(reason="unknown_token")
+_TEXT_TYPE = "text/plain; charset=utf-8"
+_SIGNATURE_NAME = SIGNATURE_HEADER.lower().encode("ascii")
 
-# The largest body each endpoint accepts, in bytes. `fbslack serve` refuses a larger one with 413
-# before reading it (connector.ops.front); the app checks it again (Werkzeug's max_content_length) for
-# any other server. Every registered endpoint has an entry (tests/ops/test_request_limits.py).
+
+# The largest body each endpoint accepts, in bytes, and the one place that refuses a larger one
+# (413): `fbslack serve` before reading it (connector.ops.front), and the app (Werkzeug's
+# max_content_length, `_add_body_limits`) under any other server. Every registered endpoint has an
+# entry (tests/ops/test_request_limits.py).
 BODY_LIMITS: dict[str, int] = {
     # FreshBooks posts a handful of form fields.
     "connector.freshbooks_webhook": MAX_BODY_BYTES,
@@ -157,12 +171,22 @@ def _bearer_matches(header: str | None, token: str) -> bool:
     return hmac.compare_digest(presented.strip().encode("utf-8"), token.encode("utf-8"))
 
 
-def _add_connect_routes(bp: Blueprint, *, connect: ConnectService, secure_cookies: bool) -> None:
-    """The FreshBooks OAuth return: review and confirm, then the business choice."""
+def _add_body_limits(bp: Blueprint) -> None:
+    """BODY_LIMITS, enforced by the app itself for servers other than `fbslack serve`'s front."""
 
     @bp.before_app_request
     def limit_body() -> None:
         request.max_content_length = BODY_LIMITS.get(request.endpoint or "", 0)
+
+    @bp.app_errorhandler(RequestEntityTooLarge)
+    def too_large(_exc: RequestEntityTooLarge) -> Response:
+        if request.endpoint == "connector.freshbooks_webhook":
+            _WEBHOOK_TOO_LARGE.inc()
+        return _text(413, too_large_message(BODY_LIMITS.get(request.endpoint or "", 0)))
+
+
+def _add_connect_routes(bp: Blueprint, *, connect: ConnectService, secure_cookies: bool) -> None:
+    """The FreshBooks OAuth return: review and confirm, then the business choice."""
 
     def connected_page(result: Connected) -> Response:
         verb = "reconnected" if result.reconnected else "connected"
@@ -251,20 +275,19 @@ def create_blueprint(
     it as `Authorization: Bearer <token>`."""
     bp = Blueprint("connector", __name__)
 
+    _add_body_limits(bp)
     _add_connect_routes(bp, connect=connect, secure_cookies=secure_cookies)
 
-    @bp.post("/freshbooks/webhooks/<token>")
+    @bp.post(WEBHOOK_PREFIX + "<token>")
     def freshbooks_webhook(token: str) -> Response:
+        """The webhook route for servers other than `fbslack serve`, and for the requests its front
+        hands back (`_DirectWebhook`): both answer alike, through the same intake."""
         started = time.perf_counter()
         try:
             if not _TOKEN.match(token):
-                metrics.WEBHOOKS_REJECTED.labels(reason="unknown_token").inc()
-                return _text(404, "unknown webhook URL")
-            # Read the raw body before anything touches request.form (that would consume it), and
-            # never more than the limit plus one byte, whatever Content-Length claims.
-            if (request.content_length or 0) > MAX_BODY_BYTES:
-                metrics.WEBHOOKS_REJECTED.labels(reason="malformed").inc()
-                return _text(413, f"body is larger than {MAX_BODY_BYTES // 1024} KiB")
+                return _text(*_unknown_token())
+            # Read the raw body before anything touches request.form (that would consume it). A
+            # body over its limit (BODY_LIMITS) raises RequestEntityTooLarge here: 413.
             raw = request.stream.read(MAX_BODY_BYTES + 1)
             result = intake.receive(
                 token=token,
@@ -308,3 +331,116 @@ def create_blueprint(
             return _text(200, "ok")
 
     return bp
+
+
+# -- the webhook route answered by `fbslack serve`'s front itself -----------------------------------
+
+
+def _unknown_token() -> tuple[int, str]:
+    _UNKNOWN_TOKEN.inc()
+    return 404, "unknown webhook URL"
+
+
+def direct_routes(intake: Intake) -> DirectRoutes:
+    """The routes `fbslack serve`'s front answers on its loop (connector.ops.front): a webhook.
+
+    A webhook whose connection is cached and whose signature checks out is parsed, verified and
+    encrypted on the loop and goes straight to the group commit: no WSGI environ, no Flask request,
+    no pool thread (issue 12, section 5). Anything that needs the database before the commit (a
+    lookup, a callback.verify) goes to the Flask route (`freshbooks_webhook`) as before. Matches
+    what the URL map matches for that rule: POST, one non-empty path segment after the prefix.
+    """
+
+    replies: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Replies] = weakref.WeakKeyDictionary()
+
+    def route(method: str, path: str) -> DirectRoute | None:
+        if method != "POST" or not path.startswith(WEBHOOK_PREFIX):
+            return None
+        token = path[len(WEBHOOK_PREFIX) :]
+        if not token or "/" in token:
+            return None
+        loop = asyncio.get_running_loop()
+        mailbox = replies.get(loop)
+        if mailbox is None:
+            mailbox = replies[loop] = _Replies()
+        return _DirectWebhook(intake, token, mailbox)
+
+    return route
+
+
+class _Replies:
+    """Results from the committing thread to one event loop: one wake-up of the loop per batch
+    (call_soon_threadsafe writes to the loop's wake-up socket each time it is called)."""
+
+    def __init__(self) -> None:  # the loop is its futures' (no reference here: replies is weak)
+        self._lock = threading.Lock()
+        self._ready: list[tuple[asyncio.Future[IntakeResult], IntakeResult]] = []
+
+    def post(self, waiting: asyncio.Future[IntakeResult], result: IntakeResult) -> None:
+        """From any thread."""
+        with self._lock:
+            self._ready.append((waiting, result))
+            first = len(self._ready) == 1
+        if first:
+            waiting.get_loop().call_soon_threadsafe(self._deliver)
+
+    def _deliver(self) -> None:
+        with self._lock:
+            ready, self._ready = self._ready, []
+        for waiting, result in ready:
+            if not waiting.done():  # cancelled: the server is shutting down
+                waiting.set_result(result)
+
+
+class _DirectWebhook:
+    __slots__ = ("_intake", "_replies", "_token")
+
+    def __init__(self, intake: Intake, token: str, replies: _Replies) -> None:
+        self._intake = intake
+        self._token = token
+        self._replies = replies
+
+    def too_large(self) -> None:
+        _WEBHOOK_TOO_LARGE.inc()
+
+    async def answer(self, headers: Sequence[tuple[bytes, bytes]], body: bytes) -> Answer | None:
+        started = time.perf_counter()
+        if not _TOKEN.match(self._token):
+            answer = _text_answer(*_unknown_token())
+            metrics.WEBHOOK_ACK_SECONDS.observe(time.perf_counter() - started)
+            return answer
+        # As the WSGI environ has them: repeated headers joined with ",", latin-1 text.
+        content_type = signature = None
+        for name, value in headers:
+            if name == b"content-type":
+                text = value.decode("latin-1")
+                content_type = text if content_type is None else f"{content_type},{text}"
+            elif name == _SIGNATURE_NAME:
+                text = value.decode("latin-1")
+                signature = text if signature is None else f"{signature},{text}"
+        waiting: asyncio.Future[IntakeResult] = asyncio.get_running_loop().create_future()
+        result = self._intake.receive_soon(
+            token=self._token,
+            raw_body=body,
+            content_type=content_type,
+            signature=signature,
+            answer=functools.partial(self._replies.post, waiting),  # in the committing thread
+        )
+        if result is Deferred.BLOCKING:
+            return None  # the Flask route does all of it, and times it
+        if result is Deferred.PENDING:
+            result = await waiting
+        answer = _text_answer(result.status, result.message)
+        metrics.WEBHOOK_ACK_SECONDS.observe(time.perf_counter() - started)
+        return answer
+
+
+def _text_answer(status: int, message: str) -> Answer:
+    """What `_text` makes Flask send, byte for byte."""
+    body = (message + "\n").encode("utf-8")
+    return Answer(
+        status,
+        HTTP_STATUS_CODES.get(status, "UNKNOWN").upper(),
+        [("Content-Type", _TEXT_TYPE), ("Content-Length", str(len(body)))],
+        body,
+    )

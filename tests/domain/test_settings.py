@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -11,6 +12,7 @@ import pytest
 from cryptography.fernet import Fernet
 
 from connector.domain.settings import ConfigError, Settings, load_settings, normalize_database_url
+from tests.support.paths import REPO
 
 
 def test_defaults_need_nothing(tmp_path: Path) -> None:
@@ -55,6 +57,10 @@ def test_unrelated_environment_is_ignored() -> None:
         ({"RECONCILE_POLL_SECONDS": "ten"}, "RECONCILE_POLL_SECONDS"),
         ({"OVERDUE_SCAN_SECONDS": "9"}, "OVERDUE_SCAN_SECONDS"),
         ({"OVERDUE_SCAN_SECONDS": str(8 * 86400)}, "OVERDUE_SCAN_SECONDS"),
+        ({"DATABASE_URL": "nonsense"}, "DATABASE_URL: not a database URL"),
+        ({"DATABASE_URL": "mysql://u@h/db"}, "DATABASE_URL: 'mysql' databases are not supported"),
+        ({"DATABASE_URL": "postgresql+asyncpg://u@h/db"}, "DATABASE_URL: the PostgreSQL driver 'asyncpg'"),
+        ({"DATABASE_URL": "postgresql://u@h:port/db"}, "DATABASE_URL: the port must be a number"),
     ],
 )
 def test_bad_values_name_the_variable(env: dict[str, str], names: str) -> None:
@@ -131,8 +137,10 @@ def test_serve_with_a_bad_production_setting_says_one_line_and_no_traceback(tmp_
         check=False,
     )
     assert done.returncode == 2
-    assert "Traceback" not in done.stderr
-    assert [line for line in done.stderr.splitlines() if line.strip().startswith("PUBLIC_URL:")], done.stderr
+    assert done.stderr.splitlines() == [
+        "fbslack: PUBLIC_URL: must start with https:// when APP_ENV=production "
+        "(terminate TLS at a reverse proxy or load balancer in front of the app)"
+    ]
 
 
 def test_several_keys_first_one_encrypts() -> None:
@@ -186,3 +194,84 @@ def test_server_sizes_default_to_two_workers_of_eight_threads() -> None:
     assert (postgres.resolved_web_workers, postgres.resolved_web_threads) == (2, 8)
     chosen = load_settings({"WEB_WORKERS": "3", "WEB_THREADS": "6"})
     assert (chosen.resolved_web_workers, chosen.resolved_web_threads) == (3, 6)
+
+
+def test_each_bad_variable_is_one_line_in_plain_words() -> None:
+    with pytest.raises(ConfigError) as info:
+        load_settings({"PORT": "eighty", "METRICS_PUBLIC": "maybe", "FRESHBOOKS_TIMEOUT_SECONDS": "soon"})
+    assert str(info.value).splitlines() == [
+        "PORT: must be a whole number (got 'eighty')",
+        "FRESHBOOKS_TIMEOUT_SECONDS: must be a number (got 'soon')",
+        "METRICS_PUBLIC: must be true or false (got 'maybe')",
+    ]
+
+
+def test_a_database_password_is_not_echoed() -> None:
+    with pytest.raises(ConfigError) as info:
+        load_settings({"DATABASE_URL": "mysql://fb:hunter2-secret@db.internal/fb"})
+    assert "hunter2-secret" not in str(info.value)
+    assert "mysql://fb:***@db.internal/fb" in str(info.value)
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["sqlite:///data/x.db", "sqlite:////abs/x.db", "postgres://u@h/db", "postgresql+psycopg://u:p@h:5433/db",
+     "postgresql:///db"],
+)  # fmt: skip
+def test_sqlite_and_postgresql_urls_are_accepted(url: str) -> None:
+    assert load_settings({"DATABASE_URL": url}).database_url == url
+
+
+# -- .env ------------------------------------------------------------------------------------------
+
+
+def test_env_file_values_apply_and_the_environment_wins(tmp_path: Path) -> None:
+    env_file = tmp_path / ".env"
+    env_file.write_text(
+        "# comments and blank lines are fine\n\n"
+        "PORT=4000\n"
+        "export LOG_LEVEL=debug\n"
+        'PUBLIC_URL="https://fb.example.com"  # a trailing comment\n'
+        "SLACK_CLIENT_ID\n"  # a name with no value: unset
+        "UNRELATED=whatever\n"
+    )
+    settings = load_settings({}, env_file=env_file)
+    assert (settings.port, settings.log_level, settings.public_url) == (
+        4000,
+        "DEBUG",
+        "https://fb.example.com",
+    )
+    assert settings.slack_client_id is None
+    assert load_settings({"PORT": "5000"}, env_file=env_file).port == 5000
+    assert load_settings({}, env_file=tmp_path / "absent.env").port == 3000
+
+
+def test_a_bad_env_line_stops_with_its_number_and_never_its_text(tmp_path: Path) -> None:
+    env_file = tmp_path / ".env"
+    env_file.write_text("PORT=4000\nSLACK_BOT_TOKEN xoxb-not-shown\n")
+    with pytest.raises(ConfigError) as info:
+        load_settings({}, env_file=env_file)
+    assert str(info.value).splitlines() == [
+        f"{env_file} line 2: not a NAME=value line (put values with spaces or # in quotes; "
+        "comments start with #)"
+    ]
+    assert "xoxb" not in str(info.value)
+
+
+def test_a_bad_value_in_env_file_names_its_variable(tmp_path: Path) -> None:
+    env_file = tmp_path / ".env"
+    env_file.write_text("PORT=eighty\n")
+    with pytest.raises(ConfigError) as info:
+        load_settings({}, env_file=env_file)
+    assert str(info.value) == "PORT: must be a whole number (got 'eighty')"
+
+
+def test_env_example_lists_every_setting_at_its_default() -> None:
+    example = REPO / ".env.example"
+    text = example.read_text()
+    for name in Settings.model_fields:
+        assert re.search(rf"^(# )?{name.upper()}=", text, re.MULTILINE), (
+            f"{name.upper()} is not in .env.example"
+        )
+    # An untouched copy changes nothing.
+    assert load_settings({}, env_file=example) == load_settings({})

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import copy
 import json
-from typing import Any
+import re
+from typing import Any, cast
 
 import pytest
 import yaml
@@ -12,6 +13,7 @@ from jsonschema import Draft7Validator
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT7
 
+from slack_ui.commands import CommandServices, FreshbooksCommand
 from tests.support.paths import REPO
 
 MANIFEST = REPO / "manifest.yml"
@@ -75,6 +77,33 @@ def test_slash_command(manifest: dict[str, Any]) -> None:
     assert command["command"] == "/freshbooks"
     assert command["should_escape"] is True
     assert command["url"].endswith("/slack/events")
+
+
+def test_usage_hint_names_every_subcommand(manifest: dict[str, Any]) -> None:
+    [command] = manifest["features"]["slash_commands"]
+    hint = command["usage_hint"]
+    # The table the dispatcher answers from; building it touches none of the services.
+    subcommands = FreshbooksCommand(cast(CommandServices, None)).subcommands
+    assert "help" in subcommands and "replay" in subcommands
+    assert [s for s in subcommands if s not in re.findall(r"[a-z]+", hint)] == []
+    limits = [
+        length
+        for name in VERSIONED
+        for length in _max_lengths(json.loads((SCHEMA_DIR / name).read_text()), "usage_hint")
+    ]
+    assert limits and len(hint) <= min(limits)
+
+
+def _max_lengths(schema: Any, key: str) -> list[int]:
+    """Every maxLength the schema gives a property named `key`, wherever it is defined."""
+    if isinstance(schema, list):
+        return [n for item in schema for n in _max_lengths(item, key)]
+    if not isinstance(schema, dict):
+        return []
+    found = (
+        [schema[key]["maxLength"]] if isinstance(schema.get(key), dict) and "maxLength" in schema[key] else []
+    )
+    return found + [n for value in schema.values() for n in _max_lengths(value, key)]
 
 
 def test_bot_events(manifest: dict[str, Any]) -> None:

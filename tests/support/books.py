@@ -91,6 +91,7 @@ def bill_json(
     vendor: str = "IKEA",
     status: str = "unpaid",
     vis_state: int = 0,
+    payments: tuple[Raw, ...] = (),
 ) -> Raw:
     return {
         "id": bill_id,
@@ -105,9 +106,23 @@ def bill_json(
         "due_date": due_date.isoformat(),
         "vendorid": 7000 + bill_id % 5,
         "vendor": {"vendorid": 7000 + bill_id % 5, "vendor_name": vendor},
-        "bill_payments": [],
+        "bill_payments": [{**p, "billid": bill_id} for p in payments],
         "created_at": "2026-01-01 00:00:00",
         "updated_at": "2026-01-01 00:00:00",
+        "vis_state": vis_state,
+    }
+
+
+def bill_payment_json(
+    payment_id: int, *, amount: Decimal | str, currency: str, paid_date: dt.date, vis_state: int = 0
+) -> Raw:
+    """One of a bill's `bill_payments` (its `billid` is set by `bill_json`)."""
+    return {
+        "id": payment_id,
+        "amount": money(amount, currency),
+        "paid_date": paid_date.isoformat(),
+        "payment_type": "Check",
+        "note": "",
         "vis_state": vis_state,
     }
 
@@ -158,6 +173,57 @@ class Books:
         ):
             for item in items:
                 fake.add_object(account_id, plural, item)
+
+
+def add_paid_bills(
+    books: Books, seed: int, *, today: dt.date, count: int, currencies: tuple[str, ...], days_back: int
+) -> None:
+    """Paid bills with 0-3 payments each, paid from `days_back` days before `today` to 3 after
+    (a tenth of the payments deleted, a bill in 13 deleted): the chart's cash out beside expenses."""
+    rng = random.Random(seed)
+    for n in range(1, count + 1):
+        code = rng.choice(currencies)
+        paid = tuple(
+            bill_payment_json(
+                900_000 + n * 10 + k,
+                amount=f"{rng.randint(1, 4000)}.{rng.randint(0, 99):02d}",
+                currency=code,
+                paid_date=today - dt.timedelta(days=rng.randint(-3, days_back)),
+                vis_state=1 if rng.random() < 0.1 else 0,
+            )
+            for k in range(rng.randint(0, 3))
+        )
+        books.bills.append(
+            bill_json(
+                40_000 + n, outstanding="0.00", currency=code, status="paid", payments=paid, due_date=today,
+                vis_state=1 if n % 13 == 0 else 0,
+            )
+        )  # fmt: skip
+
+
+def cash_sums(books: Books, spans: list[tuple[dt.date, dt.date]]) -> dict[tuple[str, str, int], Decimal]:
+    """Cash in and out per (currency, "in"/"out", span index), read from the raw JSON: live
+    payments not from credit in; live expenses and live bills' live payments out."""
+    sums: dict[tuple[str, str, int], Decimal] = {}
+
+    def add(code: str, way: str, day: str, amount: str) -> None:
+        when = dt.date.fromisoformat(day)
+        for n, (first, end) in enumerate(spans):
+            if first <= when < end:
+                sums[(code, way, n)] = sums.get((code, way, n), Decimal(0)) + Decimal(amount)
+
+    for p in books.payments:
+        if p["vis_state"] == 0 and not p["from_credit"]:
+            add(p["amount"]["code"], "in", p["date"], p["amount"]["amount"])
+    for e in books.expenses:
+        if e["vis_state"] == 0:
+            add(e["amount"]["code"], "out", e["date"], e["amount"]["amount"])
+    for b in books.bills:
+        if b["vis_state"] == 0:
+            for bp in b["bill_payments"]:
+                if bp["vis_state"] == 0:
+                    add(bp["amount"]["code"], "out", bp["paid_date"], bp["amount"]["amount"])
+    return sums
 
 
 CLIENT_NAMES = ("Northwind", "Contoso", "Globex", "Initech", "Umbrella", "Hooli", "Acme & Sons <Ltd>")

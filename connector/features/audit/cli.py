@@ -194,7 +194,9 @@ def add_commands(sub: Any, settings: Callable[[], Settings]) -> None:
     audit = sub.add_parser("audit", help="search the audit trail (same query as /freshbooks audit)")
     audit.add_argument("query", nargs="*", help="e.g. acme invoice.paid since:30d, or D123 for one delivery")
     audit.add_argument("--team", help="Slack team id (needed when several workspaces are installed)")
-    audit.add_argument("--limit", type=int, default=25)
+    audit.add_argument(
+        "--limit", type=int, default=25, metavar="N", help="show at most N entries (default: 25)"
+    )
     audit.set_defaults(func=lambda args: cmd_audit(args, settings()))
 
     replay = sub.add_parser("replay", help="send deliveries again (same as /freshbooks replay)")

@@ -11,7 +11,12 @@ not with the raw answers:
 - every invoice, kept if it was dated in either period or still has money owed: no documented
   filter finds "still owed" whatever the status (only `v3_status=overdue` is known to work,
   freshbooks-reports.md §6.2), so all are listed, which is the one way to miss none;
-- open bills (`statuses[]` unpaid, partial, overdue; bills have no date filter, §6.4).
+- bills (no date filter exists, §6.4): open ones (`statuses[]` unpaid, partial, overdue) are
+  kept; paid ones are listed too, for their payments, which the chart counts as cash out.
+
+The chart's history (`series.window`: the week itself for a weekly digest, 8 weeks for a daily
+one) widens the payments' and expenses' day filter; what lies in it is kept only as small
+`Movement`s (a day, an amount, in or out), so 8 weeks of a big business cost little memory.
 """
 
 from __future__ import annotations
@@ -26,6 +31,13 @@ from typing import Any, TypeVar
 from connector.domain.events import ObjectKind
 from connector.features.digest.figures import DigestInputs
 from connector.features.digest.period import Period, covering_days
+from connector.features.digest.series import (
+    Movement,
+    bill_movements,
+    expense_movements,
+    payment_movements,
+    window,
+)
 from connector.freshbooks.client import FreshBooksClient, FreshBooksError, ListPage
 from connector.freshbooks.models import (
     EASTERN,
@@ -46,6 +58,7 @@ log = logging.getLogger(__name__)
 _Obj = TypeVar("_Obj", Payment, Invoice, Bill, Expense)
 
 OPEN_BILL_STATUSES = ("unpaid", "partial", "overdue")
+LISTED_BILL_STATUSES = (*OPEN_BILL_STATUSES, "paid")  # paid ones for the chart's cash out
 BILLS_NOT_ENABLED = "41001"
 # What each list embeds: a payment's client and invoice (a payment names neither, and the
 # invoice paid may be long settled, so not among the invoices kept), an expense's category and a
@@ -59,14 +72,16 @@ _INCLUDES: dict[ObjectKind, tuple[str, ...]] = {
 
 
 def date_filter(period: Period, freshbooks_zone: dt.tzinfo) -> list[tuple[str, str]]:
-    """`search[date_min]`/`search[date_max]` for the period and the one before it. Pure.
+    """`search[date_min]`/`search[date_max]` for the period, the one before it and the chart. Pure.
 
     Whole days covering both periods in FreshBooks' zone, widened to the periods' own days too
-    (a date-only field is a calendar day, read as the schedule's); `date_max` is exclusive.
+    (a date-only field is a calendar day, read as the schedule's) and to the chart's days;
+    `date_max` is exclusive.
     """
     previous = period.previous()
+    chart_first, chart_end = window(period)
     first, after = covering_days(previous.start, period.end, freshbooks_zone)
-    first, after = min(first, previous.first_day), max(after, period.end_day)
+    first, after = min(first, previous.first_day, chart_first), max(after, period.end_day, chart_end)
     return [("search[date_min]", first.isoformat()), ("search[date_max]", after.isoformat())]
 
 
@@ -88,13 +103,17 @@ def _sift(
     parse: Callable[[Mapping[str, object]], _Obj],
     wanted: Callable[[_Obj], bool],
     cancelled: threading.Event,
-) -> tuple[tuple[_Obj, ...], int]:
-    """The wanted objects of one listing, parsed as they arrive, and how many could not be read.
+    *,
+    moved: Callable[[_Obj], Iterator[Movement]] | None = None,
+) -> tuple[tuple[_Obj, ...], int, tuple[Movement, ...]]:
+    """The wanted objects of one listing, parsed as they arrive, how many could not be read, and
+    the chart's movements of every object read (`moved`).
 
     An object listed twice (paging is by offset, so one created while the list is read shifts
     the pages under the reader) is kept once.
     """
     kept: list[_Obj] = []
+    movements: list[Movement] = []
     seen: set[int] = set()
     unreadable = 0
     for raw in listed:
@@ -110,24 +129,33 @@ def _sift(
         seen.add(obj.id)
         if wanted(obj):
             kept.append(obj)
+        if moved is not None:
+            movements.extend(moved(obj))
     if unreadable:
         # Counts only: the objects' fields are customer data.
         log.warning("digest: %d %s objects could not be read and are left out", unreadable, kind)
-    return tuple(kept), unreadable
+    return tuple(kept), unreadable, tuple(movements)
 
 
-def _open_bills(
-    listed: Iterator[Mapping[str, object]], cancelled: threading.Event
-) -> tuple[tuple[Bill, ...] | None, int]:
-    """Open bills, or None when the account has no Bills feature: FreshBooks answers that with an
-    error envelope, errno 41001, under HTTP 200 or 403 (freshbooks-reports.md §6.4). Such a
-    business still gets its digest, saying so; any other failure fails it."""
+def _bills(
+    listed: Iterator[Mapping[str, object]],
+    cancelled: threading.Event,
+    moved: Callable[[Bill], Iterator[Movement]],
+) -> tuple[tuple[Bill, ...] | None, int, tuple[Movement, ...]]:
+    """Open bills and every listed bill's movements, or None when the account has no Bills
+    feature: FreshBooks answers that with an error envelope, errno 41001, under HTTP 200 or 403
+    (freshbooks-reports.md §6.4). Such a business still gets its digest, saying so; any other
+    failure fails it."""
+
+    def open_bill(bill: Bill) -> bool:
+        return not bill.is_deleted and bill.status != "paid"  # listed only for its payments
+
     try:
-        return _sift(ObjectKind.BILL, listed, parse_bill, lambda b: not b.is_deleted, cancelled)
+        return _sift(ObjectKind.BILL, listed, parse_bill, open_bill, cancelled, moved=moved)
     except FreshBooksError as error:
         if error.code != BILLS_NOT_ENABLED:
             raise
-        return None, 0
+        return None, 0, ()
 
 
 def fetch_inputs(
@@ -155,6 +183,7 @@ def fetch_inputs(
         )
 
     dates = date_filter(period, freshbooks_zone)
+    first, end = window(period)
     cancelled = threading.Event()
     # The four lists are read side by side (FreshBooks answers each page in a fraction of a
     # second; in turn, a big business's 200 pages would add up), each one page at a time.
@@ -166,6 +195,7 @@ def fetch_inputs(
             parse_payment,
             lambda p: not p.is_deleted and _in_window(p.date, period),
             cancelled,
+            moved=lambda p: payment_movements(p, first, end),
         )
         expenses_job = pool.submit(
             _sift,
@@ -174,6 +204,7 @@ def fetch_inputs(
             parse_expense,
             lambda e: not e.is_deleted and _in_window(e.date, period),
             cancelled,
+            moved=lambda e: expense_movements(e, first, end),
         )
         invoices_job = pool.submit(
             _sift,
@@ -184,9 +215,10 @@ def fetch_inputs(
             cancelled,
         )
         bills_job = pool.submit(
-            _open_bills,
-            listed(ObjectKind.BILL, [("search[statuses][]", status) for status in OPEN_BILL_STATUSES]),
+            _bills,
+            listed(ObjectKind.BILL, [("search[statuses][]", status) for status in LISTED_BILL_STATUSES]),
             cancelled,
+            lambda b: bill_movements(b, first, end),
         )
         jobs: list[Future[Any]] = [payments_job, expenses_job, invoices_job, bills_job]
         # The first failure stops the other lists at their next object, rather than after them.
@@ -198,10 +230,10 @@ def fetch_inputs(
     ]
     if failures:
         raise failures[0]
-    payments, bad_payments = payments_job.result()
-    expenses, bad_expenses = expenses_job.result()
-    invoices, bad_invoices = invoices_job.result()
-    bills, bad_bills = bills_job.result()
+    payments, bad_payments, paid_in = payments_job.result()
+    expenses, bad_expenses, spent = expenses_job.result()
+    invoices, bad_invoices, _ = invoices_job.result()
+    bills, bad_bills, paid_out = bills_job.result()
     return DigestInputs(
         payments=payments,
         invoices=invoices,
@@ -209,4 +241,5 @@ def fetch_inputs(
         expenses=expenses,
         unreadable=bad_payments + bad_expenses + bad_invoices + bad_bills,
         bills_enabled=bills is not None,
+        movements=(*paid_in, *spent, *paid_out),
     )

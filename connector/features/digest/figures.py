@@ -28,6 +28,7 @@ from decimal import Decimal
 
 from connector.domain.money import Money
 from connector.features.digest.period import Period
+from connector.features.digest.series import Movement
 from connector.freshbooks.models import Bill, Expense, Invoice, Payment
 
 LARGEST_PAYMENTS = 3
@@ -123,6 +124,9 @@ class DigestInputs:
     expenses: tuple[Expense, ...]  # dated in the period or the one before
     unreadable: int = 0  # objects FreshBooks returned that could not be parsed: left out, and said
     bills_enabled: bool = True  # False: the account has no Bills (accounts payable) feature
+    # The chart's cash in and out over `series.window(period)` (8 weeks for a daily digest), made
+    # from every listed payment, expense and bill payment in it, not only from those kept above.
+    movements: tuple[Movement, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

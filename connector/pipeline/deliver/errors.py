@@ -10,6 +10,8 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 
+from connector.slack.files import Step, UploadFailed
+
 
 class Outcome(enum.StrEnum):
     RETRY = "retry"
@@ -53,12 +55,24 @@ _BUG = ("invalid_blocks", "invalid_blocks_format", "msg_blocks_too_long", "no_te
         "as_user_not_supported", "is_bot", "deprecated_endpoint", "method_deprecated", "missing_file_data",
         "msg_too_long")  # fmt: skip
 
+# Uploading a file (files.getUploadURLExternal, files.completeUploadExternal; reference
+# slack-files-and-scheduling.md §1.1 and §1.3); their other codes are chat.postMessage's too.
+_FILES_RETRY = ("file_not_found",)  # the upload did not land or expired: upload it again
+_FILES_CHANNEL = ("invalid_channel", "posting_to_channel_denied")
+_FILES_WORKSPACE = ("file_uploads_disabled", "file_uploads_except_images_disabled", "file_type_not_allowed",
+                    "file_upload_size_restricted", "storage_limit_reached")  # fmt: skip
+_FILES_BUG = ("missing_argument", "alt_txt_too_large", "channels_limit_exceeded")
+
 ERROR_TABLE: dict[str, Classification] = {
     **{code: Classification(Outcome.RETRY) for code in _RETRY},
     **{code: Classification(Outcome.IN_DOUBT) for code in _IN_DOUBT},
     **{code: Classification(Outcome.NEEDS_PERSON, Scope.CHANNEL) for code in _CHANNEL},
     **{code: Classification(Outcome.NEEDS_PERSON, Scope.WORKSPACE) for code in _WORKSPACE},
     **{code: Classification(Outcome.BUG) for code in _BUG},
+    **{code: Classification(Outcome.RETRY) for code in _FILES_RETRY},
+    **{code: Classification(Outcome.NEEDS_PERSON, Scope.CHANNEL) for code in _FILES_CHANNEL},
+    **{code: Classification(Outcome.NEEDS_PERSON, Scope.WORKSPACE) for code in _FILES_WORKSPACE},
+    **{code: Classification(Outcome.BUG) for code in _FILES_BUG},
 }
 
 # An unknown code could be anything; a person looks at it rather than the engine guessing.
@@ -95,6 +109,20 @@ def error_code(status: int, error: str | None) -> str:
     return (error or http_status_code(status) or f"http_{status}")[:MAX_CODE_LENGTH]
 
 
+def classify_upload(failure: UploadFailed) -> tuple[str, Classification]:
+    """The code and class of a failed file upload (`connector.slack.files`), as for a post, except
+    that a failure before the file could reach the channel is never in doubt: upload it again."""
+    if failure.step is Step.UPLOAD and failure.answered and failure.status < 500:
+        return f"upload_http_{failure.status}", Classification(Outcome.RETRY)  # a fresh upload URL next time
+    code = failure.error or "connection_dropped"
+    if failure.answered:
+        code = error_code(failure.status, failure.error)
+    classification = classify(code)
+    if classification.outcome is Outcome.IN_DOUBT and not failure.maybe_shared:
+        return code, Classification(Outcome.RETRY)
+    return code, classification
+
+
 HUMAN_REASONS: dict[str, str] = {
     "channel_not_found": "the channel no longer exists, or it is private and the app is not in it",
     "is_archived": "the channel is archived",
@@ -104,6 +132,9 @@ HUMAN_REASONS: dict[str, str] = {
     "account_inactive": "the app's Slack token belongs to a deactivated account: reinstall the app",
     "missing_scope": "the app lacks a permission it needs: reinstall it from the manifest",
     "message_limit_exceeded": "the workspace reached its message limit (free plan)",
+    "file_uploads_disabled": "the workspace does not allow file uploads: an admin can allow them",
+    "storage_limit_reached": "the workspace's file storage is full (free plan)",
+    "posting_to_channel_denied": "the app may not share files in this channel",
 }
 
 

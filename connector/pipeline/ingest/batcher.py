@@ -1,20 +1,29 @@
-"""Group commit: many request threads, one transaction and one commit for whatever piles up.
+"""Group commit: many requests, one transaction and one commit for whatever piles up.
 
 A commit (an fsync on SQLite, a round trip plus a WAL flush on PostgreSQL) costs far more than the
 insert before it. When requests arrive while a commit is in flight, they wait for it anyway; here
 they queue their rows instead, and the next commit takes all of them at once.
 
-There is no writer thread and no timer. The first thread to find nobody writing becomes the
+There is no timer. A thread that submits with `submit` and finds nobody writing becomes the
 leader: it writes everything pending (its own row included) in one call, hands every waiter its own
 result, and, if more rows arrived meanwhile, passes the lead to the oldest of them. A request alone
 therefore commits at once, in its own thread, exactly as it would without the batcher.
+
+`submit_nowait` is for a caller that must not block (the web front's event loop): its item queues
+the same way, and its result comes to a callback. When such an item needs a leader, the batcher's
+own committing thread takes the lead, and keeps it while the oldest pending item is another
+non-blocking one: under a stream of those it is one writer thread, woken once per batch.
 """
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Generic, TypeVar
+
+log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -32,15 +41,28 @@ class CommitFailed(Exception):
     """
 
 
+# What a non-blocking item's callback gets: its result, or (None, the batch's failure).
+Done = Callable[[R | None, CommitFailed | None], None]
+
+
+def _failed(error: BaseException) -> CommitFailed:
+    # Only the kind in the message: a database error's text can list the statement's values.
+    failed = CommitFailed(f"batch not committed: {type(error).__name__}")
+    failed.__cause__ = error
+    return failed
+
+
 class _Slot(Generic[T, R]):
     """One submitted item and, once its batch is done, its result or the batch's error."""
 
-    __slots__ = ("done", "error", "item", "ready", "result")
+    __slots__ = ("done", "error", "item", "notify", "ready", "result")
 
-    def __init__(self, item: T) -> None:
+    def __init__(self, item: T, notify: Done[R] | None = None) -> None:
         self.item = item
-        # Set once: either the slot is done, or (done still False) this thread now leads.
-        self.ready = threading.Event()
+        # A blocking submitter waits on `ready`, set once: either the slot is done, or (done still
+        # False) this thread now leads. A non-blocking one is told through `notify` instead.
+        self.notify = notify
+        self.ready = threading.Event() if notify is None else None
         self.done = False
         self.result: R | None = None
         self.error: BaseException | None = None
@@ -65,6 +87,8 @@ class GroupCommit(Generic[T, R]):
         # True from the moment a thread takes the lead until it finds nothing pending: while it is
         # True, new items only queue. Invariant: False implies `_pending` is empty.
         self._leading = False
+        # The thread that leads for non-blocking submitters; started on first use (after a fork).
+        self._committer: ThreadPoolExecutor | None = None
 
     def queued(self) -> int:
         """Items waiting for a commit that has not started yet (the one in flight excluded)."""
@@ -79,17 +103,49 @@ class GroupCommit(Generic[T, R]):
             lead = not self._leading
             self._leading = True
         if not lead:
+            assert slot.ready is not None
             slot.ready.wait()
             if not slot.done:  # handed the lead: our item is now the oldest pending one
                 lead = True
         if lead:
-            self._lead(slot)
+            self._lead(slot, committer=False)
         if slot.error is not None:
-            # Only the kind in the message: a database error's text can list the statement's values.
-            raise CommitFailed(f"batch not committed: {type(slot.error).__name__}") from slot.error
+            raise _failed(slot.error) from slot.error
         return slot.result  # type: ignore[return-value]  # set with done, error None
 
-    def _lead(self, own: _Slot[T, R]) -> None:
+    def submit_nowait(self, item: T, done: Done[R]) -> None:
+        """Queue `item` without blocking; `done(result, None)` or `done(None, CommitFailed)` is
+        called once its batch has committed or failed, in the thread that wrote it. `done` must be
+        quick and must not raise (an error is logged, and the batch's other items still told)."""
+        slot: _Slot[T, R] = _Slot(item, done)
+        with self._lock:
+            self._pending.append(slot)
+            lead = not self._leading
+            self._leading = True
+        if lead:
+            self._committer_pool().submit(self._lead, slot, committer=True)
+
+    def _committer_pool(self) -> ThreadPoolExecutor:
+        with self._lock:
+            if self._committer is None:
+                self._committer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="fbslack-commit")
+            return self._committer
+
+    def _lead(self, own: _Slot[T, R], *, committer: bool) -> None:
+        while True:
+            error, following = self._commit(own)
+            stopping = error if error is not None and not isinstance(error, Exception) else None
+            if following is not None and (stopping is not None or not committer):
+                self._committer_pool().submit(self._lead, following, committer=True)
+            if stopping is not None:
+                raise stopping  # KeyboardInterrupt, SystemExit: not a database outcome, do not wrap
+            if following is None or not committer:
+                return
+            own = following
+
+    def _commit(self, own: _Slot[T, R]) -> tuple[BaseException | None, _Slot[T, R] | None]:
+        """Write one batch led by `own` and tell its items; the batch's error, if any, and the
+        non-blocking item that leads next, if the lead is not passed to a blocked submitter."""
         with self._lock:
             batch = self._pending[: self._max_batch]
             del self._pending[: self._max_batch]
@@ -108,12 +164,28 @@ class GroupCommit(Generic[T, R]):
             else:
                 slot.error = error
             slot.done = True
-            if slot is not own:
+            if slot.notify is not None:
+                _tell(slot)
+            elif slot is not own:
+                assert slot.ready is not None
                 slot.ready.set()
         with self._lock:
-            if self._pending:
-                self._pending[0].ready.set()  # the lead passes on; `_leading` stays True
-            else:
+            if not self._pending:
                 self._leading = False
-        if error is not None and not isinstance(error, Exception):
-            raise error  # KeyboardInterrupt, SystemExit: not a database outcome, do not wrap
+                return error, None
+            following = self._pending[0]
+            if following.ready is not None:
+                following.ready.set()  # a blocked submitter leads next; `_leading` stays True
+                return error, None
+            return error, following
+
+
+def _tell(slot: _Slot[T, R]) -> None:
+    assert slot.notify is not None
+    try:
+        if slot.error is None:
+            slot.notify(slot.result, None)
+        else:
+            slot.notify(None, _failed(slot.error))
+    except Exception:
+        log.exception("a group commit callback failed")

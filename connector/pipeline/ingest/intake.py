@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import enum
 import logging
 import threading
 import time
@@ -15,6 +16,8 @@ from connector.freshbooks.verification import MAX_PENDING_PER_CONNECTION
 from connector.pipeline.ingest.batcher import CommitFailed, GroupCommit
 from connector.pipeline.ingest.form import (
     MalformedWebhook,
+    Notification,
+    VerifyRequest,
     is_verify,
     parse_fields,
     parse_notification,
@@ -52,6 +55,23 @@ class _Outcome:
 
 def _rejected(status: int, reason: str, message: str, connection_id: int | None = None) -> _Outcome:
     return _Outcome(IntakeResult(status, message), reject_reason=reason, connection_id=connection_id)
+
+
+@dataclass(frozen=True, slots=True)
+class _Accepted:
+    """An authentic webhook, parsed and encrypted: the row for the group commit."""
+
+    row: inbox.NewWebhook
+    connection_id: int
+    notification: Notification
+    supported: bool
+
+
+class Deferred(enum.Enum):
+    """`Intake.receive_soon` has no answer yet."""
+
+    PENDING = "pending"  # the webhook is in the group commit; `answer` will be called
+    BLOCKING = "blocking"  # it needs the database first: call `receive` in a thread
 
 
 @dataclass(frozen=True, slots=True)
@@ -168,9 +188,43 @@ class Intake:
         self, *, token: str, raw_body: bytes, content_type: str | None, signature: str | None
     ) -> IntakeResult:
         """Handle one request to /freshbooks/webhooks/<token>; the answer is only sent after commit."""
-        outcome = self._store(token, raw_body, content_type, signature)
+        return self._finish(self._store(token, raw_body, content_type, signature))
+
+    def receive_soon(
+        self,
+        *,
+        token: str,
+        raw_body: bytes,
+        content_type: str | None,
+        signature: str | None,
+        answer: Callable[[IntakeResult], None],
+    ) -> IntakeResult | Deferred:
+        """`receive` for a caller that must not block (the web front's event loop).
+
+        The answer itself when no database is needed for it (a refusal); PENDING when the webhook
+        went to the group commit, whose thread calls `answer` with the result after the commit;
+        BLOCKING when it needs the database first (a lookup not cached, a callback.verify, a
+        signature that fails against the cached verifiers): then call `receive` in a thread.
+        """
+        key = connections.webhook_token_hash(token)
+        with self._targets_lock:
+            target = self._targets.get(key)
+        if target is None or target.expires <= time.monotonic():
+            return Deferred.BLOCKING
+        checked = self._check(token, target, raw_body, content_type, signature, blocking=False)
+        if checked is None:
+            return Deferred.BLOCKING
+        if isinstance(checked, _Outcome):
+            return self._finish(checked)
+
+        def committed(inbox_id: int | NotStored | None, failed: CommitFailed | None) -> None:
+            answer(self._finish(self._committed(checked, inbox_id, failed)))
+
+        self._inserts.submit_nowait(checked.row, committed)
+        return Deferred.PENDING
+
+    def _finish(self, outcome: _Outcome) -> IntakeResult:
         # The unit of work has committed: side effects (logs, counters, wake-ups) come after.
-        context = {"connection_id": outcome.connection_id}
         if outcome.reject_reason:
             metrics.WEBHOOKS_REJECTED.labels(reason=outcome.reject_reason).inc()
             # Never the body or the signature: IDs and the reason only.
@@ -178,20 +232,28 @@ class Intake:
                 "webhook rejected: %s (%s)",
                 outcome.result.message,
                 outcome.reject_reason,
-                extra={"context": context},
+                extra={"context": {"connection_id": outcome.connection_id}},
             )
         elif outcome.repeated:
             assert outcome.event is not None
             metrics.WEBHOOKS_REPEATED.labels(event=outcome.event).inc()
             log.info(
                 "webhook repeated, acknowledged without storing it again",
-                extra={"context": {**context, "event": outcome.event, "object_id": outcome.object_id}},
+                extra={
+                    "context": {
+                        "connection_id": outcome.connection_id,
+                        "event": outcome.event,
+                        "object_id": outcome.object_id,
+                    }
+                },
             )
         elif outcome.callback_id is not None:
             metrics.VERIFICATIONS.labels(outcome="received").inc()
             log.info(
                 "callback.verify received",
-                extra={"context": {**context, "callback_id": outcome.callback_id}},
+                extra={
+                    "context": {"connection_id": outcome.connection_id, "callback_id": outcome.callback_id}
+                },
             )
             self._on_verify()
         # A stored webhook was logged, counted and announced with its batch (_insert_batch).
@@ -209,40 +271,43 @@ class Intake:
         target = self._target(token, fresh=False)
         if target is None:
             return _rejected(404, "unknown_token", "unknown webhook URL")
+        checked = self._check(token, target, raw_body, content_type, signature, blocking=True)
+        assert checked is not None  # only a non-blocking check stops short
+        if isinstance(checked, _Outcome):
+            return checked
+        try:
+            inbox_id = self._inserts.submit(checked.row)
+        except CommitFailed as failed:
+            return self._committed(checked, None, failed)
+        return self._committed(checked, inbox_id, None)
+
+    def _check(
+        self,
+        token: str,
+        target: _Target,
+        raw_body: bytes,
+        content_type: str | None,
+        signature: str | None,
+        *,
+        blocking: bool,
+    ) -> _Outcome | _Accepted | None:
+        """Parse and authenticate; the row to store, or the answer. With `blocking` False, None
+        where the database would be needed (callback.verify, a fresh lookup of the verifiers)."""
         conn_id = target.connection_id
-        now = self._clock()
         try:
             fields = parse_fields(raw_body, content_type)
             if is_verify(fields):
-                verify = parse_verify(fields)
-                if verify.account_id not in (None, target.account_id):
-                    raise MalformedWebhook("account_id does not match this connection")
-                # Stored as a candidate only: the verifier becomes our HMAC key once FreshBooks
-                # accepts it for a callback we registered (see connector.freshbooks.verification).
-                with self._db.session() as session:
-                    stored = inbox.add_verification(
-                        session,
-                        self._cipher,
-                        connection_id=conn_id,
-                        callback_id=verify.callback_id,
-                        verifier=verify.verifier,
-                        now=now,
-                        cap=MAX_PENDING_PER_CONNECTION,
-                    )
-                if stored is None:
-                    return _rejected(
-                        429, "too_many_verifications", "too many verifications pending; try later", conn_id
-                    )
-                return _Outcome(
-                    IntakeResult(200, "verification received"),
-                    connection_id=conn_id,
-                    callback_id=verify.callback_id,
-                )
+                if not blocking:
+                    return None
+                return self._candidate(target, parse_verify(fields))
             authentic = signature_matches(fields, signature, target.verifiers)
             if not authentic and signature:
-                target = self._target(token, fresh=True)  # a callback verified just now?
-                if target is None:
+                if not blocking:
+                    return None
+                fresh = self._target(token, fresh=True)  # a callback verified just now?
+                if fresh is None:
                     return _rejected(404, "unknown_token", "unknown webhook URL")
+                target = fresh
                 authentic = signature_matches(fields, signature, target.verifiers)
             if not authentic:
                 reason = "missing_signature" if not signature else "bad_signature"
@@ -253,6 +318,7 @@ class Intake:
         except MalformedWebhook as exc:
             return _rejected(400, "malformed", exc.reason, conn_id)
 
+        now = self._clock()
         supported = notification.name in SUPPORTED_EVENTS
         row = inbox.prepare_webhook(
             self._cipher,
@@ -266,9 +332,40 @@ class Intake:
             # FreshBooks signed, which parse_fields has checked are UTF-8.
             digest=self._blind_index.term("webhook_body", raw_body.decode("utf-8")),
         )
-        try:
-            inbox_id = self._inserts.submit(row)
-        except CommitFailed:
+        return _Accepted(row, conn_id, notification, supported)
+
+    def _candidate(self, target: _Target, verify: VerifyRequest) -> _Outcome:
+        if verify.account_id not in (None, target.account_id):
+            raise MalformedWebhook("account_id does not match this connection")
+        conn_id = target.connection_id
+        # Stored as a candidate only: the verifier becomes our HMAC key once FreshBooks
+        # accepts it for a callback we registered (see connector.freshbooks.verification).
+        with self._db.session() as session:
+            stored = inbox.add_verification(
+                session,
+                self._cipher,
+                connection_id=conn_id,
+                callback_id=verify.callback_id,
+                verifier=verify.verifier,
+                now=self._clock(),
+                cap=MAX_PENDING_PER_CONNECTION,
+            )
+        if stored is None:
+            return _rejected(
+                429, "too_many_verifications", "too many verifications pending; try later", conn_id
+            )
+        return _Outcome(
+            IntakeResult(200, "verification received"),
+            connection_id=conn_id,
+            callback_id=verify.callback_id,
+        )
+
+    @staticmethod
+    def _committed(
+        accepted: _Accepted, inbox_id: int | NotStored | None, failed: CommitFailed | None
+    ) -> _Outcome:
+        conn_id, notification = accepted.connection_id, accepted.notification
+        if failed is not None or inbox_id is None:
             # Not stored, so not acknowledged: FreshBooks retries a webhook that gets no 2xx.
             return _rejected(503, "unavailable", "could not store the webhook; try again", conn_id)
         if inbox_id is NotStored.DISCONNECTED:  # since our cached lookup
@@ -283,7 +380,7 @@ class Intake:
                 repeated=True,
             )
         return _Outcome(
-            IntakeResult(200, "ok" if supported else "ignored event", inbox_id),
+            IntakeResult(200, "ok" if accepted.supported else "ignored event", inbox_id),
             connection_id=conn_id,
             event=notification.name,
             object_id=notification.object_id,

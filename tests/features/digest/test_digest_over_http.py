@@ -4,6 +4,7 @@ sums this test computes itself from the fake's data, never through the figures m
 from __future__ import annotations
 
 import datetime as dt
+import io
 from collections import defaultdict
 from collections.abc import Callable, Iterator
 from decimal import Decimal
@@ -11,14 +12,16 @@ from typing import Any, TypeVar
 from zoneinfo import ZoneInfo
 
 import pytest
+from PIL import Image
 
+from connector.features.digest.chart import chart_for, chart_png, chart_size
 from connector.features.digest.fetch import fetch_inputs
 from connector.features.digest.figures import AgeBucket, Digest, compute
 from connector.features.digest.message import render_digest
 from connector.features.digest.period import Cadence, period_just_ended
 from connector.freshbooks.client import ErrorKind, FreshBooksClient, FreshBooksError
 from connector.pipeline.render.formatting import MAX_BLOCKS, RenderContext
-from tests.support.books import Books, payment_json, random_books
+from tests.support.books import Books, add_paid_bills, cash_sums, payment_json, random_books
 from tests.support.fakes.freshbooks import FakeFreshBooks, Scripted
 from tests.support.live import FakeClock
 
@@ -214,6 +217,7 @@ def test_every_figure_matches_the_books_in_three_currencies(
     now = fixed_now or FakeClock()()
     today = now.astimezone(zone).date()
     books = random_books(7, today=today, invoices=260, payments=240, bills=130, expenses=210)
+    add_paid_bills(books, 7, today=today, count=60, currencies=("USD", "EUR", "CAD"), days_back=60)
     books.load_into(fake, ACCOUNT)
     period = period_just_ended(now, cadence=cadence, zone=zone)
     client = FreshBooksClient(base_url=fake.base_url, sleep=lambda _: None)
@@ -236,6 +240,22 @@ def test_every_figure_matches_the_books_in_three_currencies(
     message = render_digest(digest, RenderContext(account_id=ACCOUNT, delivery_key="digest-1"))
     assert len(message.blocks) <= MAX_BLOCKS and message.text
 
+    # The chart: cash in and out per bucket and currency, against this test's own sums.
+    drawn = chart_for(digest, inputs)
+    spans = [(b.first_day, b.end_day) for b in drawn.buckets]
+    assert len(spans) == (7 if cadence is Cadence.WEEKLY else 8)
+    drawn_sums = {
+        (s.currency, way, n): amount
+        for s in (p.cash for p in drawn.panels if p.cash is not None)
+        for way, amounts in (("in", s.cash_in), ("out", s.cash_out))
+        for n, amount in enumerate(amounts)
+        if amount
+    }
+    expected = cash_sums(books, spans)
+    assert drawn_sums == expected and {code for code, _, _ in expected} == {"USD", "EUR", "CAD"}
+    assert {way for _, way, _ in expected} == {"in", "out"}
+    assert Image.open(io.BytesIO(chart_png(drawn))).size == chart_size(drawn)
+
 
 def test_lists_are_read_in_pages_of_100_with_day_filters_and_sifted_here(fake: FakeFreshBooks) -> None:
     # Yesterday in Auckland is Dec 3 11:00 to Dec 4 11:00 UTC. FreshBooks is asked for whole days
@@ -254,18 +274,23 @@ def test_lists_are_read_in_pages_of_100_with_day_filters_and_sifted_here(fake: F
     finally:
         client.close()
     pay_calls = fake.calls_to("GET", f"/accounting/account/{ACCOUNT}/payments/payments")
-    # Dec 3 and Dec 4 (Auckland's days), Dec 2 and Dec 3 before them in New York: 4 days x 40.
+    # Dec 3 and Dec 4 (Auckland's days), Dec 2 and Dec 3 before them in New York, and the chart's
+    # 8 weeks ending with Dec 4 (from Oct 10): Dec 1 to Dec 4 here, 4 days x 40.
     assert {(c.query["search[date_min]"][0], c.query["search[date_max]"][0]) for c in pay_calls} == {
-        ("2026-12-02", "2026-12-05")
+        ("2026-10-10", "2026-12-05")
     }
-    assert [c.query["page"] for c in pay_calls] == [["1"], ["2"]]  # 120 payments: two pages
+    assert [c.query["page"] for c in pay_calls] == [["1"], ["2"]]  # 160 payments: two pages
+    # The chart keeps each of them as a movement; the figures keep the periods' own.
+    assert sorted({m.day for m in inputs.movements}) == [dt.date(2026, 12, d) for d in range(1, 5)]
+    assert len(inputs.movements) == 160
     assert all(c.query["per_page"] == ["100"] for c in pay_calls)
     # Dec 2 is FreshBooks' answer, not the periods' (Dec 3 and Dec 4): sifted out here.
     assert sorted({p.date for p in inputs.payments}) == [dt.date(2026, 12, 3), dt.date(2026, 12, 4)]
     invoice_calls = fake.calls_to("GET", f"/accounting/account/{ACCOUNT}/invoices/invoices")
     assert [c.query["page"] for c in invoice_calls] == [["1"], ["2"], ["3"]]
     bill_calls = fake.calls_to("GET", f"/accounting/account/{ACCOUNT}/bills/bills")
-    assert bill_calls[0].query["search[statuses][]"] == ["unpaid", "partial", "overdue"]
+    # Paid bills too: their payments are the chart's cash out.
+    assert bill_calls[0].query["search[statuses][]"] == ["unpaid", "partial", "overdue", "paid"]
 
 
 class CountingToken(OneToken):

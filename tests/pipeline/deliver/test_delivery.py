@@ -81,7 +81,19 @@ BUG_CODES = ["invalid_blocks", "invalid_blocks_format", "msg_blocks_too_long", "
              "invalid_arg_name", "invalid_array_arg", "invalid_charset", "invalid_form_data",
              "invalid_post_type", "missing_post_type", "as_user_not_supported", "is_bot",
              "deprecated_endpoint", "method_deprecated", "missing_file_data", "msg_too_long"]  # fmt: skip
+# File uploads (slack-files-and-scheduling.md §1.1 and §1.3), beyond the codes above.
+FILE_CODES: dict[str, tuple[Outcome, Scope | None]] = {
+    "file_not_found": (Outcome.RETRY, None),  # never uploaded, or expired: upload again
+    "invalid_channel": (Outcome.NEEDS_PERSON, Scope.CHANNEL),
+    "posting_to_channel_denied": (Outcome.NEEDS_PERSON, Scope.CHANNEL),
+    **{code: (Outcome.NEEDS_PERSON, Scope.WORKSPACE) for code in (
+        "file_uploads_disabled", "file_uploads_except_images_disabled", "file_upload_size_restricted",
+        "file_type_not_allowed", "storage_limit_reached")},
+    **{code: (Outcome.BUG, None)
+       for code in ("missing_argument", "alt_txt_too_large", "channels_limit_exceeded")},
+}  # fmt: skip
 REFERENCE: dict[str, tuple[Outcome, Scope | None]] = {
+    **FILE_CODES,
     **{code: (Outcome.RETRY, None) for code in RETRY_CODES},
     **{code: (Outcome.IN_DOUBT, None) for code in IN_DOUBT_CODES},
     **{code: (Outcome.NEEDS_PERSON, Scope.CHANNEL) for code in CHANNEL_CODES},

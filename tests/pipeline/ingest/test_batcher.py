@@ -164,6 +164,114 @@ def test_max_batch_must_be_positive() -> None:
         GroupCommit(times_ten, max_batch=0)
 
 
+class Told:
+    """Collects what `submit_nowait` callbacks are told, with the thread that told them."""
+
+    def __init__(self) -> None:
+        self.outcomes: dict[int, tuple[object, CommitFailed | None, str]] = {}
+        self._lock = threading.Lock()
+
+    def callback(self, item: int) -> Callable[[object, CommitFailed | None], None]:
+        def done(result: object, failed: CommitFailed | None) -> None:
+            with self._lock:
+                self.outcomes[item] = (result, failed, threading.current_thread().name)
+
+        return done
+
+    def wait_for(self, count: int) -> None:
+        wait_until(lambda: len(self.outcomes) >= count, f"{count} callbacks")
+
+
+def test_items_submitted_without_blocking_are_committed_by_the_committer_and_told() -> None:
+    gate = GatedWrite(times_ten)
+    batcher: GroupCommit[int, int | None] = GroupCommit(gate)
+    told = Told()
+    batcher.submit_nowait(1, told.callback(1))  # returns at once; the commit thread leads
+    assert gate.first_started.wait(DEADLINE)
+    for item in range(2, 12):
+        batcher.submit_nowait(item, told.callback(item))
+    assert batcher.queued() == 10
+    gate.release()
+    told.wait_for(11)
+    assert {item: result for item, (result, _, _) in told.outcomes.items()} == dict(
+        zip(range(1, 12), times_ten(list(range(1, 12))), strict=True)
+    )
+    assert all(failed is None for _, failed, _ in told.outcomes.values())
+    assert {thread for _, _, thread in told.outcomes.values()} == {"fbslack-commit_0"}
+    assert [sorted(c) for c in gate.calls] == [[1], list(range(2, 12))], "what piled up went together"
+    assert batcher.submit(5) == 50  # a blocking submitter gets the lead back (or is handed it)
+
+
+def test_a_failed_batch_tells_each_non_blocking_item_its_own_failure() -> None:
+    broken = RuntimeError("database is locked")
+
+    def write(items: Sequence[int]) -> list[int | None]:
+        if 2 in items:
+            raise broken
+        return times_ten(items)
+
+    gate = GatedWrite(write)
+    batcher: GroupCommit[int, int | None] = GroupCommit(gate)
+    told = Told()
+    batcher.submit_nowait(1, told.callback(1))
+    assert gate.first_started.wait(DEADLINE)
+    for item in (2, 4):
+        batcher.submit_nowait(item, told.callback(item))
+    gate.release()
+    told.wait_for(3)
+    assert told.outcomes[1][:2] == (10, None)
+    failures = [told.outcomes[i][1] for i in (2, 4)]
+    assert all(isinstance(f, CommitFailed) and f.__cause__ is broken for f in failures)
+    assert failures[0] is not failures[1]
+    assert all(told.outcomes[i][0] is None for i in (2, 4))
+
+
+def test_blocking_and_non_blocking_items_pass_the_lead_to_each_other() -> None:
+    gate = GatedWrite(times_ten)
+    batcher: GroupCommit[int, int | None] = GroupCommit(gate, max_batch=2)
+    told = Told()
+    # A blocked submitter leads; non-blocking items and another blocking one queue behind it.
+    results: dict[int, int | None] = {}
+    first = threading.Thread(target=lambda: results.update({1: batcher.submit(1)}))
+    first.start()
+    assert gate.first_started.wait(DEADLINE)
+    batcher.submit_nowait(2, told.callback(2))
+    batcher.submit_nowait(4, told.callback(4))
+    later = threading.Thread(target=lambda: results.update({5: batcher.submit(5)}))
+    later.start()
+    wait_until(lambda: batcher.queued() == 3, "the others to queue")
+    gate.release()
+    first.join(DEADLINE)
+    later.join(DEADLINE)
+    told.wait_for(2)
+    # [2, 4] were led by the commit thread (the oldest was non-blocking), [5] by its own thread.
+    assert results == {1: 10, 5: 50}
+    assert {i: o[0] for i, o in told.outcomes.items()} == {2: 20, 4: 40}
+    assert gate.calls == [[1], [2, 4], [5]]
+    assert batcher.queued() == 0
+    assert batcher.submit(7) == 70
+
+
+def test_a_callback_that_raises_does_not_stop_the_others_of_its_batch(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    gate = GatedWrite(times_ten)
+    batcher: GroupCommit[int, int | None] = GroupCommit(gate)
+    told = Told()
+
+    def broken(_result: object, _failed: CommitFailed | None) -> None:
+        raise ValueError("the caller's bug")
+
+    batcher.submit_nowait(1, told.callback(1))
+    assert gate.first_started.wait(DEADLINE)
+    batcher.submit_nowait(2, broken)
+    batcher.submit_nowait(4, told.callback(4))
+    gate.release()
+    told.wait_for(2)
+    assert told.outcomes[4][0] == 40
+    wait_until(lambda: "a group commit callback failed" in caplog.text, "the callback's error to be logged")
+
+
 # -- with the real inbox insert, on both databases --------------------------------------------------
 
 

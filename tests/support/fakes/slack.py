@@ -10,6 +10,13 @@ for tokens taken away, and (scripted) close the connection without answering, be
 handling the call (`DROP`, `STORE_THEN_DROP`). For crash and chaos tests it can also fail calls
 at random from a seeded generator (`inject_faults`) and hold a call's answer after it took effect
 (`hold_answer`), so the caller can be killed while it waits.
+
+Files are uploaded as Slack documents it (reference slack-files-and-scheduling.md §1):
+`files.getUploadURLExternal` gives an upload URL on this server, the bytes are POSTed there, and
+`files.completeUploadExternal` answers at once while the share finishes later, as Slack's does:
+the file's message enters the channel `upload_processing_seconds` (by `clock`) after completion,
+when the next call arrives or `process_uploads()` is called (None: only then). Until then
+`files.info` shows no `mimetype` and no `shares`. Script the byte upload as method "upload".
 """
 
 from __future__ import annotations
@@ -124,6 +131,37 @@ class Hold:
 
 
 @dataclass
+class FakeFile:
+    """A file uploaded through files.getUploadURLExternal; shared once complete and processed."""
+
+    id: str
+    filename: str
+    length: int
+    alt_txt: str | None
+    data: bytes | None = None  # what was POSTed to the upload URL
+    title: str | None = None
+    channel_id: str | None = None  # set by files.completeUploadExternal (None: private to the bot)
+    in_private_channel: bool = False
+    thread_ts: str | None = None
+    initial_comment: str | None = None
+    ready_at: float | None = None  # clock() when Slack finishes sharing it
+    share_ts: str | None = None  # the file message's ts, once shared
+
+    def info(self) -> dict[str, Any]:
+        shared = self.share_ts is not None
+        shares: dict[str, Any] = {}
+        if shared and self.channel_id is not None:
+            share: dict[str, Any] = {"ts": self.share_ts}
+            if self.thread_ts:
+                share["thread_ts"] = self.thread_ts
+            shares = {"private" if self.in_private_channel else "public": {self.channel_id: [share]}}
+        return {"id": self.id, "name": self.filename, "title": self.title or self.filename,
+                "size": len(self.data or b""), "alt_txt": self.alt_txt,
+                "mimetype": "image/png" if shared else "", "filetype": "png" if shared else "",
+                "user": BOT_USER_ID, "shares": shares}  # fmt: skip
+
+
+@dataclass
 class Faults:
     """Random failures for chaos tests, drawn from a seeded generator: one draw per call to one of
     `methods`, so a run with the same seed and the same order of calls fails the same calls.
@@ -217,6 +255,9 @@ class FakeSlack:
         self._scripts: dict[str, deque[Scripted]] = defaultdict(deque)
         self._last_ts_us = 0  # ts values are unique and increasing, like Slack's
         self._last_post_at: dict[str, float] = {}  # channel -> clock() of its last stored post
+        self.files: dict[str, FakeFile] = {}  # by file id
+        self.upload_processing_seconds: float | None = 1.0  # completion to share (None: process_uploads)
+        self._upload_keys: dict[str, str] = {}  # the secret part of an upload URL -> file id
         # Called with the method's name as a request reaches "Slack", before anything is judged: a
         # test moves its clock here to model the trip from the app (a busy machine, the internet).
         self.on_arrival: Callable[[str], None] | None = None
@@ -238,6 +279,9 @@ class FakeSlack:
             "views.open": self._views_open,
             "views.update": self._views_update,
             "chat.postEphemeral": self._chat_post_ephemeral,
+            "files.getUploadURLExternal": self._files_get_upload_url_external,
+            "files.completeUploadExternal": self._files_complete_upload_external,
+            "files.info": self._files_info,
         }
 
     # Test-facing API ------------------------------------------------------------------------
@@ -266,6 +310,11 @@ class FakeSlack:
         with self._cond:
             channel = self.channels.get("D" + user_id)
             return list(channel.messages) if channel else []
+
+    def process_uploads(self) -> list[str]:
+        """Finish sharing every completed upload now, whatever the time; the file ids shared."""
+        with self._cond:
+            return self._share_ready_files(force=True)
 
     def script(self, method: str, *responses: Scripted) -> None:
         """Queue answers for `method`, used in order before normal behaviour resumes."""
@@ -446,6 +495,9 @@ class FakeSlack:
         """Slack's own behaviour: authentication, the per-channel rate, then the method."""
         if self.on_arrival is not None:
             self.on_arrival(method)
+        self._share_ready_files()
+        if method == "upload":  # the upload URL is its own credential: no token
+            return self._receive_upload(params)
         if method == "oauth.v2.access":  # authenticated by the app's client ID and secret, not a token
             return self._oauth_v2_access(params, headers)
         auth = headers.get("authorization", "")
@@ -480,7 +532,15 @@ class FakeSlack:
             def do_POST(self) -> None:
                 parts = urlsplit(self.path)
                 params: Params = dict(parse_qsl(parts.query, keep_blank_values=True))
-                raw = self.rfile.read(int(self.headers.get("Content-Length") or 0)).decode()
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                if parts.path.startswith("/upload/"):  # a file's bytes, not a Web API call
+                    params = {"key": parts.path.removeprefix("/upload/"), "bytes": body}
+                    try:
+                        self._answer_with(*fake._handle("upload", params, {}))
+                    except _Dropped:
+                        self.close_connection = True
+                    return
+                raw = body.decode()
                 if self.headers.get("Content-Type", "").startswith("application/json"):
                     params.update(json.loads(raw or "{}"))
                 else:
@@ -489,14 +549,17 @@ class FakeSlack:
                 if fake.latency:  # a network round trip as slow as a busy real Slack's
                     threading.Event().wait(fake.latency)
                 try:
-                    status, extra, body = fake._handle(parts.path.removeprefix("/api/"), params, headers)
+                    status, extra, answer = fake._handle(parts.path.removeprefix("/api/"), params, headers)
                 except _Dropped:
                     # No status line at all: the client sees RemoteDisconnected, not an HTTP error.
                     self.close_connection = True
                     return
-                if fake._held_then_dropped(parts.path.removeprefix("/api/"), params, status, body):
+                if fake._held_then_dropped(parts.path.removeprefix("/api/"), params, status, answer):
                     self.close_connection = True
                     return
+                self._answer_with(status, extra, answer)
+
+            def _answer_with(self, status: int, extra: Headers, body: dict[str, Any] | str) -> None:
                 html = isinstance(body, str)
                 payload = body.encode() if html else json.dumps(body).encode()
                 self.send_response(status)
@@ -643,6 +706,86 @@ class FakeSlack:
         """The current hash of a modal, as Slack sends it in the next interaction payload."""
         with self._cond:
             return self._view_hashes[view_id]
+
+    def _files_get_upload_url_external(self, params: Params) -> dict[str, Any]:
+        filename, length = str(params.get("filename") or ""), str(params.get("length") or "")
+        if not filename or not length.isdigit() or int(length) < 1:
+            raise _Error("missing_argument")  # "usually length 0" (reference §1.1)
+        alt_txt = params.get("alt_txt")
+        if alt_txt is not None and len(str(alt_txt)) > 1000:
+            raise _Error("alt_txt_too_large")
+        file_id = f"F{next(self._serial):010d}"
+        key = f"v1/{secrets.token_urlsafe(12)}"
+        self.files[file_id] = FakeFile(
+            file_id, filename, int(length), None if alt_txt is None else str(alt_txt)
+        )
+        self._upload_keys[key] = file_id
+        return {"upload_url": self.base_url.replace("/api/", f"/upload/{key}"), "file_id": file_id}
+
+    def _receive_upload(self, params: Params) -> Answer:
+        file_id = self._upload_keys.get(str(params.get("key")))
+        if file_id is None:
+            return 404, {}, "Not Found"
+        data = params["bytes"]
+        self.files[file_id].data = data
+        return 200, {}, f"OK - {len(data)}"
+
+    def _files_complete_upload_external(self, params: Params) -> dict[str, Any]:
+        listed = _json_field(params.get("files"))
+        if not isinstance(listed, list) or not listed:
+            raise _Error("invalid_arguments")
+        files = []
+        for entry in listed:
+            file = self.files.get(str(entry.get("id") if isinstance(entry, dict) else ""))
+            if file is None or file.data is None:
+                raise _Error("file_not_found")  # never got, or its bytes never arrived
+            files.append((file, entry))
+        channel_id = params.get("channel_id") or None
+        private = False
+        if channel_id is not None:
+            private = self._channel({"channel": channel_id}, write=True).is_private  # or not_in_channel...
+        for file, entry in files:
+            file.title = str(entry.get("title") or file.filename)
+            file.channel_id, file.in_private_channel = channel_id, private
+            file.thread_ts = params.get("thread_ts") or None
+            file.initial_comment = params.get("initial_comment") or None
+            if channel_id is not None:
+                delay = self.upload_processing_seconds
+                file.ready_at = None if delay is None else self.clock() + delay
+        # Like Slack: the files, no message ts, no shares yet (sharing finishes later).
+        return {"files": [{"id": file.id, "title": file.title} for file, _ in files]}
+
+    def _share_ready_files(self, *, force: bool = False) -> list[str]:
+        """Post the message of each completed file whose processing is over (lock held)."""
+        shared = []
+        for file in self.files.values():
+            if file.channel_id is None or file.share_ts is not None:
+                continue
+            if not force and (file.ready_at is None or self.clock() < file.ready_at):
+                continue
+            channel = self.channels.get(file.channel_id)
+            if channel is None:
+                continue
+            file.share_ts = self._next_ts()
+            file.ready_at = file.ready_at or self.clock()
+            shown = {"id": file.id, "name": file.filename, "title": file.title, "mimetype": "image/png",
+                     "alt_txt": file.alt_txt}  # fmt: skip
+            message: dict[str, Any] = {"type": "message", "user": BOT_USER_ID, "bot_id": BOT_ID,
+                                       "upload": True, "text": file.initial_comment or "",
+                                       "ts": file.share_ts, "files": [shown]}  # fmt: skip
+            if file.thread_ts:
+                message["thread_ts"] = file.thread_ts
+            channel.messages.append(message)
+            shared.append(file.id)
+        if shared:
+            self._cond.notify_all()
+        return shared
+
+    def _files_info(self, params: Params) -> dict[str, Any]:
+        file = self.files.get(str(params.get("file", "")))
+        if file is None:
+            raise _Error("file_not_found")
+        return {"file": file.info()}
 
     def _chat_post_ephemeral(self, params: Params) -> dict[str, Any]:
         self.ephemerals.append(dict(params))
