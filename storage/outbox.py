@@ -80,6 +80,11 @@ WORKSPACE_RATE_PER_SECOND = 4.0  # 240/minute, below Slack's "several hundred pe
 WORKSPACE_BURST = 20.0
 # At most this many deliveries in one summary (its message and the replies in its thread).
 MAX_BATCH = 500
+# A burst still arriving (its newest delivery younger than this) is gathered a moment longer, so
+# that it goes out as one summary rather than one per second of arrivals; never longer than
+# BURST_MAX_HOLD after its oldest was queued. Fewer than `collapse_at` waiting are never held.
+BURST_SETTLE = dt.timedelta(seconds=1)
+BURST_MAX_HOLD = dt.timedelta(seconds=5)
 
 
 @dataclass(frozen=True, slots=True)
@@ -228,6 +233,8 @@ def claim_due(
         budget = budgets[delivery.workspace_id]
         if not _can_spend(budget, now):
             continue
+        if _gathering(session, delivery, now):
+            continue
         if not _take_channel(session, delivery.workspace_id, delivery.channel_id, now, lease):
             continue  # another process took the channel a moment ago
         budget.tokens -= 1
@@ -237,6 +244,30 @@ def claim_due(
         if len(claims) >= limit:
             break
     return claims
+
+
+def _collapsible(head: Delivery, now: dt.datetime) -> tuple[ColumnElement[bool], ...]:
+    """Fresh deliveries due for the head's channel that may go out in one summary with it."""
+    return (
+        Delivery.workspace_id == head.workspace_id,
+        Delivery.channel_id == head.channel_id,
+        *_due(now),
+        Delivery.state == DeliveryState.PENDING,
+        Delivery.batch_key.is_(None),
+        Delivery.collapse_at.is_not(None),
+    )
+
+
+def _gathering(session: Session, head: Delivery, now: dt.datetime) -> bool:
+    """Whether the channel's burst is still arriving and may wait a moment (see BURST_SETTLE)."""
+    if head.batch_key is not None or head.collapse_at is None or head.state != DeliveryState.PENDING:
+        return False
+    if head.created_at <= now - BURST_MAX_HOLD:
+        return False
+    count, newest = session.execute(
+        select(func.count(Delivery.id), func.max(Delivery.created_at)).where(*_collapsible(head, now))
+    ).one()
+    return bool(count >= head.collapse_at and newest is not None and newest > now - BURST_SETTLE)
 
 
 def _with_batch(session: Session, claim: Claim, head: Delivery, now: dt.datetime) -> Claim:
@@ -268,14 +299,7 @@ def _with_batch(session: Session, claim: Claim, head: Delivery, now: dt.datetime
     elif head.collapse_at is not None and head.state == DeliveryState.PENDING:
         rows = session.scalars(
             select(Delivery)
-            .where(
-                *same_channel,
-                *_due(now),
-                Delivery.state == DeliveryState.PENDING,
-                Delivery.batch_key.is_(None),
-                Delivery.collapse_at.is_not(None),
-                Delivery.id != head.id,
-            )
+            .where(*_collapsible(head, now), Delivery.id != head.id)
             .order_by(Delivery.id)
             .limit(MAX_BATCH - 1)
             .with_for_update(skip_locked=True)

@@ -4,6 +4,7 @@ refuses a second post to a channel within a second (429); time is the injected c
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 from typing import Any
 
@@ -61,6 +62,11 @@ def numbers_listed(desk: Desk, channel: str = ACCOUNTING) -> list[str]:
                 if "|Invoice " in line
             ]
     return found
+
+
+def settle(desk: Desk) -> None:
+    """The burst has stopped arriving: the next claim sends it, instead of gathering it longer."""
+    desk.live.clock.advance(seconds=outbox.BURST_SETTLE.total_seconds())
 
 
 def route(desk: Desk, text: str) -> None:
@@ -216,6 +222,7 @@ def test_a_summary_whose_answer_was_lost_is_looked_for_and_never_posted_twice(
     desk: Desk, answer: Any, landed: bool
 ) -> None:
     ids = desk.queue(ACCOUNTING, 7, collapse_at=5)
+    settle(desk)
     desk.slack.script("chat.postMessage", answer)
 
     desk.run()
@@ -236,6 +243,7 @@ def test_a_summary_whose_answer_was_lost_is_looked_for_and_never_posted_twice(
 @pytest.mark.parametrize("landed", [True, False], ids=["landed", "not-landed"])
 def test_a_crash_mid_summary_is_reconciled_after_the_lease(desk: Desk, landed: bool) -> None:
     ids = desk.queue(ACCOUNTING, 6, collapse_at=5)
+    settle(desk)
     with desk.live.services.db.session() as session:  # another process claims, marks, posts, dies
         [claim] = outbox.claim_due(session, owner="crashed", now=desk.live.clock(), lease=LEASE, limit=1)
         assert [m.delivery_id for m in claim.batch] == ids
@@ -264,6 +272,7 @@ def test_a_crash_mid_summary_is_reconciled_after_the_lease(desk: Desk, landed: b
 
 def test_a_thread_page_in_doubt_is_looked_for_in_the_summarys_thread(desk: Desk) -> None:
     ids = desk.queue(ACCOUNTING, 120, collapse_at=5)  # more than one message lists
+    settle(desk)
     desk.run()  # the summary
     page = [i for i in ids if desk.get(i).state == DeliveryState.PENDING]
     assert page and {desk.get(i).thread_ts for i in page} == {desk.get(ids[0]).slack_ts}
@@ -292,3 +301,18 @@ def test_a_summary_never_adds_currencies_and_names_each_event(desk: Desk) -> Non
     [summary] = top_level(desk)
     assert summary["text"].startswith("5 invoices created · 7,000.00 CAD · 4,000.00 EUR · 4,000.00 USD: ")
     assert len(top_level(desk, SALES)) == 1  # another channel is not part of it
+
+
+def test_a_burst_still_arriving_is_gathered_a_moment_but_never_long(desk: Desk) -> None:
+    desk.queue(ACCOUNTING, 5, collapse_at=5)
+    assert desk.live.services.engine.run_once() == 0  # the newest arrived just now: gathered
+    for _ in range(6):  # one more every 0.9 s: still arriving, until the oldest has waited 5 s
+        desk.live.clock.advance(seconds=0.9)
+        desk.queue(ACCOUNTING, 1, collapse_at=5)
+        if desk.live.services.engine.run_once():
+            break
+
+    waited = desk.live.clock() - desk.get(1).created_at
+    [summary] = top_level(desk)
+    assert outbox.BURST_MAX_HOLD <= waited < outbox.BURST_MAX_HOLD + dt.timedelta(seconds=1)
+    assert summary["text"].startswith("11 invoices created")  # 5, then one every 0.9 s for 5.4 s
