@@ -231,10 +231,22 @@ class FreshbooksCommand:
         )
         words = (command.get("text") or "").split()[1:]
         team_id, user_id = command["team_id"], command["user_id"]
-        if not words:
+        if not words:  # members see nothing of private channels they are not in
+            listed = self._services.rules.quiet_hours(team_id=team_id)
+            hidden = (
+                self._services.visibility.hidden(
+                    client,
+                    team_id=team_id,
+                    user_id=user_id,
+                    channel_ids={h.channel_id for h in listed},
+                    sees_all=self._services.permissions.may_manage(client, team_id, user_id),
+                )
+                if listed
+                else frozenset()
+            )
             ack(
                 response_type="ephemeral",
-                text=views.quiet_text(self._services.rules.quiet_hours(team_id=team_id)),
+                text=views.quiet_text([h for h in listed if h.channel_id not in hidden]),
             )
             return
         if not self._services.permissions.may_manage(client, team_id, user_id):
