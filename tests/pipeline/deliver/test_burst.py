@@ -119,6 +119,9 @@ def test_a_burst_of_100_invoices_is_visible_within_10_s_in_3_messages_without_a_
     # Each delivery records the summary's ts: as its own ts, or as the thread its reply is in.
     assert {r.thread_ts or r.slack_ts for r in in_summary} == {summary["ts"]}
     assert {r.slack_ts for r in in_summary} == {summary["ts"], *(m["ts"] for m in thread)}
+    # The audit trail finds each invoice and links the message that lists it.
+    found = desk.live.slash("audit ACM2050").json()["text"]
+    assert "ACM2050" in found and f"/p{summary['ts'].replace('.', '')}|delivered>" in found
 
 
 def test_a_lone_event_and_a_few_go_out_at_once_on_their_own(desk: Desk) -> None:
