@@ -23,6 +23,8 @@ from connector.domain.clock import Clock, system_clock
 from connector.domain.settings import Settings, load_settings
 from connector.features.audit.replay import ReplayService
 from connector.features.audit.search import AuditService
+from connector.features.digest.sender import DigestSender, share_chart_after
+from connector.features.digest.service import DigestService
 from connector.features.home import HomeService
 from connector.features.limits import SampleLimit
 from connector.features.permissions import ChannelVisibility, Permissions
@@ -56,6 +58,7 @@ from slack_ui.answer import ARRIVED
 from slack_ui.audit_commands import AuditCommands
 from slack_ui.bolt_app import build_bolt_app, build_multi_workspace, build_slack_access
 from slack_ui.commands import CommandServices
+from slack_ui.digest_commands import DigestCommands
 from slack_ui.url_check import url_check_challenge
 from storage import connections, migrate
 from storage.crypto import Cipher, build_cipher
@@ -87,6 +90,7 @@ class Services:
     audit: AuditService
     replay: ReplayService
     retention: RetentionPurge
+    digest_sender: DigestSender
     inbox_loop: BackgroundLoop
     delivery_loop: BackgroundLoop
     verification_loop: BackgroundLoop
@@ -155,6 +159,7 @@ def _build_scheduler(
     resume_workspaces: Callable[[], object],
     checkpoint: Callable[[], None],
     purge: Callable[[], object],
+    digests: Callable[[], object],
 ) -> BackgroundScheduler:
     """The safety net and the periodic jobs. The loops wake on their own when work arrives; the
     nudges make retries and rows left by a crashed process due even while a loop idles. Each
@@ -181,6 +186,9 @@ def _build_scheduler(
     scan_tick = min(settings.overdue_scan_seconds, 3600)
     scheduler.add_job(overdue_scan, "interval", seconds=scan_tick, id="overdue-scan", **once)
     scheduler.add_job(purge, "interval", hours=1, id="retention-purge", **once)
+    # Every minute: the digests that became due (their runs' unique key and leases make each go
+    # out once however many processes tick).
+    scheduler.add_job(digests, "interval", seconds=60, id="digests", **once)
     if monitor is not None:
         scheduler.add_job(
             monitor.run, "interval", seconds=CHECK_INTERVAL.total_seconds(), id="callback-check", **once
@@ -305,6 +313,18 @@ def build_services(
     audit_service = AuditService(db=db, cipher=cipher, blind_index=blind_index, clock=clock)
     replay = ReplayService(db=db, cipher=cipher, clock=clock, on_requeued=delivery_loop.wake)
     retention = RetentionPurge(db=db, clock=clock, retention_days=settings.retention_days)
+    digest_sender = DigestSender(
+        db=db,
+        cipher=cipher,
+        client=freshbooks,
+        tokens=tokens,
+        client_for_team=slack.client_for_team,
+        clock=clock,
+        chart=share_chart_after,
+    )
+    digest_service = DigestService(
+        db=db, cipher=cipher, client=freshbooks, tokens=tokens, clock=clock, chart=share_chart_after
+    )
     scheduler = _build_scheduler(
         settings,
         inbox_loop=inbox_loop,
@@ -315,6 +335,7 @@ def build_services(
         resume_workspaces=engine.resume_workspaces,
         checkpoint=db.checkpoint,
         purge=retention.run,
+        digests=digest_sender.run,
     )
 
     def on_installed(team_id: str, enterprise_id: str | None) -> None:
@@ -344,6 +365,12 @@ def build_services(
             ),
             samples=SampleLimit(db=db, clock=clock),
             visibility=ChannelVisibility(clock=clock),
+            digests=DigestCommands(
+                service=digest_service,
+                clock=clock,
+                permissions=Permissions(db=db),
+                visibility=ChannelVisibility(clock=clock),
+            ),
         ),
     )
     return Services(
@@ -365,6 +392,7 @@ def build_services(
         audit=audit_service,
         replay=replay,
         retention=retention,
+        digest_sender=digest_sender,
         inbox_loop=inbox_loop,
         delivery_loop=delivery_loop,
         verification_loop=verification_loop,

@@ -208,6 +208,37 @@ def seed(db: Database, cipher: Cipher, index: BlindIndex, team: str, events: int
     print(file=sys.stderr)
 
 
+def run_queries(
+    service: AuditService, kind: str, events: int, repeat: int, note: str
+) -> list[dict[str, Any]]:
+    results = []
+    for label, template in QUERIES:
+        text = template.format(middle=events // 2, middle_plus_one=events // 2 + 1)
+        query = service.parse(text)
+        times, hits, too_slow = [], 0, False
+        for _ in range(repeat):
+            t0 = time.perf_counter()
+            result = service.search(team_id="TBENCH", query=query)
+            times.append(time.perf_counter() - t0)
+            hits, too_slow = len(result.hits), too_slow or result.too_slow
+        results.append(
+            {
+                "query": label + note,
+                "text": text,
+                "hits": hits,
+                "too_slow": too_slow,
+                "p50_ms": statistics.median(times) * 1000,
+                "max_ms": max(times) * 1000,
+            }
+        )
+        print(
+            f"  {kind:10} {label + note:45} hits={hits:2}{' TOO SLOW' if too_slow else ''}"
+            f"  p50 {results[-1]['p50_ms']:7.1f} ms  max {results[-1]['max_ms']:7.1f} ms",
+            file=sys.stderr,
+        )
+    return results
+
+
 def run_leg(kind: str, events: int, repeat: int) -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as tmp, common.fresh_database(kind, Path(tmp)) as url:
         db = Database(url)
@@ -222,35 +253,18 @@ def run_leg(kind: str, events: int, repeat: int) -> dict[str, Any]:
                 with db.engine.connect() as conn:
                     conn.exec_driver_sql("ANALYZE")
                     conn.commit()
-            else:
-                with db.engine.connect() as conn:
-                    conn.exec_driver_sql("ANALYZE")
+            # SQLite gets no statistics, like the app's own database (nothing there runs ANALYZE).
+            # (This used to run ANALYZE without committing it: measured without them all along.)
             seeded = time.monotonic() - started
             service = AuditService(db=db, cipher=cipher, blind_index=index, clock=lambda: NOW)
-            results = []
-            for label, template in QUERIES:
-                text = template.format(middle=events // 2, middle_plus_one=events // 2 + 1)
-                query = service.parse(text)
-                times, hits = [], 0
-                for _ in range(repeat):
-                    t0 = time.perf_counter()
-                    result = service.search(team_id="TBENCH", query=query)
-                    times.append(time.perf_counter() - t0)
-                    hits = len(result.hits)
-                results.append(
-                    {
-                        "query": label,
-                        "text": text,
-                        "hits": hits,
-                        "p50_ms": statistics.median(times) * 1000,
-                        "max_ms": max(times) * 1000,
-                    }
-                )
-                print(
-                    f"  {kind:10} {label:34} hits={hits:2}  p50 {results[-1]['p50_ms']:7.1f} ms"
-                    f"  max {results[-1]['max_ms']:7.1f} ms",
-                    file=sys.stderr,
-                )
+            results = run_queries(service, kind, events, repeat, "")
+            if kind == "postgresql":
+                # Straight after a bulk load the visibility map is empty, so every index-only
+                # scan also reads the table; autovacuum sets it soon after on a live database.
+                # Both states are measured: as loaded (above), and vacuumed.
+                with db.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+                    conn.exec_driver_sql("VACUUM (ANALYZE)")
+                results += run_queries(service, kind, events, repeat, " (vacuumed)")
             return {
                 "db": kind,
                 "events": events,

@@ -50,6 +50,8 @@ class AuditCommands:
         except AuditSyntaxError as exc:
             return str(exc)
         team_id = command["team_id"]
+        if query.digests:
+            return audit_views.digest_trail_text(self.audit.digest_trail(team_id=team_id, query=query))
         if query.delivery_id is not None:
             history = self.audit.history(team_id=team_id, delivery_id=query.delivery_id)
             return _history_or_missing(history, query.delivery_id)

@@ -29,11 +29,12 @@ from connector.pipeline.render.formatting import OPEN_IN_FRESHBOOKS_ACTION_ID, e
 from slack_ui import views
 from slack_ui.answer import ACK_BUDGET_SECONDS, ARRIVED, DeferredAck, run_in_time
 from slack_ui.audit_commands import AuditCommands
+from slack_ui.digest_commands import DigestCommands
 from slack_ui.views import HELP_TEXT
 
 log = logging.getLogger(__name__)
 
-ADMIN_ONLY = frozenset({"connect", "disconnect", "route", "unroute", "audit", "replay"})
+ADMIN_ONLY = frozenset({"connect", "disconnect", "route", "unroute", "audit", "replay", "digest", "undigest"})
 
 
 @dataclass(frozen=True)
@@ -49,6 +50,7 @@ class CommandServices:
     audit: AuditCommands  # audit search and replay (connector.features.audit)
     samples: SampleLimit  # one `/freshbooks test` per person per interval (connector.features.limits)
     visibility: ChannelVisibility  # private channels a member is not in stay out of their view
+    digests: DigestCommands  # cash-flow digests: digest, digests, undigest (slack_ui.digest_commands)
 
 
 Handler = Callable[[dict[str, Any], DeferredAck, Respond, WebClient], None]
@@ -75,6 +77,9 @@ class FreshbooksCommand:
             "test": self._test,
             "audit": self._audit,
             "replay": self._replay,
+            "digest": self._digest,
+            "digests": self._digests,
+            "undigest": self._undigest,
         }
 
     @property
@@ -314,6 +319,21 @@ class FreshbooksCommand:
         # by response_url instead of missing Slack's 3 s.
         ack.meanwhile = "Searching the audit trail…"
         ack(response_type="ephemeral", text=self._services.audit.audit_answer(command))
+
+    # The digest commands live in slack_ui.digest_commands; looked up when called, so the table
+    # can be built without services (the manifest test reads it).
+    def _digest(self, command: dict[str, Any], ack: DeferredAck, respond: Respond, client: WebClient) -> None:
+        self._services.digests.digest(command, ack, respond, client)
+
+    def _digests(
+        self, command: dict[str, Any], ack: DeferredAck, respond: Respond, client: WebClient
+    ) -> None:
+        self._services.digests.digests(command, ack, respond, client)
+
+    def _undigest(
+        self, command: dict[str, Any], ack: DeferredAck, respond: Respond, client: WebClient
+    ) -> None:
+        self._services.digests.undigest(command, ack, respond, client)
 
     def _replay(
         self, command: dict[str, Any], ack: DeferredAck, _respond: Respond, client: WebClient

@@ -181,7 +181,10 @@ def _allowlist(data: HomeData, viewer: Viewer) -> list[dict[str, Any]]:
     return [*blocks, *_pager(data.allowed, "allowed", data.pages, "people")]
 
 
-def build_home(data: HomeData, now: dt.datetime, viewer: Viewer) -> dict[str, Any]:
+def build_home(
+    data: HomeData, now: dt.datetime, viewer: Viewer, *, digests: list[dict[str, Any]] | None = None
+) -> dict[str, Any]:
+    """`digests`: the Digests section's blocks (slack_ui.digest_home.home_section), after the rules."""
     divider = {"type": "divider"}
     blocks: list[dict[str, Any]] = [
         *_alerts(data.alerts),
@@ -190,6 +193,7 @@ def build_home(data: HomeData, now: dt.datetime, viewer: Viewer) -> dict[str, An
         divider,
         *_rules(data, viewer),
         divider,
+        *([*digests, divider] if digests else []),
         *_attention(data, viewer, now),
         divider,
         *_recent(data, now),

@@ -22,7 +22,7 @@ from connector.features.permissions import ALLOWLIST_REFUSAL, is_admin, refusal
 from connector.features.rules import modal as modals
 from connector.features.rules.service import RuleError, ensure_postable
 from connector.features.rules.syntax import parse_id
-from slack_ui import views
+from slack_ui import digest_home, views
 from slack_ui.commands import CommandServices
 from slack_ui.home import PAGE_ACTION_PREFIX, Viewer, build_home
 
@@ -49,16 +49,24 @@ class HomeListeners:
 
     def publish(self, client: WebClient, team_id: str, user_id: str, pages: Pages | None = None) -> None:
         access = self._s.permissions.access(client, team_id, user_id)
+        digests = self._s.digests.service.list(team_id=team_id)
         # A member sees nothing of a private channel they are not in.
         hidden = self._s.visibility.hidden(
             client,
             team_id=team_id,
             user_id=user_id,
-            channel_ids=() if access.can_manage else self._s.home.channels_shown(team_id),
+            channel_ids=()
+            if access.can_manage
+            else self._s.home.channels_shown(team_id) | {d.schedule.channel_id for d in digests},
             sees_all=access.can_manage,
         )
         data = self._s.home.gather(team_id, pages, hidden)
-        view = build_home(data, self._s.clock(), Viewer(can_manage=access.can_manage, admin=access.admin))
+        section = digest_home.home_section(
+            [d for d in digests if d.schedule.channel_id not in hidden], can_manage=access.can_manage
+        )
+        view = build_home(
+            data, self._s.clock(), Viewer(can_manage=access.can_manage, admin=access.admin), digests=section
+        )
         try:
             client.views_publish(user_id=user_id, view=view)
         except SlackApiError as exc:
@@ -247,3 +255,4 @@ def register(app: App, services: CommandServices) -> None:
     app.action("home_disallow_user")(ui.disallow_user)
     app.action(modals.PREVIEW_ACTION_ID)(ui.preview)
     app.view(modals.CALLBACK_ID)(ui.submit)
+    digest_home.register(app, services, ui.publish, ui.managed)

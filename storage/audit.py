@@ -48,3 +48,21 @@ def entries_for(session: Session, *, workspace_id: int, subject_id: str, limit: 
         .limit(limit)
     )
     return list(reversed(list(rows)))
+
+
+def entries_of_kind(
+    session: Session,
+    *,
+    workspace_id: int,
+    kind: str,
+    since: dt.datetime | None = None,
+    until: dt.datetime | None = None,
+    limit: int = 50,
+) -> list[AuditEntry]:
+    """One kind of entry (e.g. `digest`) of one workspace, newest first, in [since, until)."""
+    query = select(AuditEntry).where(AuditEntry.workspace_id == workspace_id, AuditEntry.kind == kind)
+    if since is not None:
+        query = query.where(AuditEntry.at >= since)
+    if until is not None:
+        query = query.where(AuditEntry.at < until)
+    return list(session.scalars(query.order_by(AuditEntry.at.desc(), AuditEntry.id.desc()).limit(limit)))

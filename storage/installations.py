@@ -171,6 +171,7 @@ class StoredBot:
     scopes: tuple[str, ...]
     installed_at: dt.datetime  # as stored (naive UTC): names the matching slack_bots row
     expires_at: dt.datetime | None  # aware UTC; None for a token that does not expire
+    issued_at: dt.datetime | None  # aware UTC: when the token was issued (its lifetime scales the margin)
     token: str = field(repr=False)
     refresh_token: str | None = field(repr=False)
 
@@ -198,6 +199,7 @@ def current_bot(session: Session, cipher: Cipher, *, client_id: str, team_id: st
         scopes=tuple(s for s in (row.bot_scopes or "").split(",") if s),
         installed_at=row.installed_at,
         expires_at=_aware(row.bot_token_expires_at),
+        issued_at=row.bot_token_issued_at or _aware(row.installed_at),
         token=cipher.decrypt(row.bot_token),
         refresh_token=cipher.decrypt(row.bot_refresh_token) if row.bot_refresh_token else None,
     )
@@ -237,6 +239,7 @@ def store_refreshed(
     token: str,
     refresh_token: str,
     expires_at: dt.datetime,
+    issued_at: dt.datetime,
 ) -> bool:
     """Write a refreshed token pair to the install row and its slack_bots twin; false if the install
     was deleted meanwhile (uninstalled).
@@ -251,7 +254,9 @@ def store_refreshed(
         "bot_token_expires_at": _naive_utc(expires_at),
     }
     result = session.execute(
-        update(SlackInstallation).where(SlackInstallation.id == bot.row_id).values(values)
+        update(SlackInstallation)
+        .where(SlackInstallation.id == bot.row_id)
+        .values({**values, "bot_token_issued_at": issued_at})
     )
     session.execute(
         update(SlackBot)

@@ -556,6 +556,9 @@ class SlackInstallation(Base):
     installed_at: Mapped[dt.datetime] = mapped_column(DateTime)
     refresh_lease_owner: Mapped[str | None] = mapped_column(String(64))
     refresh_lease_until: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    # Ours too: when our last refresh issued the bot token (its lifetime scales the refresh
+    # margin); null for the install's own token, issued at installed_at.
+    bot_token_issued_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
 
 
 class SlackBot(Base):
@@ -590,6 +593,64 @@ class SlackOAuthState(Base):
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     state: Mapped[str] = mapped_column(String(200), unique=True)
     expire_at: Mapped[dt.datetime] = mapped_column(DateTime)
+
+
+class DigestSchedule(Base):
+    """A cash-flow digest an admin scheduled for a channel: daily, or weekly on `weekday`, at
+    `local_time` in the IANA `zone` (the admin's Slack time zone when it was made)."""
+
+    __tablename__ = "digest_schedules"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    workspace_id: Mapped[int] = mapped_column(ForeignKey("workspaces.id"), index=True)
+    connection_id: Mapped[int] = mapped_column(ForeignKey("freshbooks_connections.id"))
+    channel_id: Mapped[str] = mapped_column(String(32))
+    cadence: Mapped[str] = mapped_column(String(8))  # daily | weekly
+    weekday: Mapped[int | None] = mapped_column(Integer)  # 0 = Monday; weekly only
+    local_time: Mapped[str] = mapped_column(String(5))  # HH:MM
+    zone: Mapped[str] = mapped_column(String(64))
+    created_by: Mapped[str | None] = mapped_column(String(32))
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    # When the channel was told its digest is skipped (FreshBooks disconnected or revoked): told
+    # once, until a digest goes out again.
+    skip_notice_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+
+
+class DigestRunState(enum.StrEnum):
+    PENDING = "pending"
+    IN_DOUBT = "in_doubt"  # the post may have happened: look in the channel before posting again
+    DELIVERED = "delivered"
+    SKIPPED = "skipped"  # FreshBooks disconnected or revoked: the channel was told instead
+    FAILED = "failed"  # Slack refused it for good, or retries ran out
+
+
+class DigestRun(Base):
+    """One digest of one schedule for one period: the unique key is what makes it exactly once."""
+
+    __tablename__ = "digest_runs"
+    __table_args__ = (
+        UniqueConstraint("schedule_id", "period_start"),
+        Index("ix_digest_runs_due", "state", "next_attempt_at"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    schedule_id: Mapped[int] = mapped_column(ForeignKey("digest_schedules.id", ondelete="CASCADE"))
+    period_start: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    due_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)  # when it was meant to go out
+    # Opaque identifier carried in Slack message metadata, used to reconcile an in-doubt post.
+    delivery_key: Mapped[str] = mapped_column(String(36), unique=True)
+    state: Mapped[str] = mapped_column(String(16))
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    lease_owner: Mapped[str | None] = mapped_column(String(64))
+    lease_expires_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    sent_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)  # the last post attempt began
+    slack_ts: Mapped[str | None] = mapped_column(String(32))
+    last_error: Mapped[str | None] = mapped_column(String(64))
+    # When the channel got the one "digest delayed" message for this run.
+    delayed_notice_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    delivered_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
 
 
 def encrypted_columns() -> list[tuple[type[Base], str]]:

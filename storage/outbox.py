@@ -186,6 +186,14 @@ def _take_channel(
     return bool(taken.rowcount)  # type: ignore[attr-defined]
 
 
+def take_channel(
+    session: Session, *, workspace_id: int, channel_id: str, now: dt.datetime, busy: dt.timedelta
+) -> bool:
+    """A post from outside the outbox (a digest) takes the channel's turn like a delivery: one post
+    at a time, a second apart, across processes. Give it back with release_channel."""
+    return _take_channel(session, workspace_id, channel_id, now, busy)
+
+
 def _lock_budget(session: Session, workspace_id: int, now: dt.datetime) -> WorkspacePacing:
     """The workspace's bucket, locked for this transaction (created full on first use)."""
     row = session.get(WorkspacePacing, workspace_id, with_for_update=True)

@@ -20,6 +20,8 @@ from storage.models import (
     CallbackVerification,
     Delivery,
     DeliveryState,
+    DigestRun,
+    DigestRunState,
     Event,
     InboxState,
     OAuthState,
@@ -96,9 +98,13 @@ def purge_events(session: Session, *, cutoff: dt.datetime, batch: int) -> int:
     return len(ids)
 
 
+DIGEST_RUN_KEEP = dt.timedelta(days=14)
+
+
 def purge_leftovers(session: Session, *, now: dt.datetime, cutoff: dt.datetime) -> int:
     """Short-lived rows: used or expired OAuth states, handled verifications, old simulations,
-    digests of webhook bodies older than the repeat window, leases that ended a day ago."""
+    digests of webhook bodies older than the repeat window, leases that ended a day ago, finished
+    digest runs older than the cutoff (and two weeks)."""
     removed = leases.purge_expired(session, now=now)
     for statement in (
         delete(OAuthState).where(OAuthState.expires_at < now - dt.timedelta(days=1)),
@@ -107,6 +113,12 @@ def purge_leftovers(session: Session, *, now: dt.datetime, cutoff: dt.datetime) 
         ),
         delete(SimulatedObject).where(SimulatedObject.created_at < now - dt.timedelta(days=7)),
         delete(WebhookDigest).where(WebhookDigest.received_at < now - REPEAT_WINDOW),
+        # Finished digest runs; never one the scheduler could still take for its schedule's latest
+        # period (at most a week old), or it would create that run again and post it twice.
+        delete(DigestRun).where(
+            DigestRun.state.in_((DigestRunState.DELIVERED, DigestRunState.SKIPPED, DigestRunState.FAILED)),
+            DigestRun.created_at < min(cutoff, now - DIGEST_RUN_KEEP),
+        ),
     ):
         removed += int(session.execute(statement).rowcount)  # type: ignore[attr-defined]
     return removed

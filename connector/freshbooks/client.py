@@ -15,17 +15,15 @@ import http.cookiejar
 import json
 import logging
 import random
-import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from concurrent.futures import Future
-from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, TypeVar
 
 import httpx
 
+from connector.domain import refresh
 from connector.domain.events import ObjectKind
 from connector.telemetry import metrics
 
@@ -455,29 +453,12 @@ class FreshBooksClient:
     @staticmethod
     def within(seconds: float, call: Callable[[float], T]) -> T:
         """`call(deadline)`'s result, or a NETWORK error once `seconds` have passed, whatever the
-        network does meanwhile.
-
-        httpx bounds each phase of a request (connect, every read, every write), not the whole:
-        an answer trickling in a byte at a time, or a DNS lookup (never bounded), can outlast any
-        timeout. So the call runs on a helper thread and the caller stops waiting at the deadline.
-        `call` gets the deadline (time.monotonic()) for its own timeouts and retries, so the
-        helper ends soon after in all but a trickle; whatever it returns late is dropped.
-        """
-        deadline = time.monotonic() + seconds
-        future: Future[T] = Future()
-
-        def run() -> None:
-            try:
-                future.set_result(call(deadline))
-            except BaseException as exc:  # handed to the caller, who re-raises it
-                future.set_exception(exc)
-
-        threading.Thread(target=run, name="freshbooks-deadline", daemon=True).start()
+        network does meanwhile (connector.domain.refresh.within says why a timeout is not enough)."""
         try:
-            return future.result(timeout=max(0.0, seconds))
-        except FutureTimeout:
+            return refresh.within(seconds, call, name="freshbooks-deadline")
+        except refresh.DeadlinePassed as exc:
             metrics.FRESHBOOKS_API_ERRORS.labels(kind=ErrorKind.NETWORK).inc()
-            raise FreshBooksError(ErrorKind.NETWORK, f"no answer within {seconds:.1f} s") from None
+            raise FreshBooksError(ErrorKind.NETWORK, str(exc)) from None
 
     def exchange_code(
         self, *, code: str, redirect_uri: str, client_id: str, client_secret: str, now: dt.datetime

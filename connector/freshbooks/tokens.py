@@ -4,14 +4,8 @@ FreshBooks refresh tokens are single-use (reference §7): two processes refreshi
 token would invalidate each other. A refresh therefore takes a lease on the connection row
 (compare-and-swap, so it works the same on SQLite and PostgreSQL and needs no lock held across
 the HTTP call), and the new pair is committed, also by compare-and-swap on `token_version`,
-before anyone uses the new access token.
-
-The lease must outlast the refresh call, or a second process could spend the same refresh token
-while the first one's call is still going. So the call has a hard total deadline (the client
-enforces it, a DNS lookup or an answer trickling in included) and the lease is just longer than
-that deadline plus the time to store the new pair. A process that dies mid-refresh holds the
-others up for that long and no longer; whoever comes next refreshes again. Others wait for as
-long as a lease can last, so none gives up while a refresh may still come.
+before anyone uses the new access token. The margin, the call's hard deadline, the lease and the
+wait are the rules connector.domain.refresh sets for every expiring token (Slack's too).
 
 What no lease can fix: a refresh FreshBooks carried out whose answer never arrived (the process
 was killed, the connection dropped on the way back) spent the stored refresh token, and the next
@@ -28,8 +22,16 @@ import time
 from collections.abc import Callable
 from typing import Protocol, TypeVar
 
+from connector.domain import refresh
 from connector.domain.clock import Clock
 from connector.domain.process import worker_id
+from connector.domain.refresh import (
+    LEASE,
+    REFRESH_DEADLINE,
+    WAIT_LIMIT,
+    WAIT_STEP,
+    is_due,
+)
 from connector.freshbooks.client import ErrorKind, FreshBooksClient, FreshBooksError
 from storage import connections
 from storage.crypto import Cipher
@@ -38,46 +40,8 @@ from storage.models import ConnectionStatus
 
 log = logging.getLogger(__name__)
 
-# How long before its expiry a token is refreshed: ten minutes for FreshBooks' 12-hour tokens,
-# but never more than a quarter of the token's life, or a short-lived token would be refreshed on
-# every call (with 4-second tokens, every call would wait for a refresh another call started).
-REFRESH_MARGIN = dt.timedelta(minutes=10)
-REFRESH_FRACTION = 4
-
-
-def refresh_margin(issued_at: dt.datetime | None, expires_at: dt.datetime | None) -> dt.timedelta:
-    """How long before `expires_at` the token is due for a refresh. Pure.
-
-    Unknown lifetime (no issue time): the default margin, so the worst case is an early refresh,
-    after which the lifetime is known.
-    """
-    if issued_at is None or expires_at is None or expires_at <= issued_at:
-        return REFRESH_MARGIN
-    return min(REFRESH_MARGIN, (expires_at - issued_at) / REFRESH_FRACTION)
-
-
-def is_due(expires_at: dt.datetime | None, issued_at: dt.datetime | None, now: dt.datetime) -> bool:
-    """Whether a token expiring at `expires_at` should be refreshed at `now`. Pure."""
-    if expires_at is None:
-        return False
-    return expires_at - refresh_margin(issued_at, expires_at) <= now
-
-
 # A connection that was revoked or disconnected meanwhile is noticed on FreshBooks' next 401.
 CACHE_SECONDS = 30.0
-# A refresh call is over, answered or given up, this many seconds after the lease was taken
-# (FreshBooks answers in well under a second; the client's per-phase timeout is 10 s) ...
-REFRESH_DEADLINE = 10.0
-# ... and its new pair is committed within this much more (one short write transaction).
-STORE_SLACK = 5.0
-# So the lease outlasts the refresh: nobody else spends the same refresh token meanwhile, and a
-# process killed mid-refresh blocks refreshes for at most this long (it was 60 s, longer than the
-# 30 s in which issue 12 wants events delivered across a SIGKILL).
-LEASE = dt.timedelta(seconds=REFRESH_DEADLINE + STORE_SLACK)
-# A caller finding someone else's lease waits for that lease to end (then takes over), and for
-# one more if another waiter took over first: only past that is something wrong (clocks apart).
-WAIT_LIMIT = 2 * LEASE
-WAIT_STEP = 0.05
 
 
 class NoToken(Exception):
@@ -121,9 +85,7 @@ class TokenManager:
         self._clock = clock
         self._on_revoked = on_revoked
         self._wait = wait
-        # The clock ends a wait (WAIT_LIMIT); the rounds only stop a clock that never moves (a
-        # test's). With real time each round lasts at least WAIT_STEP, so they never come first.
-        self._wait_rounds = wait_rounds or int(WAIT_LIMIT.total_seconds() / WAIT_STEP) + 1
+        self._wait_rounds = wait_rounds or refresh.wait_rounds()
         # Tokens this process read recently, so a busy pipeline does not decrypt them per call.
         self._cache: dict[int, tuple[str, dt.datetime | None, dt.datetime | None, float]] = {}
         self._cache_lock = threading.Lock()

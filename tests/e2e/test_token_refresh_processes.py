@@ -9,7 +9,7 @@ never acts on it: the refresh token stays good), and the whole server is SIGKILL
 waits, leaving the refresh lease behind. The inbox and delivery leases of the dead processes are
 ended at once, as in tests/test_processes.py (the clock would end them later); the refresh lease
 is not: waiting it out is what is measured. The restarted server must take it over when it runs
-out (connector.freshbooks.tokens.LEASE, 15 s; it was 60 s, which alone broke the 30 s).
+out (connector.domain.refresh.LEASE, 15 s; it was 60 s, which alone broke the 30 s).
 
 Meanwhile a second process (a TokenManager in this test process, on the same database and the
 real clock, as another host's worker would be) calls FreshBooks every quarter second, so tokens
@@ -32,8 +32,9 @@ from sqlalchemy import select
 
 from connector.domain.clock import system_clock
 from connector.domain.events import ObjectKind
+from connector.domain.refresh import LEASE, is_due
 from connector.freshbooks.client import FreshBooksClient
-from connector.freshbooks.tokens import LEASE, TokenManager, is_due
+from connector.freshbooks.tokens import TokenManager
 from storage.crypto import Cipher
 from storage.db import Database
 from storage.models import FreshBooksConnection

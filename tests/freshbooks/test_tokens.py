@@ -14,19 +14,10 @@ import pytest
 from sqlalchemy import select, update
 
 from connector.domain.events import ObjectKind
+from connector.domain.refresh import LEASE, WAIT_LIMIT
 from connector.freshbooks import tokens as token_module
 from connector.freshbooks.client import ErrorKind, FreshBooksClient, FreshBooksError, TokenGrant
-from connector.freshbooks.tokens import (
-    LEASE,
-    REFRESH_DEADLINE,
-    STORE_SLACK,
-    WAIT_LIMIT,
-    NoToken,
-    TokenManager,
-    TokenRevoked,
-    is_due,
-    refresh_margin,
-)
+from connector.freshbooks.tokens import NoToken, TokenManager, TokenRevoked
 from storage import connections
 from storage.models import FreshBooksConnection, InboxState, WebhookInbox
 from tests.support.fakes.freshbooks import Scripted
@@ -182,17 +173,6 @@ def test_a_holder_killed_mid_refresh_holds_others_up_for_one_lease_then_they_ref
     assert live.fake.refreshes == 1
     assert lease_of(live, cid) == (None, None)
     assert not [r for r in caplog.records if "timed out" in r.getMessage()]
-
-
-def test_the_lease_outlasts_the_refresh_deadline_and_a_dead_holder_costs_under_30_s() -> None:
-    """The lease covers the refresh call's hard deadline and the store after it, so no second
-    process spends the same single-use refresh token meanwhile; and it is short enough that a
-    holder killed mid-refresh leaves room in issue 12's 30 s for the events to be delivered."""
-    lease = LEASE.total_seconds()
-    assert lease >= REFRESH_DEADLINE + STORE_SLACK
-    assert STORE_SLACK >= 2.0  # one short write transaction, on a busy machine
-    assert lease <= 15
-    assert WAIT_LIMIT >= 2 * LEASE  # a waiter outwaits the dead holder's lease and a taker-over's
 
 
 def test_a_lease_that_never_ends_is_waited_out_for_two_leases_then_given_up(
@@ -435,18 +415,6 @@ def test_inbox_waits_for_a_reconnect_and_loses_nothing(live: Live) -> None:
     with live.services.db.session() as session:
         states = session.scalars(select(WebhookInbox.state).order_by(WebhookInbox.id)).all()
     assert states == [InboxState.DONE, InboxState.DUPLICATE]
-
-
-def test_the_refresh_margin_scales_with_the_tokens_lifetime() -> None:
-    issued = dt.datetime(2028, 2, 29, 23, 59, tzinfo=dt.UTC)
-    twelve_hours, four_seconds = issued + dt.timedelta(hours=12), issued + dt.timedelta(seconds=4)
-    assert refresh_margin(issued, twelve_hours) == dt.timedelta(minutes=10)
-    assert refresh_margin(issued, four_seconds) == dt.timedelta(seconds=1)
-    assert refresh_margin(None, four_seconds) == dt.timedelta(minutes=10)  # unknown: the default
-    assert refresh_margin(four_seconds, issued) == dt.timedelta(minutes=10)  # nonsense: the default
-    assert not is_due(four_seconds, issued, issued + dt.timedelta(seconds=2.9))
-    assert is_due(four_seconds, issued, issued + dt.timedelta(seconds=3))
-    assert not is_due(None, None, issued)  # a token that never expires
 
 
 def test_four_second_tokens_are_refreshed_about_once_per_lifetime(live: Live) -> None:

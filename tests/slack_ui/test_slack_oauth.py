@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import logging
 import re
 import threading
 import time
@@ -25,9 +26,11 @@ import yaml
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 from slack_sdk.oauth.installation_store import Installation
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 
+from connector.domain.refresh import LEASE, WAIT_LIMIT
 from connector.domain.settings import ConfigError
+from connector.slack import slack_tokens
 from connector.slack.slack_tokens import SlackTokens, needs_refresh
 from slack_ui.oauth import BOT_SCOPES, failure_reason, installation_from_oauth
 from storage import connections, installations
@@ -393,6 +396,145 @@ def test_two_processes_renewing_together_refresh_once(multi: Live, database_url:
     assert renewed is not None and renewed.token == multi.slack.tokens_of(T1)[-1] != new
 
 
+def another_process(live: Live, *, wait: Any = None, db: Database | None = None) -> SlackTokens:
+    """An independent SlackTokens: what another process would have (the same clock)."""
+    return SlackTokens(
+        db=db or live.services.db,
+        cipher=live.services.cipher,
+        client_id=CLIENT_ID,
+        client_secret=CLIENT_SECRET,
+        api_url=live.slack.base_url,
+        clock=live.clock,
+        wait=wait or poll,
+    )
+
+
+def poll(_seconds: float) -> None:
+    threading.Event().wait(0.01)
+
+
+def refresh_lease(live: Live, team: str) -> tuple[str | None, dt.datetime | None]:
+    [row] = stored(live, team)
+    return row.refresh_lease_owner, row.refresh_lease_until
+
+
+def hold_refresh_lease(live: Live, team: str, owner: str) -> None:
+    """Hold the refresh lease as a process that just took it would (and then was SIGKILLed)."""
+    with live.services.db.session() as session:
+        session.execute(
+            update(SlackInstallation)
+            .where(SlackInstallation.team_id == team)
+            .values(refresh_lease_owner=owner, refresh_lease_until=live.clock() + LEASE)
+        )
+
+
+def test_four_second_tokens_are_renewed_about_once_per_lifetime(multi: Live) -> None:
+    """Calls every quarter second for 20 s, from four threads of two processes, on bot tokens
+    that live four seconds: one renewal every three seconds, and Slack never sees an expired
+    token. (With the fixed ten-minute margin every call renewed.)"""
+    multi.slack.token_lifetime = 4
+    install(multi, T1)
+    processes = [another_process(multi), another_process(multi)]
+    errors: list[BaseException] = []
+
+    def call(tokens: SlackTokens) -> None:
+        try:
+            client = tokens.client_for_team(T1)
+            assert client is not None, "no token"
+            client.auth_test()
+        except BaseException as exc:  # collected for the assertion below
+            errors.append(exc)
+
+    for _ in range(80):
+        threads = [threading.Thread(target=call, args=(processes[n % 2],)) for n in range(4)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(30)
+        multi.clock.advance(seconds=0.25)
+
+    assert errors == []
+    # Renewed 1 s before each expiry: at about 3, 6 ... 18 s.
+    assert 5 <= len(multi.slack.refreshes()) <= 8, len(multi.slack.refreshes())
+    bot = bot_of(multi, T1)
+    assert bot is not None and bot.issued_at is not None
+    assert bot.expires_at is not None and bot.expires_at - bot.issued_at == dt.timedelta(seconds=4)
+    assert refresh_lease(multi, T1) == (None, None)
+
+
+def test_a_holder_killed_mid_renewal_holds_others_up_for_one_lease_then_they_renew(
+    multi: Live, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A process SIGKILLed holding the lease leaves it behind: a caller whose token has expired
+    waits it out (at most LEASE, 15 s: it was 60 s, and after 100 polls it gave up) and renews."""
+    install(multi, T1)
+    [old] = multi.slack.tokens_of(T1)
+    multi.clock.advance(hours=12, minutes=1)
+    hold_refresh_lease(multi, T1, "host:4242:dead")
+    taken_at = multi.clock()
+    # Each poll lets half a second pass (a poll every 50 ms would take 300 rounds of queries).
+    tokens = another_process(multi, wait=lambda _seconds: multi.clock.advance(seconds=0.5))
+
+    with caplog.at_level(logging.WARNING, logger="connector.slack.slack_tokens"):
+        client = tokens.client_for_team(T1)
+
+    waited = multi.clock() - taken_at
+    assert LEASE <= waited <= LEASE + dt.timedelta(seconds=0.5), waited
+    assert client is not None and client.token == multi.slack.tokens_of(T1)[-1] != old
+    assert len(multi.slack.refreshes()) == 1
+    assert refresh_lease(multi, T1) == (None, None)
+    assert not [r for r in caplog.records if "gave up" in r.getMessage()]
+
+
+def test_a_lease_that_never_ends_is_waited_out_for_two_leases_then_given_up(
+    multi: Live, caplog: pytest.LogCaptureFixture
+) -> None:
+    install(multi, T1)
+    multi.clock.advance(hours=12, minutes=1)
+    started = multi.clock()
+
+    def wait(_seconds: float) -> None:
+        multi.clock.advance(seconds=1)  # a second a poll: the clock, not the rounds, ends the wait
+        hold_refresh_lease(multi, T1, "host:4242:elsewhere")  # renewed by a process we cannot see
+
+    hold_refresh_lease(multi, T1, "host:4242:elsewhere")
+    with caplog.at_level(logging.WARNING, logger="connector.slack.slack_tokens"):
+        assert another_process(multi, wait=wait).client_for_team(T1) is None
+    assert WAIT_LIMIT < multi.clock() - started <= WAIT_LIMIT + dt.timedelta(seconds=1)
+    assert multi.slack.refreshes() == []
+    assert [r for r in caplog.records if "gave up waiting for another process" in r.getMessage()]
+
+
+def test_a_renewal_held_past_its_deadline_is_given_up_and_the_next_caller_renews(
+    multi: Live, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Slack (or the network) holds oauth.v2.access unanswered: the call is given up at the
+    deadline, not at slack_sdk's 30 s socket timeout, the lease is released at once, and the next
+    caller renews with the same refresh token (Slack had not acted on the held call)."""
+    monkeypatch.setattr(slack_tokens, "REFRESH_DEADLINE", 1.0)
+    install(multi, T1)
+    [old] = multi.slack.tokens_of(T1)
+    multi.clock.advance(hours=12, minutes=1)
+    held = multi.slack.hold("oauth.v2.access")
+    try:
+        began = time.monotonic()
+        assert another_process(multi).client_for_team(T1) is None  # expired, and not renewed
+        took = time.monotonic() - began
+        assert held.arrived.is_set()
+        assert 1.0 <= took < 5.0, took
+        assert refresh_lease(multi, T1) == (None, None)
+
+        multi.slack.holds.clear()  # the next call goes through while the first is still held
+        client = another_process(multi).client_for_team(T1)
+        assert client is not None and client.token == multi.slack.tokens_of(T1)[-1] != old
+    finally:
+        held.release()
+    # The abandoned call, answered late, spent nothing: its refresh token was used already.
+    eventually(lambda: len(multi.slack.refreshes()) == 2, "the held call answered")
+    bot = bot_of(multi, T1)
+    assert bot is not None and client.token == bot.token
+
+
 def test_a_refused_renewal_stops_posting_until_a_reinstall(multi: Live) -> None:
     install(multi, T1)
     desk = desk_for(multi, T1)
@@ -587,19 +729,34 @@ def test_installation_from_oauth_puts_expiry_on_our_clock() -> None:
     assert plain.bot_token_expires_at is None  # rotation off: the token does not expire
 
 
-def test_needs_refresh_within_ten_minutes_of_expiry() -> None:
-    now = dt.datetime(2026, 11, 24, 12, 0, tzinfo=dt.UTC)
+def test_needs_refresh_within_a_margin_scaled_to_the_tokens_lifetime() -> None:
+    now = dt.datetime(2028, 2, 29, 23, 59, tzinfo=dt.UTC)
 
-    def bot(expires_in: dt.timedelta | None, refresh: str | None = "xoxe-REFRESH") -> StoredBot:
+    def bot(
+        expires_in: dt.timedelta | None,
+        refresh: str | None = "xoxe-REFRESH",
+        *,
+        lifetime: dt.timedelta = dt.timedelta(hours=12),
+        issued: bool = True,
+    ) -> StoredBot:
+        expires_at = now + expires_in if expires_in is not None else None
+        issued_at = expires_at - lifetime if expires_at is not None and issued else None
         return StoredBot(
             row_id=1, team_id=T1, enterprise_id=None, bot_user_id=None, bot_id=None, scopes=(),
-            installed_at=now.replace(tzinfo=None), expires_at=now + expires_in if expires_in else None,
+            installed_at=now.replace(tzinfo=None), expires_at=expires_at, issued_at=issued_at,
             token="t", refresh_token=refresh,
         )  # fmt: skip
 
+    # Slack's 12-hour tokens: ten minutes before expiry, as before.
     assert not needs_refresh(bot(dt.timedelta(minutes=11)), now)
     assert needs_refresh(bot(dt.timedelta(minutes=10)), now)
     assert needs_refresh(bot(dt.timedelta(hours=-1)), now)
+    # 4-second tokens: a quarter of their life, not every call.
+    four = dt.timedelta(seconds=4)
+    assert not needs_refresh(bot(dt.timedelta(seconds=1.1), lifetime=four), now)
+    assert needs_refresh(bot(dt.timedelta(seconds=1), lifetime=four), now)
+    # Unknown issue time: the default margin (an early refresh, after which it is known).
+    assert needs_refresh(bot(dt.timedelta(seconds=599), lifetime=four, issued=False), now)
     assert not needs_refresh(bot(None), now)
     assert not needs_refresh(bot(dt.timedelta(minutes=1), refresh=None), now)
     assert "SECRET" not in repr(bot(None)) and "REFRESH" not in repr(bot(None))  # never in a log

@@ -95,6 +95,16 @@ def cmd_audit(args: argparse.Namespace, settings: Settings) -> int:
             print(f"fbslack: {exc}", file=sys.stderr)
             return 2
         team = _team(db, args.team)
+        if query.digests:
+            lines = service.digest_trail(team_id=team, query=query, limit=args.limit)
+            for line in lines:
+                where = f" {line.detail['channel']}" if line.detail.get("channel") else ""
+                error = f" ({line.detail['error']})" if line.detail.get("error") else ""
+                who = f" by {line.actor}" if line.actor else ""
+                print(f"{_when(line.at)}  {line.kind} {line.outcome}{where}{who}{error}")
+            if not lines:
+                print("no digest in the audit trail", file=sys.stderr)
+            return 0
         if query.delivery_id is not None:
             history = service.history(team_id=team, delivery_id=query.delivery_id)
             if history is None:

@@ -31,9 +31,9 @@ RESULT_LIMIT = 10
 # A search is stopped by the database after this long: with the acknowledgement's second, the
 # answer still reaches the person within Slack's 3 s, and a broad query cannot load the database.
 SEARCH_SECONDS = 1.5
-# Each word of a number or name is one more blind-index lookup in the search (an IN over
-# search_terms whose cost grows with how many events carry the word): the cap bounds a query's cost
-# to MAX_WORDS such lookups (figures in bench/audit_search.py and the README).
+# Each word of a number or name is one more blind-index list in the search (storage.search reads
+# the rare ones and merges or probes the common ones): the cap bounds a query's cost to MAX_WORDS
+# such lists (figures in bench/audit_search.py and the README).
 MAX_WORDS = 4
 
 AUDIT_USAGE = (
@@ -41,7 +41,8 @@ AUDIT_USAGE = (
     "WORDS match an invoice or bill number (`1042`, `INV-0042`) or words of a client or vendor name "
     '(`acme`, `"Acme Corp"`), exactly, ignoring case. KIND is `invoice`, `payment`, `bill`, `expense` '
     "or an event such as `invoice.paid`. STATUS is `delivered`, `failed`, `parked` or `pending`. "
-    "DATE is `2026-11-01` (UTC) or `7d` (days ago). `D123` shows the history of delivery 123.\n"
+    "DATE is `2026-11-01` (UTC) or `7d` (days ago). `D123` shows the history of delivery 123; "
+    "`digest` shows what became of the cash-flow digests.\n"
     "Example: `/freshbooks audit acme invoice.paid since:30d`"
 )
 
@@ -59,6 +60,7 @@ class AuditQuery:
     since: dt.date | None = None
     until: dt.date | None = None  # inclusive
     delivery_id: int | None = None
+    digests: bool = False  # `digest`: the cash-flow digests' trail instead of events
 
     @property
     def is_empty(self) -> bool:
@@ -108,6 +110,7 @@ class _Parsed:
     since: dt.date | None = None
     until: dt.date | None = None
     delivery: int | None = None
+    digests: bool = False
 
     def kind(self, word: str, shown: str) -> None:
         if word not in _KIND_WORDS:
@@ -136,6 +139,8 @@ class _Parsed:
             self.delivery = int(found.group(1))
         elif value[:1] in ("D", "d") and value[1:].isdigit():  # D², D٣, or more digits than an id has
             raise _problem(id_problem(value[1:], "a delivery id"))
+        elif lowered in ("digest", "digests"):
+            self.digests = True
         elif lowered in _KIND_WORDS:
             self.names.extend(_KIND_WORDS[lowered])
         elif lowered in STATUSES:
@@ -187,6 +192,7 @@ def parse_audit_query(text: str, *, today: dt.date) -> AuditQuery:
         since=parsed.since,
         until=parsed.until,
         delivery_id=parsed.delivery,
+        digests=parsed.digests,
     )
 
 
@@ -345,6 +351,33 @@ class AuditService:
                 for entry in entries
             ]
         return DeliveryHistory(_hit(row, self._cipher), lines)
+
+    def digest_trail(
+        self, *, team_id: str, query: AuditQuery, limit: int = RESULT_LIMIT
+    ) -> list[HistoryLine]:
+        """`audit digest`: the digests' audit entries (scheduled, delivered, delayed...), newest first."""
+        with self._db.read() as session:
+            workspace_id = connections.workspace_of_team(session, team_id)
+            if workspace_id is None:
+                return []
+            entries = audit.entries_of_kind(
+                session,
+                workspace_id=workspace_id,
+                kind="digest",
+                since=_start_of(query.since),
+                until=_start_of(query.until + dt.timedelta(days=1)) if query.until else None,
+                limit=limit,
+            )
+            return [
+                HistoryLine(
+                    at=entry.at,
+                    kind=entry.subject_id or entry.kind,
+                    outcome=entry.outcome,
+                    actor=entry.actor,
+                    detail=self._cipher.decrypt_json(entry.detail_enc) if entry.detail_enc else {},
+                )
+                for entry in entries
+            ]
 
 
 def _start_of(day: dt.date | None) -> dt.datetime | None:

@@ -12,6 +12,7 @@ from connector.features.audit.search import (
     AuditQuery,
     AuditResult,
     DeliveryHistory,
+    HistoryLine,
     describe_state,
 )
 from connector.features.permissions import refusal
@@ -155,3 +156,24 @@ def bulk_done(plan: BulkPlan, result: BulkResult) -> str:
             f" {result.skipped} were already delivered or waiting in that channel, so they were left alone."
         )
     return text
+
+
+def digest_trail_text(lines: list[HistoryLine]) -> str:
+    """`/freshbooks audit digest`: what became of each digest, newest first."""
+    if not lines:
+        return "No digest in the audit trail yet. Schedule one with `/freshbooks digest #channel daily`."
+    shown = ["Digests, newest first:"]
+    for line in lines:
+        number = line.kind.partition(":")[2]
+        what = f"digest #{number}" if number.isdigit() else "digest now"
+        parts = [_when(line.at), what, f"*{escape(line.outcome)}*"]
+        if line.detail.get("channel"):
+            parts.append(f"<#{escape(str(line.detail['channel']))}>")
+        if line.detail.get("period_start"):
+            parts.append(f"period from {escape(str(line.detail['period_start']))[:16]} UTC")
+        if line.detail.get("error"):
+            parts.append(f"`{escape(str(line.detail['error']))[:64]}`")
+        if line.actor and line.actor.startswith(("U", "W")):
+            parts.append(f"by <@{line.actor}>")
+        shown.append("• " + " · ".join(parts))
+    return "\n".join(shown)

@@ -792,28 +792,52 @@ class DeliveryEngine:
         return False
 
     def _find_posted(self, client: WebClient, claim: Claim) -> str | None:
-        """The ts of the message carrying our delivery key, searched in the channel (or the thread
-        the attempt posted in) around when it was sent; None if it is not there."""
-        sent = claim.sent_at or self._clock()
-        window: dict[str, Any] = {
-            "channel": claim.channel_id,
-            "oldest": _slack_ts(sent - RECONCILE_MARGIN),
-            "latest": _slack_ts(sent + LEASE + RECONCILE_MARGIN),
-            "inclusive": True,
-            "include_all_metadata": True,
-            "limit": 200,
-        }
-        cursor: str | None = None
-        for _ in range(RECONCILE_PAGES):
-            if claim.thread_ts:
-                answer = client.conversations_replies(ts=claim.thread_ts, cursor=cursor, **window)
-            else:
-                answer = client.conversations_history(cursor=cursor, **window)
-            for message in answer.get("messages") or []:
-                if _delivery_key_of(message) == claim.post_key:
-                    return str(message["ts"])
-            cursor = (answer.get("response_metadata") or {}).get("next_cursor") or None
-            if cursor is None:
-                return None
-        log.warning("in-doubt search gave up after %d pages", RECONCILE_PAGES)
-        return None
+        return find_posted(
+            client,
+            channel_id=claim.channel_id,
+            delivery_key=claim.post_key,
+            sent_at=claim.sent_at or self._clock(),
+            thread_ts=claim.thread_ts,
+        )
+
+
+# -- shared with the other sender of Slack posts (connector.features.digest) ----------------------
+
+
+def find_posted(
+    client: WebClient, *, channel_id: str, delivery_key: str, sent_at: dt.datetime, thread_ts: str | None
+) -> str | None:
+    """The ts of the message carrying `delivery_key` in its metadata, searched in the channel (or
+    the thread the attempt posted in) around `sent_at`; None if it is not there. Raises what the
+    search raises (SlackApiError, a connection error): then nobody knows yet."""
+    window: dict[str, Any] = {
+        "channel": channel_id,
+        "oldest": _slack_ts(sent_at - RECONCILE_MARGIN),
+        "latest": _slack_ts(sent_at + LEASE + RECONCILE_MARGIN),
+        "inclusive": True,
+        "include_all_metadata": True,
+        "limit": 200,
+    }
+    cursor: str | None = None
+    for _ in range(RECONCILE_PAGES):
+        if thread_ts:
+            answer = client.conversations_replies(ts=thread_ts, cursor=cursor, **window)
+        else:
+            answer = client.conversations_history(cursor=cursor, **window)
+        for message in answer.get("messages") or []:
+            if _delivery_key_of(message) == delivery_key:
+                return str(message["ts"])
+        cursor = (answer.get("response_metadata") or {}).get("next_cursor") or None
+        if cursor is None:
+            return None
+    log.warning("in-doubt search gave up after %d pages", RECONCILE_PAGES)
+    return None
+
+
+def failed_call(exc: SlackApiError | BaseException) -> tuple[str, float | None]:
+    """The error code to classify (errors.classify) for a failed Slack call, and Retry-After in
+    seconds when it was rate limited: a refused connection is `http_503` (never reached Slack),
+    any other connection failure `timeout` or `connection_dropped` (it may have landed)."""
+    if isinstance(exc, SlackApiError):
+        return _slack_error(exc)
+    return _connection_error_outcome(exc), None
