@@ -5,6 +5,7 @@ rule posts at once. Real HTTP against the fake Slack; time is the injected clock
 from __future__ import annotations
 
 import datetime as dt
+import json
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -14,6 +15,7 @@ from storage import events
 from storage.models import Delivery, DeliveryState
 from tests.support.desk import ACCOUNTING, SALES, Desk, eventually, invoice, slack_event
 from tests.support.live import ADMIN, MEMBER
+from tests.support.slack_interactivity import home_action
 
 pytestmark = pytest.mark.date_sensitive
 
@@ -160,13 +162,27 @@ def test_quiet_hours_are_listed_turned_off_and_kept_for_admins(quiet_desk: Desk)
     assert "No quiet hours" in desk.live.slash("quiet").json()["text"]
 
 
-def test_the_app_home_shows_the_quiet_hours(quiet_desk: Desk) -> None:
+def test_the_app_home_shows_the_quiet_hours_and_turns_them_off(quiet_desk: Desk) -> None:
     live = quiet_desk.live
+    at_local(quiet_desk, next_evening(quiet_desk), 21, 0)
+    record(quiet_desk, 5401)
+    route_and_post(quiet_desk)
     slack_event(live, {"type": "app_home_opened", "user": ADMIN, "channel": f"D{ADMIN}", "tab": "home"})
     eventually(lambda: ADMIN in live.slack.home_views, "home published")
+    blocks = live.slack.home_views.pop(ADMIN)["blocks"]
 
-    texts = [b.get("text", {}).get("text", "") for b in live.slack.home_views[ADMIN]["blocks"]]
+    [line] = [
+        b
+        for b in blocks
+        if f"<#{ACCOUNTING}> 19:00-08:00 (America/New_York)" in b.get("text", {}).get("text", "")
+    ]
+    assert line["accessory"]["action_id"] == "home_quiet_off"
+    assert "/freshbooks quiet" in json.dumps(blocks)
+    assert quiet_desk.slack.channels[ACCOUNTING].messages == []
+    assert home_action(live, "home_quiet_off", ACCOUNTING, user=MEMBER).status_code == 200  # refused
+    assert home_action(live, "home_quiet_off", ACCOUNTING).status_code == 200
+    eventually(lambda: ADMIN in live.slack.home_views, "home republished")
+    quiet_desk.drain()
 
-    assert any(
-        f"<#{ACCOUNTING}> 19:00-08:00 (America/New_York)" in t and "/freshbooks quiet" in t for t in texts
-    )
+    assert "No quiet hours" in live.slash("quiet").json()["text"]
+    assert len(quiet_desk.slack.channels[ACCOUNTING].messages) == 1  # what was held went out
