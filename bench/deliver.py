@@ -265,9 +265,11 @@ def plan(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
-def migrate_and_seed(url: str, rules_by_channel: dict[str, str]) -> str:
+def migrate_and_seed(url: str, rules_by_channel: dict[str, str], collapse_at: int | None = None) -> str:
     """Migrate; add a workspace, a connection (tokens the fake FreshBooks accepts), one verified
-    callback with a known verifier and one routing rule per channel; return the webhook URL token."""
+    callback with a known verifier and one routing rule per channel; return the webhook URL token.
+    `collapse_at`: the rules' burst size; None (`collapse off`) here, so that this benchmark goes on
+    measuring one post per event against Slack's channel limit (bench/burst.py measures summaries)."""
     from connector.domain.rules import RouteSpec
     from storage import connections, migrate, rules
     from storage.crypto import Cipher
@@ -318,6 +320,7 @@ def migrate_and_seed(url: str, rules_by_channel: dict[str, str]) -> str:
                         currency=None,
                         billable_only=False,
                         counterparty=client_name,
+                        collapse_at=collapse_at,
                     ),
                     created_by="UBENCHADMIN",
                     now=now,

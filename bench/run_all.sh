@@ -7,7 +7,7 @@
 #   bench/run_all.sh --seconds 20    # extra arguments go to ingest, deliver and memory
 #   DELIVER_ARGS="--events 120 --channels 12" bench/run_all.sh   # options only deliver.py knows
 #   MEMORY_ARGS="--events 300" bench/run_all.sh    # likewise MEMORY_ARGS, AUDIT_ARGS, CHAOS_ARGS
-#   BENCH_ONLY="memory chaos" bench/run_all.sh      # only these (ingest deliver memory audit chaos)
+#   BENCH_ONLY="memory chaos" bench/run_all.sh      # only these (ingest deliver burst memory audit chaos)
 #
 # A quick smoke run of the whole set (minutes, not the figures):
 #   DELIVER_ARGS="--events 12 --channels 3 --latency-events 10" MEMORY_ARGS="--events 300" \
@@ -60,6 +60,12 @@ if wanted deliver; then
   echo "## deliver (SQLite and PostgreSQL)"
   run deliver "$PY" bench/deliver.py --db both --json "$OUT/deliver-$stamp.json" --ignore-unknown \
       ${deliver_args[@]+"${deliver_args[@]}"} "$@"
+fi
+
+if wanted burst && [ -f bench/burst.py ]; then
+  echo
+  echo "## burst (SQLite and PostgreSQL)"
+  run burst "$PY" bench/burst.py --db both --json "$OUT/burst-$stamp.json" --ignore-unknown
 fi
 
 if wanted memory; then

@@ -15,6 +15,7 @@ from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
 from connector.domain.clock import Clock
+from connector.domain.quiet import QuietHours, QuietHoursError, parse_range, zone_of
 from connector.features.home import HomeService
 from connector.features.limits import SampleLimit, wait_words
 from connector.features.permissions import ChannelVisibility, Permissions, refusal
@@ -71,6 +72,7 @@ class FreshbooksCommand:
             "disconnect": self._disconnect,
             "route": self._route,
             "rules": self._rules,
+            "quiet": self._quiet,
             "unroute": self._unroute,
             "test": self._test,
             "audit": self._audit,
@@ -222,7 +224,78 @@ class FreshbooksCommand:
             )
         shown = [r for r in rules if r.channel_id not in hidden]
         note = "\n_Rules for private channels are shown to the people in them._" if hidden else ""
-        ack(response_type="ephemeral", text=views.rules_text(shown) + note)
+        quiet = [h for h in self._services.rules.quiet_hours(team_id=team_id) if h.channel_id not in hidden]
+        more = f"\n\n{views.quiet_text(quiet)}" if quiet else ""
+        ack(response_type="ephemeral", text=views.rules_text(shown) + note + more)
+
+    def _quiet(self, command: dict[str, Any], ack: DeferredAck, _respond: Respond, client: WebClient) -> None:
+        """`quiet` lists; `quiet #channel 19:00-08:00 [weekends]` sets, in the admin's Slack time
+        zone (users.info `tz`); `quiet #channel off` removes."""
+        usage = (
+            "Usage: `/freshbooks quiet #channel 19:00-08:00 [weekends]` or `/freshbooks quiet #channel off`."
+        )
+        words = (command.get("text") or "").split()[1:]
+        team_id, user_id = command["team_id"], command["user_id"]
+        if not words:  # members see nothing of private channels they are not in
+            listed = self._services.rules.quiet_hours(team_id=team_id)
+            hidden = (
+                self._services.visibility.hidden(
+                    client,
+                    team_id=team_id,
+                    user_id=user_id,
+                    channel_ids={h.channel_id for h in listed},
+                    sees_all=self._services.permissions.may_manage(client, team_id, user_id),
+                )
+                if listed
+                else frozenset()
+            )
+            ack(
+                response_type="ephemeral",
+                text=views.quiet_text([h for h in listed if h.channel_id not in hidden]),
+            )
+            return
+        if not self._services.permissions.may_manage(client, team_id, user_id):
+            ack(response_type="ephemeral", text=refusal("change quiet hours"))
+            return
+        found = CHANNEL_REF.fullmatch(words[0])
+        if found is None or len(words) < 2:
+            ack(response_type="ephemeral", text=f"Which channel, and when? {usage}")
+            return
+        channel = found.group(1)
+        if [w.lower() for w in words[1:]] == ["off"]:
+            removed = self._services.rules.clear_quiet(team_id=team_id, channel_id=channel)
+            text = (
+                f"Quiet hours in <#{channel}> are off; anything they were holding goes out now."
+                if removed
+                else f"<#{channel}> had no quiet hours."
+            )
+            ack(response_type="ephemeral", text=text)
+            return
+        extra = [w.lower() for w in words[2:]]
+        if extra not in ([], ["weekends"]):
+            ack(
+                response_type="ephemeral",
+                text=f"`{escape(' '.join(words[2:])[:40])}` is not an option. {usage}",
+            )
+            return
+        try:
+            start, end = parse_range(words[1])
+        except QuietHoursError as exc:
+            ack(response_type="ephemeral", text=f"{exc} {usage}")
+            return
+        try:
+            tz = client.users_info(user=user_id)["user"].get("tz")
+        except SlackApiError:
+            tz = None
+        hours = QuietHours(
+            channel_id=channel, start_minute=start, end_minute=end, weekends=bool(extra), zone=zone_of(tz)
+        )
+        self._services.rules.set_quiet(team_id=team_id, user_id=user_id, hours=hours)
+        ack(
+            response_type="ephemeral",
+            text=f"Quiet hours for <#{channel}>: {hours.describe()}. What is routed there in them waits "
+            "and goes out as one summary when they end; rules marked `urgent` post at once.",
+        )
 
     def _unroute(
         self, command: dict[str, Any], ack: DeferredAck, _respond: Respond, _client: WebClient

@@ -41,6 +41,9 @@ def _header(text: str) -> dict[str, Any]:
     return {"type": "header", "text": {"type": "plain_text", "text": text}}
 
 
+QUIET_OFF_ACTION_ID = "home_quiet_off"
+
+
 def _button(
     label: str, action_id: str, value: str, style: str | None = None, confirm: dict[str, Any] | None = None
 ) -> dict[str, Any]:
@@ -129,6 +132,15 @@ def _rules(data: HomeData, viewer: Viewer) -> list[dict[str, Any]]:
                 _button(toggle[0], toggle[1], str(rule.id)),
                 _button("Delete", "home_rule_delete", str(rule.id), "danger", confirm),
             ]})  # fmt: skip
+    if data.quiet and not viewer.can_manage:  # one block, only when a channel has quiet hours
+        blocks.append(_text(views.quiet_text(data.quiet)))
+    elif data.quiet:  # a block per channel, with its Turn off button
+        how = "_Set them with_ `/freshbooks quiet #channel 19:00-08:00 [weekends]`."
+        blocks.append(_text(f"*Quiet hours* (urgent rules post anyway)\n{how}"))
+        for hours in data.quiet:
+            block = _text(f"<#{hours.channel_id}> {hours.describe()}")
+            block["accessory"] = _button("Turn off", QUIET_OFF_ACTION_ID, hours.channel_id)
+            blocks.append(block)
     return [*blocks, *_pager(page, "rules", data.pages, "rules")]
 
 

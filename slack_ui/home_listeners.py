@@ -24,7 +24,7 @@ from connector.features.rules.service import RuleError, ensure_postable
 from connector.features.rules.syntax import parse_id
 from slack_ui import digest_home, views
 from slack_ui.commands import CommandServices
-from slack_ui.home import PAGE_ACTION_PREFIX, Viewer, build_home
+from slack_ui.home import PAGE_ACTION_PREFIX, QUIET_OFF_ACTION_ID, Viewer, build_home
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +35,9 @@ def _pages_of(body: dict[str, Any]) -> Pages:
     """The pages the Home showed when its button was pressed (kept across changes)."""
     view = body.get("view") or {}
     return Pages.decode(view.get("private_metadata")) if view.get("type") == "home" else Pages()
+
+
+CHANNEL_ID = re.compile(r"[CG][A-Z0-9]{2,31}")
 
 
 def _value(body: dict[str, Any]) -> str:
@@ -105,6 +108,18 @@ class HomeListeners:
             self.publish(client, team_id, user_id, _pages_of(body))
 
         return handle
+
+    def quiet_off(self, ack: Ack, body: dict[str, Any], context: BoltContext, client: WebClient) -> None:
+        """A channel's *Turn off* in the Home's quiet hours: what they held goes out now."""
+        ack()
+        team_id, user_id = str(context.team_id), body["user"]["id"]
+        if not self._s.permissions.may_manage(client, team_id, user_id):
+            self._tell(client, body, "Not allowed", refusal("change quiet hours"))
+            return
+        channel = _value(body)
+        if CHANNEL_ID.fullmatch(channel):
+            self._s.rules.clear_quiet(team_id=team_id, channel_id=channel)
+        self.publish(client, team_id, user_id, _pages_of(body))
 
     # -- the allowlist (admins and owners only) ----------------------------------------------------
 
@@ -249,6 +264,7 @@ def register(app: App, services: CommandServices) -> None:
             ),
         )
     )
+    app.action(QUIET_OFF_ACTION_ID)(ui.quiet_off)
     app.action("home_rule_new")(ui.new_rule)
     app.action("home_rule_edit")(ui.edit_rule)
     app.action("home_allow_users")(ui.allow_users)

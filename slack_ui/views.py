@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Sequence
 
-from connector.domain.rules import Rule
+from connector.domain.quiet import QuietHours
+from connector.domain.rules import DEFAULT_COLLAPSE_AT, Rule
 from connector.features.status import ConnectionReport
 from connector.freshbooks.models import parse_invoice
 from connector.pipeline.render.formatting import Message, RenderContext, escape
@@ -18,6 +20,9 @@ HELP_TEXT = (
     "send events to a channel (admins), e.g. `/freshbooks route invoice.create #exec-alerts min 5000`; "
     "`/freshbooks route` alone opens a form with a preview\n"
     "`/freshbooks rules`: list the rules; `/freshbooks unroute RULE-ID`: remove one (admins)\n"
+    "`/freshbooks quiet #channel 19:00-08:00 [weekends]` or `/freshbooks quiet #channel off`: quiet hours "
+    "in your time zone; what arrives in them goes out as one summary when they end (admins); "
+    "`/freshbooks quiet` lists them\n"
     "`/freshbooks audit [WORDS] [KIND] [STATUS] [#channel] [since:DATE]`: search what arrived and what was "
     "posted, e.g. `/freshbooks audit acme invoice.paid since:30d` (admins)\n"
     "`/freshbooks replay D123 [to #channel]` or `/freshbooks replay failed [to #channel] [since DATE]`: "
@@ -85,9 +90,23 @@ def rule_line(rule: Rule) -> str:
         parts.append("billable only")
     if rule.counterparty:
         parts.append(f"for {escape(rule.counterparty)}")
+    if rule.collapse_at is None:
+        parts.append("collapse off")
+    elif rule.collapse_at != DEFAULT_COLLAPSE_AT:
+        parts.append(f"collapse {rule.collapse_at}")
+    if rule.urgent:
+        parts.append("urgent")
     if rule.paused:
         parts.append("_(paused)_")
     return " ".join(parts)
+
+
+def quiet_text(hours: Sequence[QuietHours]) -> str:
+    """The channels' quiet hours, one line each."""
+    if not hours:
+        return "No quiet hours: messages are posted as they come."
+    lines = [f"• <#{h.channel_id}> {h.describe()}" for h in hours]
+    return "*Quiet hours* (urgent rules post anyway)\n" + "\n".join(lines)
 
 
 def rules_text(rules: list[Rule]) -> str:

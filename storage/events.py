@@ -111,3 +111,24 @@ def recent_of_workspace(
         .limit(limit)
     )
     return list(session.execute(statement).all())
+
+
+def latest_object(
+    session: Session, cipher: Cipher, *, connection_id: int, kind: str, object_id: str
+) -> dict[str, Any] | None:
+    """The object as the newest event about it recorded it (None: no event carried it)."""
+    token = session.scalar(
+        select(Event.object_enc)
+        .where(
+            Event.connection_id == connection_id,
+            Event.object_kind == kind,
+            Event.object_id == object_id,
+            Event.object_enc.is_not(None),
+        )
+        .order_by(Event.id.desc())
+        .limit(1)
+    )
+    if token is None:
+        return None
+    value: dict[str, Any] = cipher.decrypt_json(token)
+    return value

@@ -312,6 +312,9 @@ class RoutingRule(Base):
     counterparty_enc: Mapped[str | None] = encrypted_text()
     channel_id: Mapped[str] = mapped_column(String(32))
     paused: Mapped[bool] = mapped_column(Boolean, default=False)
+    # A burst of this many deliveries waiting for the channel goes out as one summary; None: never.
+    collapse_at: Mapped[int | None] = mapped_column(Integer)
+    urgent: Mapped[bool] = mapped_column(Boolean, default=False)
     created_by_user_id: Mapped[str | None] = mapped_column(String(32))
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
 
@@ -353,6 +356,12 @@ class Delivery(Base):
     last_error_code: Mapped[str | None] = mapped_column(String(64))
     parked_reason: Mapped[str | None] = mapped_column(String(64))
     rule_ids: Mapped[list[int]] = mapped_column(JSON, default=list)
+    # Collapsed into a summary when at least this many wait for the channel; None: always alone
+    # (`collapse off`, and every replay).
+    collapse_at: Mapped[int | None] = mapped_column(Integer)
+    # The metadata key of the summary (or summary thread reply) that lists this delivery; the
+    # in-doubt check looks for it instead of delivery_key. None: posted alone.
+    batch_key: Mapped[str | None] = mapped_column(String(36))
     # When the last post attempt started: bounds the history search for an in-doubt post.
     sent_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
@@ -394,6 +403,24 @@ class SlackThread(Base):
     object_id: Mapped[str] = mapped_column(String(32))
     card_ts: Mapped[str] = mapped_column(String(32))
     connection_id: Mapped[int] = mapped_column(ForeignKey("freshbooks_connections.id"))
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    # A burst summary that lists several objects: its thread is theirs, but it is never rewritten
+    # as one object's card.
+    shared: Mapped[bool] = mapped_column(Boolean, default=False)
+
+
+class ChannelQuietHours(Base):
+    """A channel's quiet hours: deliveries routed in them wait for their end (urgent rules aside)."""
+
+    __tablename__ = "quiet_hours"
+
+    workspace_id: Mapped[int] = mapped_column(ForeignKey("workspaces.id"), primary_key=True)
+    channel_id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    start_minute: Mapped[int] = mapped_column(Integer)  # local wall-clock minutes after midnight
+    end_minute: Mapped[int] = mapped_column(Integer)
+    weekends: Mapped[bool] = mapped_column(Boolean, default=False)
+    zone: Mapped[str] = mapped_column(String(64))  # IANA, from the setter's Slack profile
+    set_by_user_id: Mapped[str | None] = mapped_column(String(32))
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
 
 

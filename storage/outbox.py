@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import uuid
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 
 from sqlalchemy import ColumnElement, and_, case, func, or_, select, text, update
@@ -44,8 +45,12 @@ def add_delivery(
     channel_id: str,
     rule_ids: list[int],
     now: dt.datetime,
+    collapse_at: int | None = None,
+    not_before: dt.datetime | None = None,
 ) -> bool:
-    """Queue one post of an event to a channel; the unique (event, channel) makes repeats no-ops."""
+    """Queue one post of an event to a channel; the unique (event, channel) makes repeats no-ops.
+    `collapse_at`: it may go out in a summary when that many wait for the channel (None: never).
+    `not_before`: held until then (the channel's quiet hours)."""
     statement = (
         upsert_insert(session, Delivery)
         .values(
@@ -55,9 +60,10 @@ def add_delivery(
             delivery_key=str(uuid.uuid4()),
             state=DeliveryState.PENDING,
             attempts=0,
-            next_attempt_at=now,
+            next_attempt_at=not_before or now,
             rule_ids=rule_ids,
             created_at=now,
+            collapse_at=collapse_at,
         )
         .on_conflict_do_nothing()
         # Not rowcount: through SQLAlchemy and psycopg an INSERT reports -1 (truthy) even when the
@@ -72,6 +78,13 @@ def add_delivery(
 CHANNEL_GAP = dt.timedelta(milliseconds=1050)  # Slack: 1 message/second/channel; a hair more for jitter
 WORKSPACE_RATE_PER_SECOND = 4.0  # 240/minute, below Slack's "several hundred per minute"
 WORKSPACE_BURST = 20.0
+# At most this many deliveries in one summary (its message and the replies in its thread).
+MAX_BATCH = 500
+# A burst still arriving (its newest delivery younger than this) is gathered a moment longer, so
+# that it goes out as one summary rather than one per second of arrivals; never longer than
+# BURST_MAX_HOLD after its oldest was queued. Fewer than `collapse_at` waiting are never held.
+BURST_SETTLE = dt.timedelta(seconds=1)
+BURST_MAX_HOLD = dt.timedelta(seconds=5)
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,6 +98,20 @@ class Claim:
     attempts: int
     sent_at: dt.datetime | None  # of the previous attempt (bounds an in-doubt history search)
     thread_ts: str | None  # the thread the previous attempt posted in (where to search for it)
+    collapse_at: int | None = None  # may go out in a summary of at least this many (None: alone)
+    batch_key: str | None = None  # listed in the summary (or summary reply) with this metadata key
+    # A summary's deliveries, this one first, all leased together; empty for a post of its own.
+    batch: tuple[Claim, ...] = ()
+
+    @property
+    def members(self) -> tuple[Claim, ...]:
+        """The deliveries one post carries: the batch, or this one alone."""
+        return self.batch or (self,)
+
+    @property
+    def post_key(self) -> str:
+        """The metadata key of the message that carries this delivery."""
+        return self.batch_key or self.delivery_key
 
 
 def _due(now: dt.datetime) -> tuple[ColumnElement[bool], ...]:
@@ -214,13 +241,85 @@ def claim_due(
         budget = budgets[delivery.workspace_id]
         if not _can_spend(budget, now):
             continue
+        if _gathering(session, delivery, now):
+            continue
         if not _take_channel(session, delivery.workspace_id, delivery.channel_id, now, lease):
             continue  # another process took the channel a moment ago
         budget.tokens -= 1
-        claims.append(_lease(delivery, owner=owner, now=now, lease=lease))
+        claims.append(
+            _with_batch(session, _lease(delivery, owner=owner, now=now, lease=lease), delivery, now)
+        )
         if len(claims) >= limit:
             break
     return claims
+
+
+def _collapsible(head: Delivery, now: dt.datetime) -> tuple[ColumnElement[bool], ...]:
+    """Fresh deliveries due for the head's channel that may go out in one summary with it."""
+    return (
+        Delivery.workspace_id == head.workspace_id,
+        Delivery.channel_id == head.channel_id,
+        *_due(now),
+        Delivery.state == DeliveryState.PENDING,
+        Delivery.batch_key.is_(None),
+        Delivery.collapse_at.is_not(None),
+    )
+
+
+def _gathering(session: Session, head: Delivery, now: dt.datetime) -> bool:
+    """Whether the channel's burst is still arriving and may wait a moment (see BURST_SETTLE)."""
+    if head.batch_key is not None or head.collapse_at is None or head.state != DeliveryState.PENDING:
+        return False
+    if head.created_at <= now - BURST_MAX_HOLD:
+        return False
+    count, newest = session.execute(
+        select(func.count(Delivery.id), func.max(Delivery.created_at)).where(*_collapsible(head, now))
+    ).one()
+    return bool(count >= head.collapse_at and newest is not None and newest > now - BURST_SETTLE)
+
+
+def _with_batch(session: Session, claim: Claim, head: Delivery, now: dt.datetime) -> Claim:
+    """The head of a channel, with the deliveries that go out in the same message, leased too.
+
+    A delivery already listed in a summary (batch_key) comes with the rest of its page, whatever
+    their next attempt says (they were finished together). A fresh one that may collapse comes
+    with every other fresh collapsible delivery due for the channel when there are at least
+    `collapse_at` of them (the head's): the engine turns them into one summary.
+    """
+    lease = head.lease_expires_at
+    owner = head.lease_owner
+    assert lease is not None and owner is not None
+    same_channel = (Delivery.workspace_id == head.workspace_id, Delivery.channel_id == head.channel_id)
+    free = or_(Delivery.lease_expires_at.is_(None), Delivery.lease_expires_at < now)
+    if head.batch_key is not None:
+        rows = session.scalars(
+            select(Delivery)
+            .where(
+                *same_channel,
+                Delivery.batch_key == head.batch_key,
+                Delivery.id != head.id,
+                Delivery.state.in_((DeliveryState.PENDING, DeliveryState.IN_DOUBT)),
+                free,
+            )
+            .order_by(Delivery.id)
+            .with_for_update(skip_locked=True)
+        ).all()
+    elif head.collapse_at is not None and head.state == DeliveryState.PENDING:
+        rows = session.scalars(
+            select(Delivery)
+            .where(*_collapsible(head, now), Delivery.id != head.id)
+            .order_by(Delivery.id)
+            .limit(MAX_BATCH - 1)
+            .with_for_update(skip_locked=True)
+        ).all()
+        if 1 + len(rows) < head.collapse_at:
+            return claim
+    else:
+        return claim
+    if not rows:
+        return claim
+    others = [_lease(row, owner=owner, now=now, lease=lease - now) for row in rows]
+    return dataclasses.replace(claim, batch=(claim, *others))
 
 
 def _lease(delivery: Delivery, *, owner: str, now: dt.datetime, lease: dt.timedelta) -> Claim:
@@ -237,6 +336,8 @@ def _lease(delivery: Delivery, *, owner: str, now: dt.datetime, lease: dt.timede
         attempts=delivery.attempts,
         sent_at=delivery.sent_at,
         thread_ts=delivery.thread_ts,
+        collapse_at=delivery.collapse_at,
+        batch_key=delivery.batch_key,
     )
 
 
@@ -289,6 +390,73 @@ def mark_sent(
     return bool(result.rowcount)  # type: ignore[attr-defined]
 
 
+def mark_batch_sent(
+    session: Session,
+    *,
+    delivery_ids: Sequence[int],
+    owner: str,
+    now: dt.datetime,
+    batch_key: str,
+    thread_ts: str | None,
+) -> bool:
+    """mark_sent for the deliveries one summary message lists, tagged with its metadata key.
+
+    False when the lease of any of them ran out (they are then in doubt or another's)."""
+    result = session.execute(
+        update(Delivery)
+        .where(Delivery.id.in_(delivery_ids), Delivery.lease_owner == owner, Delivery.lease_expires_at > now)
+        .values(state=DeliveryState.IN_DOUBT, sent_at=now, thread_ts=thread_ts, batch_key=batch_key)
+    )
+    return int(result.rowcount) == len(delivery_ids)  # type: ignore[attr-defined]
+
+
+def release(session: Session, *, delivery_ids: Sequence[int], owner: str, fresh: bool = False) -> None:
+    """Give leased deliveries back untried (the claim is not counted as an attempt): they go out
+    on their own turn. `fresh`: no longer tied to a summary either (it was never posted)."""
+    values: dict[str, object] = {
+        "lease_owner": None,
+        "lease_expires_at": None,
+        "attempts": case((Delivery.attempts > 0, Delivery.attempts - 1), else_=0),
+    }
+    if fresh:
+        values.update(state=DeliveryState.PENDING, batch_key=None, sent_at=None, thread_ts=None)
+    session.execute(
+        update(Delivery).where(Delivery.id.in_(delivery_ids), Delivery.lease_owner == owner).values(**values)
+    )
+
+
+def open_pages(
+    session: Session,
+    *,
+    pages: Sequence[Sequence[int]],
+    keys: Sequence[str],
+    summary_ts: str,
+    owner: str,
+    now: dt.datetime,
+) -> None:
+    """The summary landed: what it could not list goes out as replies in its thread, one page
+    (one message, metadata key `keys[i]`) at a time, paced like any post."""
+    for page, key in zip(pages, keys, strict=True):
+        session.execute(
+            update(Delivery)
+            .where(Delivery.id.in_(page), Delivery.lease_owner == owner)
+            .values(
+                state=DeliveryState.PENDING,
+                batch_key=key,
+                thread_ts=summary_ts,
+                lease_owner=None,
+                lease_expires_at=None,
+                next_attempt_at=now,
+                attempts=0,
+            )
+        )
+
+
+def unbatch(session: Session, *, delivery_id: int) -> None:
+    """A lone delivery left in a page of its own (a replay) goes out as its own message."""
+    session.execute(update(Delivery).where(Delivery.id == delivery_id).values(batch_key=None))
+
+
 def finish(
     session: Session,
     *,
@@ -335,17 +503,24 @@ def set_permalink(session: Session, *, delivery_id: int, permalink: str) -> None
     session.execute(update(Delivery).where(Delivery.id == delivery_id).values(permalink=permalink[:300]))
 
 
+@dataclass(frozen=True, slots=True)
+class Card:
+    ts: str
+    shared: bool  # a burst summary listing several objects, not this object's own card
+
+
 def find_thread(
     session: Session, *, workspace_id: int, channel_id: str, kind: str, object_id: str
-) -> str | None:
-    return session.scalar(
-        select(SlackThread.card_ts).where(
+) -> Card | None:
+    row = session.execute(
+        select(SlackThread.card_ts, SlackThread.shared).where(
             SlackThread.workspace_id == workspace_id,
             SlackThread.channel_id == channel_id,
             SlackThread.object_kind == kind,
             SlackThread.object_id == object_id,
         )
-    )
+    ).first()
+    return None if row is None else Card(ts=row.card_ts, shared=bool(row.shared))
 
 
 def add_thread(
@@ -358,6 +533,7 @@ def add_thread(
     card_ts: str,
     connection_id: int,
     now: dt.datetime,
+    shared: bool = False,
 ) -> None:
     session.execute(
         upsert_insert(session, SlackThread)
@@ -369,6 +545,7 @@ def add_thread(
             card_ts=card_ts,
             connection_id=connection_id,
             created_at=now,
+            shared=shared,
         )
         .on_conflict_do_nothing()
     )
@@ -385,7 +562,14 @@ def requeue_parked(session: Session, *, workspace_id: int, channel_id: str | Non
     result = session.execute(
         update(Delivery)
         .where(*condition)
-        .values(state=_replay_state(), next_attempt_at=now, parked_reason=None, attempts=0)
+        .values(
+            state=_replay_state(),
+            next_attempt_at=now,
+            parked_reason=None,
+            attempts=0,
+            # Never posted: free to join a new summary. Maybe posted: look for the one it was in.
+            batch_key=case((Delivery.sent_at.is_(None), None), else_=Delivery.batch_key),
+        )
     )
     return int(result.rowcount)  # type: ignore[attr-defined]
 
@@ -489,6 +673,8 @@ def requeue_for_replay(
         "next_attempt_at": now,
         "parked_reason": None,
         "attempts": 0,
+        "collapse_at": None,  # a replay posts it alone, never in a summary
+        "batch_key": case((Delivery.sent_at.is_(None), None), else_=Delivery.batch_key),
     }
     result = session.execute(
         update(Delivery)
@@ -511,7 +697,7 @@ def requeue_for_replay(
             Delivery.state == DeliveryState.DELIVERED,
         )
         .values(
-            **{**values, "state": DeliveryState.PENDING},
+            **{**values, "state": DeliveryState.PENDING, "batch_key": None},
             delivery_key=str(uuid.uuid4()),
             sent_at=None,
             slack_ts=None,

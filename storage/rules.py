@@ -24,6 +24,8 @@ def _to_rule(row: RoutingRule, cipher: Cipher) -> Rule:
         billable_only=row.billable_only,
         counterparty=cipher.decrypt(row.counterparty_enc) if row.counterparty_enc else None,
         paused=row.paused,
+        collapse_at=row.collapse_at,
+        urgent=row.urgent,
     )
 
 
@@ -48,6 +50,8 @@ def create_rule(
         counterparty_enc=cipher.encrypt(spec.counterparty) if spec.counterparty else None,
         channel_id=spec.channel_id,
         paused=False,
+        collapse_at=spec.collapse_at,
+        urgent=spec.urgent,
         created_by_user_id=created_by,
         created_at=now,
     )
@@ -83,6 +87,8 @@ def update_rule(
     row.billable_only = spec.billable_only
     row.counterparty_enc = cipher.encrypt(spec.counterparty) if spec.counterparty else None
     row.channel_id = spec.channel_id
+    row.collapse_at = spec.collapse_at
+    row.urgent = spec.urgent
     session.flush()
     return _to_rule(row, cipher)
 

@@ -2,8 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from decimal import Decimal
+from typing import Final
+
+# A burst of at least this many messages waiting for one channel goes out as one summary.
+DEFAULT_COLLAPSE_AT: Final = 5
+COLLAPSE_MIN: Final = 2
+COLLAPSE_MAX: Final = 1000
 
 
 @dataclass(frozen=True, slots=True)
@@ -17,12 +24,25 @@ class Rule:
     billable_only: bool = False
     counterparty: str | None = None  # matched case-insensitively, whitespace collapsed
     paused: bool = False
+    collapse_at: int | None = DEFAULT_COLLAPSE_AT  # None: `collapse off`, every message on its own
+    urgent: bool = False  # posts at once, even in the channel's quiet hours
+
+
+def collapse_of(rules: Iterable[Rule]) -> int | None:
+    """The burst size at which a channel's deliveries of these rules collapse: the smallest asked,
+    and never (None) when any of them said `collapse off`."""
+    sizes = [rule.collapse_at for rule in rules]
+    if not sizes or any(size is None for size in sizes):
+        return None
+    return min(size for size in sizes if size is not None)
 
 
 @dataclass(frozen=True, slots=True)
 class Target:
     channel_id: str
     rule_ids: tuple[int, ...]  # every rule that sent the event to this channel
+    collapse_at: int | None = DEFAULT_COLLAPSE_AT  # collapse_of the rules that matched
+    urgent: bool = False  # any of them is urgent
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,3 +55,5 @@ class RouteSpec:
     currency: str | None
     billable_only: bool
     counterparty: str | None
+    collapse_at: int | None = DEFAULT_COLLAPSE_AT
+    urgent: bool = False

@@ -12,9 +12,10 @@ from sqlalchemy import Select, func, select
 from sqlalchemy.orm import Session
 
 from connector.domain.clock import Clock
+from connector.domain.quiet import QuietHours
 from connector.domain.rules import Rule
 from connector.features.status import ConnectionReport, workspace_status
-from storage import alerts, allowlist, connections, outbox, rules
+from storage import alerts, allowlist, connections, outbox, quiet, rules
 from storage.crypto import Cipher
 from storage.db import Database
 from storage.models import Delivery, DeliveryState, Event
@@ -105,6 +106,7 @@ class HomeData:
     attention: Page[DeliveryLine]  # parked and failed: a person can replay them
     allowed: Page[str]  # Slack user ids on the allowlist
     alerts: list[str]
+    quiet: tuple[QuietHours, ...] = ()  # channels' quiet hours (/freshbooks quiet)
 
     @property
     def pages(self) -> Pages:
@@ -193,6 +195,11 @@ def gather(
                 ),
                 allowed_page,
                 allowed_total,
+            ),
+            quiet=tuple(
+                h
+                for h in quiet.quiet_of_workspace(session, workspace_id=workspace)
+                if h.channel_id not in hidden
             ),
             alerts=[
                 a.cause

@@ -53,14 +53,19 @@ class Desk:
     def slack(self) -> FakeSlack:
         return self.live.slack
 
-    def queue(self, channel: str, count: int = 1) -> list[int]:
-        """`count` invoice.create events, each queued for `channel`; returns the delivery ids."""
+    def queue(self, channel: str, count: int = 1, *, collapse_at: int | None = None) -> list[int]:
+        """`count` invoice.create events, each queued for `channel`; returns the delivery ids.
+        `collapse_at`: as a rule would set it (None: never in a burst summary)."""
         return [
-            self.queue_event(channel, "invoice", "invoice.create", invoice(object_id))
+            self.queue_event(
+                channel, "invoice", "invoice.create", invoice(object_id), collapse_at=collapse_at
+            )
             for object_id in itertools.islice(self._ids, count)
         ]
 
-    def queue_event(self, channel: str, kind: str, name: str, obj: dict[str, Any]) -> int:
+    def queue_event(
+        self, channel: str, kind: str, name: str, obj: dict[str, Any], *, collapse_at: int | None = None
+    ) -> int:
         with self.live.services.db.session() as session:
             event_id, _ = events.record_event(
                 session,
@@ -82,6 +87,7 @@ class Desk:
                 channel_id=channel,
                 rule_ids=[],
                 now=self.live.clock(),
+                collapse_at=collapse_at,
             )
             delivery_id = session.scalar(
                 select(Delivery.id).where(Delivery.event_id == event_id, Delivery.channel_id == channel)

@@ -566,7 +566,7 @@ def outcome(
     try:
         with engine.connect() as conn:
             rows = conn.execute(
-                select(Delivery.delivery_key, Delivery.channel_id, Event.object_id).join(
+                select(Delivery.delivery_key, Delivery.channel_id, Event.object_id, Delivery.batch_key).join(
                     Event, Event.id == Delivery.event_id
                 )
             ).all()
@@ -574,7 +574,12 @@ def outcome(
             inbox = Counter(str(s) for (s,) in conn.execute(select(WebhookInbox.state)).all())
     finally:
         engine.dispose()
-    by_key = {key: (int(object_id), channel) for key, channel, object_id in rows}
+    by_key = {key: [(int(object_id), channel)] for key, channel, object_id, _ in rows}
+    # A burst summary (or a reply in its thread) carries one key for every delivery it lists.
+    by_batch: dict[str, list[tuple[int, str]]] = {}
+    for _, channel, object_id, batch_key in rows:
+        if batch_key is not None:
+            by_batch.setdefault(batch_key, []).append((int(object_id), channel))
     stored: Counter[tuple[int, str]] = Counter()
     unexpected: list[str] = []
     optional = {(i, c) for i, channels in (sent_not_accepted or {}).items() for c in channels}
@@ -584,11 +589,12 @@ def outcome(
         key = ((message.get("metadata") or {}).get("event_payload") or {}).get("delivery_key")
         if key is None:
             continue  # not a delivery (a DM to the installer, a test message)
-        pair = by_key.get(str(key))
-        if pair is None or pair[1] != channel_id:
-            unexpected.append(f"{channel_id}: key {key} ({'unknown' if pair is None else 'misrouted'})")
+        pairs = by_batch.get(str(key)) or by_key.get(str(key))
+        if pairs is None or any(pair[1] != channel_id for pair in pairs):
+            unexpected.append(f"{channel_id}: key {key} ({'unknown' if pairs is None else 'misrouted'})")
             continue
-        stored[pair] += 1
+        for pair in pairs:
+            stored[pair] += 1
     expected = {(i, c): stored[(i, c)] for i, channels in wanted.items() for c in channels}
     for pair, n in stored.items():
         if pair not in expected:

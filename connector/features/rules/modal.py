@@ -14,7 +14,7 @@ from decimal import Decimal
 from typing import Any
 
 from connector.domain.currencies import ISO_4217
-from connector.domain.rules import RouteSpec, Rule
+from connector.domain.rules import DEFAULT_COLLAPSE_AT, RouteSpec, Rule
 from connector.features.rules.preview import SCAN_CAP, Preview
 from connector.features.rules.syntax import (
     MAX_ID_DIGITS,
@@ -24,6 +24,7 @@ from connector.features.rules.syntax import (
     amount_problem,
     ascii_spelling,
     parse_amount,
+    parse_collapse,
     parse_patterns,
 )
 from connector.pipeline.render.formatting import clip, format_date, format_money, one_line
@@ -34,6 +35,7 @@ PREVIEW_ACTION_ID = "rule_modal_preview"
 CHANNEL_BLOCK = "channel"
 MIN_BLOCK, MAX_BLOCK, CURRENCY_BLOCK = "min", "max", "currency"
 BILLABLE_BLOCK, CLIENT_BLOCK, VENDOR_BLOCK = "billable", "client", "vendor"
+COLLAPSE_BLOCK, URGENT_BLOCK = "collapse", "urgent"
 PREVIEW_BLOCK = "preview"
 NAME_MAX = 100
 AMOUNT_INPUT_MAX = 40  # characters the amount inputs take; "1,234,567.89" style needs room for commas
@@ -81,6 +83,8 @@ class RuleForm:
     billable: bool = False
     client: str = ""
     vendor: str = ""
+    collapse: str = str(DEFAULT_COLLAPSE_AT)  # a burst size, or "off"
+    urgent: bool = False
     from_command: bool = False  # opened by /freshbooks route: default to the channel it was run in
 
 
@@ -118,6 +122,8 @@ def form_from_rule(rule: Rule) -> RuleForm:
         billable=rule.billable_only,
         client=name if client_side else "",
         vendor="" if client_side else name,
+        collapse="off" if rule.collapse_at is None else str(rule.collapse_at),
+        urgent=rule.urgent,
     )
 
 
@@ -161,6 +167,8 @@ def form_from_state(values: Mapping[str, Any], *, metadata: str | None) -> RuleF
         billable=bool(_checked(values, BILLABLE_BLOCK)),
         client=_text(values, CLIENT_BLOCK),
         vendor=_text(values, VENDOR_BLOCK),
+        collapse=_text(values, COLLAPSE_BLOCK),
+        urgent=bool(_checked(values, URGENT_BLOCK)),
         from_command=bool(meta.get("from_command")),
     )
 
@@ -277,6 +285,11 @@ def validate(form: RuleForm) -> RouteSpec | FormErrors:
     if form.billable and kinds and "expense" not in kinds:
         errors[BILLABLE_BLOCK] = "This only filters expenses, and this rule picks no expense event."
     counterparty = _counterparty(form, kinds, errors)
+    collapse_at: int | None = DEFAULT_COLLAPSE_AT
+    try:
+        collapse_at = parse_collapse(form.collapse or str(DEFAULT_COLLAPSE_AT))
+    except RouteSyntaxError as exc:
+        errors[COLLAPSE_BLOCK] = exc.problem.replace("`", "")
     if errors:
         return FormErrors(errors)
     assert form.channel_id is not None
@@ -289,6 +302,8 @@ def validate(form: RuleForm) -> RouteSpec | FormErrors:
         currency=currency,
         billable_only=form.billable,
         counterparty=counterparty,
+        collapse_at=collapse_at,
+        urgent=form.urgent,
     )
 
 
@@ -303,6 +318,8 @@ def draft_rule(spec: RouteSpec, rule_id: int | None) -> Rule:
         currency=spec.currency,
         billable_only=spec.billable_only,
         counterparty=spec.counterparty,
+        collapse_at=spec.collapse_at,
+        urgent=spec.urgent,
     )
 
 
@@ -395,6 +412,25 @@ def _billable_block(form: RuleForm) -> dict[str, Any]:
         "block_id": BILLABLE_BLOCK,
         "optional": True,
         "label": _plain("Expenses"),
+        "element": element,
+    }
+
+
+_URGENT_OPTION = {
+    "text": _plain("Urgent: post at once, even in the channel's quiet hours"),
+    "value": "urgent",
+}
+
+
+def _urgent_block(form: RuleForm) -> dict[str, Any]:
+    element: dict[str, Any] = {"type": "checkboxes", "action_id": "urgent", "options": [_URGENT_OPTION]}
+    if form.urgent:
+        element["initial_options"] = [_URGENT_OPTION]
+    return {
+        "type": "input",
+        "block_id": URGENT_BLOCK,
+        "optional": True,
+        "label": _plain("Urgency"),
         "element": element,
     }
 
@@ -497,6 +533,16 @@ def rule_modal(
             "Vendor name, e.g. Office Supply Co",
             max_length=NAME_MAX,
         ),
+        _text_input(
+            COLLAPSE_BLOCK,
+            "Collapse bursts at",
+            form.collapse,
+            f"e.g. {DEFAULT_COLLAPSE_AT}, or off",
+            hint="When this many messages wait for the channel at once, they go out as one summary "
+            '(the rest in its thread). "off" posts each one.',
+            max_length=4,
+        ),
+        _urgent_block(form),
         *_preview_blocks(preview, problems, now),
     ]
     return {

@@ -8,8 +8,9 @@ from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
 from connector.domain.clock import Clock
+from connector.domain.quiet import QuietHours
 from connector.domain.rules import RouteSpec, Rule
-from storage import alerts, connections, outbox, rules
+from storage import alerts, connections, outbox, quiet, rules
 from storage.crypto import Cipher
 from storage.db import Database
 
@@ -158,3 +159,26 @@ class RuleService:
             return outbox.requeue_parked(
                 session, workspace_id=workspace, channel_id=channel_id, now=self._clock()
             )
+
+    # -- quiet hours (per channel; /freshbooks quiet) ------------------------------------------
+
+    def set_quiet(self, *, team_id: str, user_id: str, hours: QuietHours) -> None:
+        """Quiet hours for a channel: what is routed there in them waits for their end."""
+        with self._db.session() as session:
+            workspace = connections.ensure_workspace(session, team_id=team_id, now=self._clock()).id
+            quiet.set_quiet(session, workspace_id=workspace, hours=hours, user_id=user_id, now=self._clock())
+
+    def clear_quiet(self, *, team_id: str, channel_id: str) -> bool:
+        """No quiet hours in the channel any more; what they held goes out now."""
+        with self._db.session() as session:
+            workspace = connections.workspace_of_team(session, team_id)
+            if workspace is None:
+                return False
+            return quiet.clear_quiet(
+                session, workspace_id=workspace, channel_id=channel_id, now=self._clock()
+            )
+
+    def quiet_hours(self, *, team_id: str) -> tuple[QuietHours, ...]:
+        with self._db.read() as session:
+            workspace = connections.workspace_of_team(session, team_id)
+            return tuple(quiet.quiet_of_workspace(session, workspace_id=workspace)) if workspace else ()

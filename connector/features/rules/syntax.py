@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 
 from connector.domain.events import ALL_EVENT_NAMES, KIND_OF_EVENT
-from connector.domain.rules import RouteSpec
+from connector.domain.rules import COLLAPSE_MAX, COLLAPSE_MIN, DEFAULT_COLLAPSE_AT, RouteSpec
 from connector.pipeline.route.matching import ALL, KINDS, pattern_matches
 
 # Every accepted spelling (lower-cased) -> its canonical pattern.
@@ -28,9 +28,11 @@ _CANONICAL_PATTERNS: tuple[str, ...] = (ALL, *KINDS, *ALL_EVENT_NAMES)
 
 USAGE = (
     "Usage: `/freshbooks route EVENTS #channel [min AMOUNT] [max AMOUNT] [currency CODE] [billable] "
-    '[client "NAME" | vendor "NAME"]`\n'
+    '[client "NAME" | vendor "NAME"] [collapse N | collapse off] [urgent]`\n'
     "EVENTS is `all`, a kind (`invoice`, `payment`, `bill`, `expense`) or an event such as "
     "`invoice.create` or `invoice.paid`; separate several with commas.\n"
+    "A burst of 5 or more messages waiting for the channel goes out as one summary "
+    "(`collapse N` changes the 5, `collapse off` posts each); `urgent` posts even in quiet hours.\n"
     "Example: `/freshbooks route invoice.create #exec-alerts min 5000`"
 )
 
@@ -261,8 +263,8 @@ def tokenize(args: str) -> list[Token]:
     return tokens
 
 
-_VALUE_OPTIONS = ("min", "max", "currency", "client", "vendor")
-_FLAG_OPTIONS = ("billable",)
+_VALUE_OPTIONS = ("min", "max", "currency", "client", "vendor", "collapse")
+_FLAG_OPTIONS = ("billable", "urgent")
 _OPTIONS = (*_VALUE_OPTIONS, *_FLAG_OPTIONS)
 _VALUE_HINTS = {
     "min": "an amount, like `min 5000`",
@@ -270,6 +272,7 @@ _VALUE_HINTS = {
     "currency": "a three-letter code, like `currency USD`",
     "client": 'a client name, like `client "Acme Inc"`',
     "vendor": 'a vendor name, like `vendor "Acme Inc"`',
+    "collapse": f"a number from {COLLAPSE_MIN} to {COLLAPSE_MAX}, or `off`, like `collapse 10`",
 }
 
 # <#C0123|exec-alerts> when the command escapes channels (manifest should_escape: true), or <#C0123>.
@@ -321,6 +324,22 @@ class _Options:
     billable_only: bool = False
     counterparty: str | None = None
     counterparty_role: str | None = None
+    collapse_at: int | None = DEFAULT_COLLAPSE_AT
+    urgent: bool = False
+
+
+def parse_collapse(text: str) -> int | None:
+    """`off` (None: never collapse) or a burst size from COLLAPSE_MIN to COLLAPSE_MAX."""
+    word = text.strip().lower()
+    if word == "off":
+        return None
+    size = parse_id(word)
+    if size is None or not COLLAPSE_MIN <= size <= COLLAPSE_MAX:
+        raise RouteSyntaxError(
+            f"`collapse {_shown(text)}`: give a number from {COLLAPSE_MIN} to {COLLAPSE_MAX} "
+            "(how many messages waiting at once make a summary), or `collapse off`."
+        )
+    return size
 
 
 def _unknown_option(token: Token, previous: str | None) -> str:
@@ -345,6 +364,8 @@ def _set_value(options: _Options, option: str, token: Token) -> None:
             options.min_amount = amount
         else:
             options.max_amount = amount
+    elif option == "collapse":
+        options.collapse_at = parse_collapse(token.text)
     elif option == "currency":
         if not _CURRENCY.fullmatch(token.text):
             raise RouteSyntaxError(
@@ -377,6 +398,10 @@ def _parse_options(tokens: list[Token]) -> _Options:
             raise RouteSyntaxError(f"`{option}` appears twice. Give each option once.")
         seen.add(option)
         previous = option
+        if option == "urgent":
+            options.urgent = True
+            i += 1
+            continue
         if option in _FLAG_OPTIONS:
             options.billable_only = True
             i += 1
@@ -440,4 +465,6 @@ def parse_route_command(args: str) -> RouteSpec:
         currency=options.currency,
         billable_only=options.billable_only,
         counterparty=options.counterparty,
+        collapse_at=options.collapse_at,
+        urgent=options.urgent,
     )

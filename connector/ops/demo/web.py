@@ -27,7 +27,8 @@ MAX_COMMAND = 2000
 NOTES = {
     "invoice_overdue": "FreshBooks has no overdue event: the app's overdue scan notices it within "
     "about 10 s here (once a day by default), then posts to #exec-alerts.",
-    "burst": "Slack takes about one post a second per channel: watch them arrive, paced.",
+    "burst": "Slack takes about one post a second per channel: the first invoice posts at once, the "
+    "others arrive together as one summary (what does not fit is listed in its thread).",
 }
 
 

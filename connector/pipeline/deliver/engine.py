@@ -37,6 +37,7 @@ from connector.freshbooks.models import (
     FreshBooksObject,
     Invoice,
     Payment,
+    parse_invoice,
     parse_stored,
 )
 from connector.pipeline.backoff import retry_delay
@@ -44,9 +45,10 @@ from connector.pipeline.deliver.errors import Outcome, Scope, classify, error_co
 from connector.pipeline.render.cards import render_card
 from connector.pipeline.render.formatting import Message, RenderContext
 from connector.pipeline.render.messages import render
+from connector.pipeline.render.summary import Item, item_line, paginate, render_summary
 from connector.slack.notify import Notifier
 from connector.telemetry import metrics
-from storage import alerts, audit, inbox, outbox
+from storage import alerts, audit, events, inbox, outbox
 from storage.crypto import Cipher
 from storage.db import Database
 from storage.models import Delivery, DeliveryState, Event, FreshBooksConnection, Workspace
@@ -79,6 +81,10 @@ class Prepared:
     card_ts: str | None
     simulated: bool = False  # about an object `fbslack simulate` made up: the message says so
     received_at: dt.datetime | None = None  # the webhook's, for webhook-to-post latency
+    shared_card: bool = False  # card_ts is a burst summary's: reply there, never rewrite it
+
+    def item(self) -> Item:
+        return Item(event_name=self.event_name, obj=self.obj, simulated=self.simulated)
 
 
 def thread_object(
@@ -224,36 +230,47 @@ class DeliveryEngine:
 
     def _prepare(self, claim: Claim) -> Prepared:
         with self._db.read() as session:
-            event = session.get_one(Event, claim.event_id)
-            connection = session.get_one(FreshBooksConnection, event.connection_id)
-            team_id = session.get_one(Workspace, claim.workspace_id).slack_team_id
-            kind = ObjectKind(event.object_kind)
-            raw = self._cipher.decrypt_json(event.object_enc) if event.object_enc else None
-            obj = parse_stored(kind, raw)
-            target = thread_object(kind, obj, event.object_id)
-            card_ts = (
-                outbox.find_thread(
-                    session,
-                    workspace_id=claim.workspace_id,
-                    channel_id=claim.channel_id,
-                    kind=target[0],
-                    object_id=target[1],
-                )
-                if target
-                else None
+            return self._prepare_in(session, claim)
+
+    def _prepare_in(self, session: Session, claim: Claim) -> Prepared:
+        event = session.get_one(Event, claim.event_id)
+        connection = session.get_one(FreshBooksConnection, event.connection_id)
+        team_id = session.get_one(Workspace, claim.workspace_id).slack_team_id
+        kind = ObjectKind(event.object_kind)
+        raw = self._cipher.decrypt_json(event.object_enc) if event.object_enc else None
+        obj = parse_stored(kind, raw)
+        target = thread_object(kind, obj, event.object_id)
+        card = (
+            outbox.find_thread(
+                session,
+                workspace_id=claim.workspace_id,
+                channel_id=claim.channel_id,
+                kind=target[0],
+                object_id=target[1],
             )
-            return Prepared(
-                team_id=team_id,
-                connection_id=connection.id,
-                account_id=connection.account_id,
-                event_name=event.name,
-                kind=kind,
-                obj=obj,
-                thread_object=target,
-                card_ts=card_ts,
-                simulated=is_simulated_id(event.object_id),
-                received_at=inbox.received_at(session, event.inbox_id) if event.inbox_id else None,
+            if target
+            else None
+        )
+        if card and card.shared and isinstance(obj, Payment) and obj.invoice is None and target:
+            # Its thread is a summary of many invoices: the reply must name the one it is about.
+            raw_invoice = events.latest_object(
+                session, self._cipher, connection_id=connection.id, kind=target[0], object_id=target[1]
             )
+            if raw_invoice is not None:
+                obj = dataclasses.replace(obj, invoice=parse_invoice(raw_invoice))
+        return Prepared(
+            team_id=team_id,
+            connection_id=connection.id,
+            account_id=connection.account_id,
+            event_name=event.name,
+            kind=kind,
+            obj=obj,
+            thread_object=target,
+            card_ts=card.ts if card else None,
+            simulated=is_simulated_id(event.object_id),
+            received_at=inbox.received_at(session, event.inbox_id) if event.inbox_id else None,
+            shared_card=bool(card and card.shared),
+        )
 
     def _attempt(self, claim: Claim) -> dt.datetime | None:
         """One try; if a post was sent, returns when Slack's answer (or the failure) came back.
@@ -262,6 +279,8 @@ class DeliveryEngine:
         when posts arrive, and a post can spend any time on its way (a thread descheduled on a
         busy machine, a slow network), arriving closer to the next one than they were sent. It
         arrived before its answer came back, so a gap counted from the answer holds at Slack."""
+        if claim.batch:
+            return self._attempt_batch(claim)
         prepared = self._prepare(claim)
         client = self._client_for_team(prepared.team_id)
         if client is None:
@@ -269,6 +288,12 @@ class DeliveryEngine:
             return None
         if claim.state == DeliveryState.IN_DOUBT and not self._reconcile(client, claim, prepared):
             return None
+        if claim.batch_key is not None:
+            # Left alone in its page of a summary (a replay, or the last of a page): it goes out
+            # as its own message now, under its own key.
+            with self._db.session() as session:
+                outbox.unbatch(session, delivery_id=claim.delivery_id)
+            claim = dataclasses.replace(claim, batch_key=None)
         message = render(
             prepared.event_name,
             prepared.obj,
@@ -310,6 +335,196 @@ class DeliveryEngine:
         answered_at = self._clock()
         self._delivered(claim, prepared, client, str(response["ts"]), message=message, reconciled=False)
         return answered_at
+
+    # -- summaries ---------------------------------------------------------------------------------
+
+    def _attempt_batch(self, claim: Claim) -> dt.datetime | None:
+        """Deliveries that go out in one message: a new burst summary, or a page of one again (in
+        doubt, or a reply in its thread listing what the summary could not)."""
+        with self._db.read() as session:
+            prepared = {member.delivery_id: self._prepare_in(session, member) for member in claim.batch}
+        head = prepared[claim.delivery_id]
+        client = self._client_for_team(head.team_id)
+        if client is None:
+            self._park(claim, "not_authed", Scope.WORKSPACE, head.team_id, not_posted=False)
+            return None
+        if claim.batch_key is None:
+            return self._post_new_summary(claim, prepared, client)
+        if claim.state == DeliveryState.IN_DOUBT:
+            try:
+                ts = self._find_posted(client, claim)
+            except SlackApiError as exc:
+                code, retry_after = _slack_error(exc)
+                self._outcome(claim, head, client, code, retry_after=retry_after, searching=True)
+                return None
+            except CONNECTION_ERRORS as exc:
+                code = _connection_error_outcome(exc)
+                self._outcome(claim, head, client, code, retry_after=None, searching=True)
+                return None
+            if ts is not None:
+                self._delivered_page(claim, prepared, client, ts, thread_ts=claim.thread_ts, reconciled=True)
+                return None
+        items = [prepared[member.delivery_id].item() for member in claim.batch]
+        message = render_summary(
+            items,
+            total=items,
+            ctx=RenderContext(account_id=head.account_id, delivery_key=claim.post_key),
+            continued=claim.thread_ts is not None,
+        )
+        return self._post_page(claim, prepared, client, message, thread_ts=claim.thread_ts, overflow=[])
+
+    def _post_new_summary(
+        self, claim: Claim, prepared: dict[int, Prepared], client: WebClient
+    ) -> dt.datetime | None:
+        """A burst: at least `collapse_at` new messages wait for the channel. They go out as one
+        summary listing what fits; the rest are listed in its thread, a page per later turn."""
+        top = [m for m in claim.batch if prepared[m.delivery_id].card_ts is None]
+        threaded = [m.delivery_id for m in claim.batch if prepared[m.delivery_id].card_ts is not None]
+        if claim.collapse_at is None or len(top) < claim.collapse_at:
+            # Mostly replies in existing threads: not a burst of new messages. The head goes
+            # alone, the others on their own turns.
+            with self._db.session() as session:
+                outbox.release(
+                    session, delivery_ids=[m.delivery_id for m in claim.batch[1:]], owner=self._owner
+                )
+            return self._attempt(dataclasses.replace(claim, batch=()))
+        if threaded:  # each replies in its own object's thread, on its own turn
+            with self._db.session() as session:
+                outbox.release(session, delivery_ids=threaded, owner=self._owner)
+        account_id = prepared[top[0].delivery_id].account_id
+        total = [prepared[m.delivery_id].item() for m in top]
+        with_verb = len({item.event_name for item in total}) > 1
+        ctx = RenderContext(account_id=account_id, delivery_key=top[0].delivery_key)
+        pages = [
+            [top[i] for i in page]
+            for page in paginate([item_line(i, ctx, with_verb=with_verb) for i in total])
+        ]
+        first = pages[0]
+        message = render_summary(
+            [prepared[m.delivery_id].item() for m in first], total=total, ctx=ctx, continued=False
+        )
+        page_claim = dataclasses.replace(first[0], batch=tuple(first), batch_key=first[0].delivery_key)
+        return self._post_page(page_claim, prepared, client, message, thread_ts=None, overflow=pages[1:])
+
+    def _post_page(
+        self,
+        claim: Claim,
+        prepared: dict[int, Prepared],
+        client: WebClient,
+        message: Message,
+        *,
+        thread_ts: str | None,
+        overflow: list[list[Claim]],
+    ) -> dt.datetime | None:
+        """Post one message of a summary for `claim.members` (marked in doubt first, under the
+        message's key, like any post). `overflow`: the pages its thread will list once it lands;
+        if it does not, they are given back to go out on their own (never posted, so never twice)."""
+        head = prepared[claim.delivery_id]
+        ids = [member.delivery_id for member in claim.members]
+        spill = [member.delivery_id for page in overflow for member in page]
+        with self._db.session() as session:
+            marked = outbox.mark_batch_sent(
+                session,
+                delivery_ids=ids,
+                owner=self._owner,
+                now=self._clock(),
+                batch_key=claim.post_key,
+                thread_ts=thread_ts,
+            )
+            if not marked and spill:
+                outbox.release(session, delivery_ids=spill, owner=self._owner, fresh=True)
+        if not marked:
+            log.warning("lease lost before posting", extra={"context": {"delivery_id": claim.delivery_id}})
+            return None
+        try:
+            response = client.chat_postMessage(
+                channel=claim.channel_id,
+                text=message.text,
+                blocks=message.blocks,
+                metadata=message.metadata,
+                unfurl_links=message.unfurl_links,
+                unfurl_media=message.unfurl_media,
+                thread_ts=thread_ts,
+            )
+        except (SlackApiError, *CONNECTION_ERRORS) as exc:
+            answered_at = self._clock()
+            if isinstance(exc, SlackApiError):
+                code, retry_after = _slack_error(exc)
+            else:
+                code, retry_after = _connection_error_outcome(exc), None
+            self._outcome(claim, head, client, code, retry_after=retry_after)
+            if spill:
+                with self._db.session() as session:
+                    outbox.release(session, delivery_ids=spill, owner=self._owner, fresh=True)
+            return answered_at
+        answered_at = self._clock()
+        ts = str(response["ts"])
+        self._delivered_page(claim, prepared, client, ts, thread_ts=thread_ts, reconciled=False)
+        if overflow:
+            with self._db.session() as session:
+                outbox.open_pages(
+                    session,
+                    pages=[[member.delivery_id for member in page] for page in overflow],
+                    keys=[page[0].delivery_key for page in overflow],
+                    summary_ts=ts,
+                    owner=self._owner,
+                    now=self._clock(),
+                )
+        return answered_at
+
+    def _delivered_page(
+        self,
+        claim: Claim,
+        prepared: dict[int, Prepared],
+        client: WebClient,
+        ts: str,
+        *,
+        thread_ts: str | None,
+        reconciled: bool,
+    ) -> None:
+        """Every delivery the message lists is delivered, recording its ts (and the summary's, as
+        thread_ts, for a reply in its thread), audited one by one. Each invoice or bill first
+        posted there takes the summary's thread as its own (shared: never rewritten as its card)."""
+        now = self._clock()
+        summary_ts = thread_ts or ts
+        outcome = "reconciled" if reconciled else "delivered"
+        with self._db.session() as session:
+            for member in claim.members:
+                ready = prepared[member.delivery_id]
+                outbox.finish(
+                    session,
+                    delivery_id=member.delivery_id,
+                    owner=self._owner,
+                    state=DeliveryState.DELIVERED,
+                    now=now,
+                    slack_ts=ts,
+                    thread_ts=thread_ts,
+                )
+                self._audit(session, member, outcome, now, ts=ts)
+                if ready.thread_object and ready.kind == ready.thread_object[0]:
+                    outbox.add_thread(
+                        session,
+                        workspace_id=member.workspace_id,
+                        channel_id=member.channel_id,
+                        kind=ready.thread_object[0],
+                        object_id=ready.thread_object[1],
+                        card_ts=summary_ts,
+                        connection_id=ready.connection_id,
+                        now=now,
+                        shared=True,
+                    )
+        for member in claim.members:
+            metrics.DELIVERIES.labels(outcome=outcome).inc()
+            received = prepared[member.delivery_id].received_at
+            if received is not None and not reconciled:
+                metrics.WEBHOOK_TO_POST_SECONDS.observe(max(0.0, (now - received).total_seconds()))
+        try:
+            permalink = client.chat_getPermalink(channel=claim.channel_id, message_ts=ts)["permalink"]
+        except SlackApiError:
+            return
+        with self._db.session() as session:
+            for member in claim.members:
+                outbox.set_permalink(session, delivery_id=member.delivery_id, permalink=str(permalink))
 
     # -- outcomes ----------------------------------------------------------------------------------
 
@@ -353,11 +568,12 @@ class DeliveryEngine:
                     card_ts=ts,
                     connection_id=prepared.connection_id,
                     now=now,
+                    shared=claim.batch_key is not None,  # a summary found by the in-doubt check
                 )
         metrics.DELIVERIES.labels(outcome="reconciled" if reconciled else "delivered").inc()
         if prepared.received_at is not None and not reconciled:
             metrics.WEBHOOK_TO_POST_SECONDS.observe(max(0.0, (now - prepared.received_at).total_seconds()))
-        if prepared.card_ts:
+        if prepared.card_ts and not prepared.shared_card:
             self._refresh_card(claim, prepared, client)
         try:
             permalink = client.chat_getPermalink(channel=claim.channel_id, message_ts=ts)["permalink"]
@@ -471,22 +687,23 @@ class DeliveryEngine:
         not_posted: bool = False,
     ) -> None:
         with self._db.session() as session:
-            outbox.finish(
-                session,
-                delivery_id=claim.delivery_id,
-                owner=self._owner,
-                state=state,
-                now=now,
-                next_attempt_at=next_attempt_at,
-                error_code=error_code,
-                parked_reason=parked_reason,
-                # Pending again always means this attempt's post was refused (it will be posted anew).
-                not_posted=not_posted or state is DeliveryState.PENDING,
-            )
-            self._audit(session, claim, state, now, error=error_code)
-            if attempts_back:  # a rate limit or a fixed membership is not a failed attempt
-                delivery = session.get_one(Delivery, claim.delivery_id)
-                delivery.attempts = max(0, delivery.attempts - 1)
+            for member in claim.members:  # a summary's deliveries share its fate
+                outbox.finish(
+                    session,
+                    delivery_id=member.delivery_id,
+                    owner=self._owner,
+                    state=state,
+                    now=now,
+                    next_attempt_at=next_attempt_at,
+                    error_code=error_code,
+                    parked_reason=parked_reason,
+                    # Pending again always means this attempt's post was refused (it will be posted anew).
+                    not_posted=not_posted or state is DeliveryState.PENDING,
+                )
+                self._audit(session, member, state, now, error=error_code)
+                if attempts_back:  # a rate limit or a fixed membership is not a failed attempt
+                    delivery = session.get_one(Delivery, member.delivery_id)
+                    delivery.attempts = max(0, delivery.attempts - 1)
 
     def _audit(
         self,
@@ -578,7 +795,7 @@ class DeliveryEngine:
         return find_posted(
             client,
             channel_id=claim.channel_id,
-            delivery_key=claim.delivery_key,
+            delivery_key=claim.post_key,
             sent_at=claim.sent_at or self._clock(),
             thread_ts=claim.thread_ts,
         )

@@ -199,6 +199,15 @@ def _renderer(key: str, look: _Look) -> Renderer:
 RENDERERS: Final[dict[str, Renderer]] = {key: _renderer(key, look) for key, look in _LOOKS.items()}
 
 
+def verb_of(event_name: str) -> str:
+    """What happened, as a message title says it after the subject ("created", "paid"; "" for a new bill)."""
+    event = EVENTS.get(event_name)
+    look = _LOOKS.get(event.renderer) if event else None
+    if event is None or look is None:
+        raise UnknownEvent(f"no renderer for event {event_name!r}")
+    return look.verb
+
+
 def render(event_name: str, obj: FreshBooksObject | None, ctx: RenderContext) -> Message:
     """The Slack message for one event about `obj` (None: a deleted object FreshBooks no longer returns)."""
     event = EVENTS.get(event_name)

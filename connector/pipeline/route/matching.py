@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from connector.domain.events import KIND_OF_EVENT, ObjectKind
 from connector.domain.money import Money
-from connector.domain.rules import Rule, Target
+from connector.domain.rules import Rule, Target, collapse_of
 from connector.freshbooks.models import Bill, Expense, FreshBooksObject, Invoice, Payment
 
 KINDS: tuple[str, ...] = tuple(kind.value for kind in ObjectKind)
@@ -135,10 +135,18 @@ def rule_matches(rule: Rule, event: RoutableEvent) -> bool:
 
 def targets(event: RoutableEvent, rules: Iterable[Rule]) -> list[Target]:
     """One target per channel, ordered by the lowest id of the rules that matched it."""
-    by_channel: dict[str, list[int]] = {}
+    by_channel: dict[str, list[Rule]] = {}
     for rule in sorted(rules, key=lambda r: r.id):
         if rule_matches(rule, event):
-            ids = by_channel.setdefault(rule.channel_id, [])
-            if rule.id not in ids:
-                ids.append(rule.id)
-    return [Target(channel_id, tuple(ids)) for channel_id, ids in by_channel.items()]
+            matched = by_channel.setdefault(rule.channel_id, [])
+            if all(rule.id != seen.id for seen in matched):
+                matched.append(rule)
+    return [
+        Target(
+            channel_id,
+            tuple(rule.id for rule in matched),
+            collapse_at=collapse_of(matched),
+            urgent=any(rule.urgent for rule in matched),
+        )
+        for channel_id, matched in by_channel.items()
+    ]

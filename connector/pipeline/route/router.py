@@ -7,6 +7,7 @@ once however often this runs or crashes (and the unique (event, channel) backs t
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 from collections.abc import Sequence
 from typing import Protocol
@@ -14,9 +15,11 @@ from typing import Protocol
 from sqlalchemy.orm import Session
 
 from connector.domain.clock import Clock
+from connector.domain.quiet import quiet_until
+from connector.domain.rules import Target
 from connector.freshbooks.models import FreshBooksObject, parse_stored
 from connector.pipeline.route.matching import facts_of, targets
-from storage import outbox, rules
+from storage import outbox, quiet, rules
 from storage.crypto import Cipher
 from storage.db import Database
 from storage.models import Event, FreshBooksConnection
@@ -69,6 +72,14 @@ class Router:
                 for target in targets(
                     facts, rules.rules_of_connection(session, self._cipher, event.connection_id)
                 ):
+                    held = (
+                        None
+                        if target.urgent
+                        else self._quiet_until(session, connection.workspace_id, target, now)
+                    )
+                    collapse_at = target.collapse_at
+                    if held is not None and collapse_at is not None:
+                        collapse_at = 2  # what waited out the quiet hours goes out as one summary
                     queued += outbox.add_delivery(
                         session,
                         event_id=event.id,
@@ -76,10 +87,19 @@ class Router:
                         channel_id=target.channel_id,
                         rule_ids=list(target.rule_ids),
                         now=now,
+                        collapse_at=collapse_at,
+                        not_before=held,
                     )
         if queued:
             log.info("queued %d deliveries", queued)
         return queued
+
+    def _quiet_until(
+        self, session: Session, workspace_id: int, target: Target, now: dt.datetime
+    ) -> dt.datetime | None:
+        """When the channel's quiet hours end, if it is in them now (its deliveries wait till then)."""
+        hours = quiet.quiet_of_channel(session, workspace_id=workspace_id, channel_id=target.channel_id)
+        return None if hours is None else quiet_until(hours, now)
 
     def _object(self, event: Event) -> FreshBooksObject | None:
         raw = self._cipher.decrypt_json(event.object_enc) if event.object_enc else None
