@@ -290,3 +290,23 @@ def test_preview_needs_no_database_network_or_account(
     assert done.stderr == ""
     assert list(work.iterdir()) == []  # no ./data, no database file
     assert not Path("/nonexistent-dir").exists()
+
+
+def test_a_reader_that_stops_early_gets_no_traceback() -> None:
+    """`fbslack preview invoice.create | head -1`: the reader may be gone before the output is
+    written. Here it is gone before the command starts, so every write meets a closed pipe."""
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    try:
+        done = subprocess.run(
+            [*FBSLACK, "preview", "invoice.create"],
+            stdout=write_end,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+    finally:
+        os.close(write_end)
+    assert done.stderr == ""
+    assert done.returncode == 1
