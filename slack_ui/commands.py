@@ -15,7 +15,7 @@ from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
 from connector.domain.clock import Clock
-from connector.domain.quiet import QuietHours, QuietHoursError, parse_range, zone_of
+from connector.domain.quiet import QuietHoursError, QuietRequest, parse_range
 from connector.features.home import HomeService
 from connector.features.limits import SampleLimit, wait_words
 from connector.features.permissions import ChannelVisibility, Permissions, refusal
@@ -280,22 +280,12 @@ class FreshbooksCommand:
             return
         try:
             start, end = parse_range(words[1])
+            request = QuietRequest(channel, start, end, weekends=bool(extra))
         except QuietHoursError as exc:
             ack(response_type="ephemeral", text=f"{exc} {usage}")
             return
-        try:
-            tz = client.users_info(user=user_id)["user"].get("tz")
-        except SlackApiError:
-            tz = None
-        hours = QuietHours(
-            channel_id=channel, start_minute=start, end_minute=end, weekends=bool(extra), zone=zone_of(tz)
-        )
-        self._services.rules.set_quiet(team_id=team_id, user_id=user_id, hours=hours)
-        ack(
-            response_type="ephemeral",
-            text=f"Quiet hours for <#{channel}>: {hours.describe()}. What is routed there in them waits "
-            "and goes out as one summary when they end; rules marked `urgent` post at once.",
-        )
+        hours = self._services.rules.set_quiet(client, team_id=team_id, user_id=user_id, request=request)
+        ack(response_type="ephemeral", text=views.quiet_set_text(hours))
 
     def _unroute(
         self, command: dict[str, Any], ack: DeferredAck, _respond: Respond, _client: WebClient

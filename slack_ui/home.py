@@ -2,7 +2,7 @@
 
 Every list (rules, deliveries waiting for a person, recent deliveries, allowed people) shows one
 page of connector.features.home.PAGE items with Previous/Next buttons, so the view stays far below
-Slack's 100-block limit however much there is: at most about 65 blocks (counted in
+Slack's 100-block limit however much there is: at most about 70 blocks (counted in
 tests/features/home/test_app_home.py).
 The pages shown travel in the view's private_metadata and in the buttons' values.
 """
@@ -42,6 +42,8 @@ def _header(text: str) -> dict[str, Any]:
 
 
 QUIET_OFF_ACTION_ID = "home_quiet_off"
+QUIET_SET_ACTION_ID = "home_quiet_set"
+HOME_QUIET = 5  # channels with quiet hours shown with their own Turn off; `/freshbooks quiet` lists all
 
 
 def _button(
@@ -132,16 +134,33 @@ def _rules(data: HomeData, viewer: Viewer) -> list[dict[str, Any]]:
                 _button(toggle[0], toggle[1], str(rule.id)),
                 _button("Delete", "home_rule_delete", str(rule.id), "danger", confirm),
             ]})  # fmt: skip
-    if data.quiet and not viewer.can_manage:  # one block, only when a channel has quiet hours
+    if viewer.can_manage:
+        blocks += _quiet_controls(data)
+    elif data.quiet:  # one block, only when a channel has quiet hours
         blocks.append(_text(views.quiet_text(data.quiet)))
-    elif data.quiet:  # a block per channel, with its Turn off button
-        how = "_Set them with_ `/freshbooks quiet #channel 19:00-08:00 [weekends]`."
-        blocks.append(_text(f"*Quiet hours* (urgent rules post anyway)\n{how}"))
-        for hours in data.quiet:
-            block = _text(f"<#{hours.channel_id}> {hours.describe()}")
-            block["accessory"] = _button("Turn off", QUIET_OFF_ACTION_ID, hours.channel_id)
-            blocks.append(block)
     return [*blocks, *_pager(page, "rules", data.pages, "rules")]
+
+
+def _quiet_controls(data: HomeData) -> list[dict[str, Any]]:
+    """Quiet hours for those who may change them: *Set quiet hours*, then a block per channel with
+    its *Turn off*, at most HOME_QUIET of them (the Home's block budget; the first block says how
+    many more there are)."""
+    shown = data.quiet[:HOME_QUIET]
+    more = len(data.quiet) - len(shown)
+    lines = ["*Quiet hours* (urgent rules post anyway)"]
+    if not data.quiet:
+        lines.append("None: messages are posted as they come.")
+    elif more:
+        lines.append(f"{len(shown)} of {len(data.quiet)} channels below; `/freshbooks quiet` lists them all.")
+    lines.append("_Or type_ `/freshbooks quiet #channel 19:00-08:00 [weekends]`.")
+    head = _text("\n".join(lines))
+    head["accessory"] = _button("Set quiet hours", QUIET_SET_ACTION_ID, "set")
+    blocks = [head]
+    for hours in shown:
+        block = _text(f"<#{hours.channel_id}> {hours.describe()}")
+        block["accessory"] = _button("Turn off", QUIET_OFF_ACTION_ID, hours.channel_id)
+        blocks.append(block)
+    return blocks
 
 
 def _attention(data: HomeData, viewer: Viewer, now: dt.datetime) -> list[dict[str, Any]]:

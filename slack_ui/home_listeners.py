@@ -1,4 +1,5 @@
-"""App Home and the rule modal: publish the Home, handle its buttons, open, preview and save rules.
+"""App Home, the rule modal and the quiet-hours modal: publish the Home, handle its buttons, open,
+preview and save rules, set quiet hours.
 
 Every handler is scoped to the workspace of the signed request (Bolt's context.team_id), never to an
 id carried in a view or button: a request from one workspace cannot read or change another's rules.
@@ -20,11 +21,18 @@ from slack_sdk.errors import SlackApiError
 from connector.features.home import Pages
 from connector.features.permissions import ALLOWLIST_REFUSAL, is_admin, refusal
 from connector.features.rules import modal as modals
+from connector.features.rules import quiet_modal
 from connector.features.rules.service import RuleError, ensure_postable
 from connector.features.rules.syntax import parse_id
 from slack_ui import digest_home, views
 from slack_ui.commands import CommandServices
-from slack_ui.home import PAGE_ACTION_PREFIX, QUIET_OFF_ACTION_ID, Viewer, build_home
+from slack_ui.home import (
+    PAGE_ACTION_PREFIX,
+    QUIET_OFF_ACTION_ID,
+    QUIET_SET_ACTION_ID,
+    Viewer,
+    build_home,
+)
 
 log = logging.getLogger(__name__)
 
@@ -120,6 +128,34 @@ class HomeListeners:
         if CHANNEL_ID.fullmatch(channel):
             self._s.rules.clear_quiet(team_id=team_id, channel_id=channel)
         self.publish(client, team_id, user_id, _pages_of(body))
+
+    def quiet_set(self, ack: Ack, body: dict[str, Any], context: BoltContext, client: WebClient) -> None:
+        """*Set quiet hours* in the Home: the form; saved by quiet_submit."""
+        ack()
+        if not self._s.permissions.may_manage(client, str(context.team_id), body["user"]["id"]):
+            self._tell(client, body, "Not allowed", refusal("change quiet hours"))
+            return
+        self._open(client, body, quiet_modal.quiet_modal())
+
+    def quiet_submit(self, ack: Ack, body: dict[str, Any], context: BoltContext, client: WebClient) -> None:
+        """The quiet-hours form submitted: checked and saved as `/freshbooks quiet` saves them
+        (QuietRequest, then RuleService.set_quiet with the admin's time zone); field errors stay
+        in the form."""
+        team_id, user_id, view = str(context.team_id), body["user"]["id"], body["view"]
+        if not self._s.permissions.may_manage(client, team_id, user_id):
+            refused = modals.message_modal("Not saved", refusal("change quiet hours"))
+            ack(response_action="update", view=refused)
+            return
+        checked = quiet_modal.validate(quiet_modal.form_from_state(view["state"]["values"]))
+        if isinstance(checked, modals.FormErrors):
+            ack(response_action="errors", errors=checked.errors)
+            return
+        hours = self._s.rules.set_quiet(client, team_id=team_id, user_id=user_id, request=checked)
+        ack(
+            response_action="update",
+            view=modals.message_modal("Quiet hours set", views.quiet_set_text(hours)),
+        )
+        self.publish(client, team_id, user_id)
 
     # -- the allowlist (admins and owners only) ----------------------------------------------------
 
@@ -265,6 +301,8 @@ def register(app: App, services: CommandServices) -> None:
         )
     )
     app.action(QUIET_OFF_ACTION_ID)(ui.quiet_off)
+    app.action(QUIET_SET_ACTION_ID)(ui.quiet_set)
+    app.view(quiet_modal.CALLBACK_ID)(ui.quiet_submit)
     app.action("home_rule_new")(ui.new_rule)
     app.action("home_rule_edit")(ui.edit_rule)
     app.action("home_allow_users")(ui.allow_users)

@@ -101,6 +101,14 @@ def rule_line(rule: Rule) -> str:
     return " ".join(parts)
 
 
+def quiet_set_text(hours: QuietHours) -> str:
+    """What an admin is told once quiet hours are set (command or App Home)."""
+    return (
+        f"Quiet hours for <#{hours.channel_id}>: {hours.describe()}. What is routed there in them waits "
+        "and goes out as one summary when they end; rules marked `urgent` post at once."
+    )
+
+
 def quiet_text(hours: Sequence[QuietHours]) -> str:
     """The channels' quiet hours, one line each."""
     if not hours:

@@ -13,12 +13,20 @@ from typing import Final
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 _RANGE: Final = re.compile(r"(\d{1,2}):(\d{2})\s*-\s*(\d{1,2}):(\d{2})")
+_TIME: Final = re.compile(r"(\d{1,2}):(\d{2})")
+_CHANNEL_ID: Final = re.compile(r"[CG][A-Z0-9]{2,31}")  # a public or private channel; never a DM
 _DAY: Final = 24 * 60
 SATURDAY: Final = 5
 
 
 class QuietHoursError(ValueError):
-    """Quiet hours we cannot read; str() says what is wrong, ready for Slack."""
+    """Quiet hours we cannot read; str() says what is wrong, ready for Slack (mrkdwn).
+
+    `field` is what is wrong, "channel" or "time", for a form that shows the error under its field."""
+
+    def __init__(self, message: str, *, field: str = "time") -> None:
+        super().__init__(message)
+        self.field = field
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,14 +54,51 @@ def parse_range(text: str) -> tuple[int, int]:
             f"`{text[:40]}` is not a time range. Write it like `19:00-08:00` (24-hour clock)."
         )
     h1, m1, h2, m2 = (int(g) for g in match.groups())
-    if h1 > 23 or h2 > 23 or m1 > 59 or m2 > 59:
+    return check_range(_minute(h1, m1), _minute(h2, m2))
+
+
+def parse_time(text: str) -> int:
+    """ "19:00" (a Block Kit timepicker's HH:mm) as minutes after midnight."""
+    match = _TIME.fullmatch(text.strip())
+    if match is None:
+        raise QuietHoursError(f"`{text[:40]}` is not a time. Write it like `19:00` (24-hour clock).")
+    return _minute(int(match.group(1)), int(match.group(2)))
+
+
+def _minute(hour: int, minute: int) -> int:
+    if hour > 23 or minute > 59:
         raise QuietHoursError("Hours go from 00 to 23 and minutes from 00 to 59, like `19:00-08:00`.")
-    start, end = h1 * 60 + m1, h2 * 60 + m2
+    return hour * 60 + minute
+
+
+def check_range(start: int, end: int) -> tuple[int, int]:
+    """(start, end) as given, if they make quiet hours: a range that ends where it starts is none."""
+    if not (0 <= start < _DAY and 0 <= end < _DAY):
+        raise QuietHoursError("Hours go from 00 to 23 and minutes from 00 to 59, like `19:00-08:00`.")
     if start == end:
         raise QuietHoursError(
             "The quiet hours start and end at the same time. Give a range like `19:00-08:00`."
         )
     return start, end
+
+
+@dataclass(frozen=True, slots=True)
+class QuietRequest:
+    """Quiet hours as an admin asked for them (command or App Home), before their time zone is
+    looked up; checked when made, so every way of setting them refuses the same things."""
+
+    channel_id: str
+    start_minute: int
+    end_minute: int
+    weekends: bool
+
+    def __post_init__(self) -> None:
+        if not _CHANNEL_ID.fullmatch(self.channel_id):
+            raise QuietHoursError("Pick a channel (public or private), not a person.", field="channel")
+        check_range(self.start_minute, self.end_minute)
+
+    def in_zone(self, zone: str) -> QuietHours:
+        return QuietHours(self.channel_id, self.start_minute, self.end_minute, self.weekends, zone)
 
 
 def zone_of(name: str | None) -> str:

@@ -7,7 +7,16 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from connector.domain.quiet import QuietHours, QuietHoursError, is_quiet, parse_range, quiet_until, zone_of
+from connector.domain.quiet import (
+    QuietHours,
+    QuietHoursError,
+    QuietRequest,
+    is_quiet,
+    parse_range,
+    parse_time,
+    quiet_until,
+    zone_of,
+)
 
 NEW_YORK = ZoneInfo("America/New_York")
 
@@ -97,3 +106,22 @@ def test_a_zone_slack_did_not_give_or_we_do_not_know_is_utc() -> None:
     assert zone_of("Mars/Olympus_Mons") == "UTC"
     assert hours(zone="UTC").describe() == "19:00-08:00 (UTC)"
     assert hours(weekends=True).describe() == "19:00-08:00 and all weekend (America/New_York)"
+
+
+def test_a_request_is_checked_when_made_the_same_for_command_and_form() -> None:
+    assert parse_time("07:05") == 7 * 60 + 5
+    request = QuietRequest("G0PRIVATE", *parse_range("22:00-06:30"), weekends=True)
+    assert request.in_zone("Europe/Berlin") == QuietHours(
+        "G0PRIVATE", 22 * 60, 6 * 60 + 30, True, "Europe/Berlin"
+    )
+    with pytest.raises(QuietHoursError, match="same time") as same:
+        QuietRequest("C1X", 60, 60, weekends=False)
+    assert same.value.field == "time"
+    for not_a_channel in ("D0DIRECT", "U0PERSON", "", "c0lower"):
+        with pytest.raises(QuietHoursError, match="not a person") as wrong:
+            QuietRequest(not_a_channel, 60, 120, weekends=False)
+        assert wrong.value.field == "channel"
+    with pytest.raises(QuietHoursError, match="00 to 23"):
+        QuietRequest("C1X", 24 * 60, 60, weekends=False)
+    with pytest.raises(QuietHoursError, match="not a time"):
+        parse_time("7pm")

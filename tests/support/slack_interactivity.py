@@ -50,6 +50,8 @@ def _initial(element: dict[str, Any]) -> dict[str, Any]:
         return {"type": kind, "selected_options": element.get("initial_options", [])}
     if kind == "conversations_select":
         return {"type": kind, "selected_conversation": element.get("initial_conversation")}
+    if kind == "timepicker":
+        return {"type": kind, "selected_time": element.get("initial_time")}
     return {"type": kind, "value": element.get("initial_value")}
 
 
@@ -57,7 +59,8 @@ def state_of(view: dict[str, Any], **changes: Any) -> dict[str, Any]:
     """view.state.values for `view` after the person changed some fields.
 
     `changes` by block id: events_<kind>=[values], channel="C..", min/max/currency/client/vendor="text"
-    ("" empties it), billable=True/False.
+    ("" empties it), billable=True/False (True checks a checkboxes' every option), start/end="HH:MM"
+    (None clears a timepicker).
     """
     values: dict[str, Any] = {}
     for block in view["blocks"]:
@@ -69,10 +72,13 @@ def state_of(view: dict[str, Any], **changes: Any) -> dict[str, Any]:
         if block_id in changes:
             change = changes[block_id]
             if element["type"] == "checkboxes":
-                wanted = ["billable"] if change is True else [] if change is False else list(change)
+                every = [o["value"] for o in element["options"]]
+                wanted = every if change is True else [] if change is False else list(change)
                 state["selected_options"] = [o for o in element["options"] if o["value"] in wanted]
             elif element["type"] == "conversations_select":
                 state["selected_conversation"] = change
+            elif element["type"] == "timepicker":
+                state["selected_time"] = change
             else:
                 state["value"] = change or None
         values[block_id] = {element["action_id"]: state}
@@ -89,7 +95,7 @@ def submit(
         "type": "view_submission", "team": {"id": team}, "user": {"id": user, "team_id": team},
         "api_app_id": "A0001", "trigger_id": TRIGGER,
         "view": {"id": view_id, "type": "modal", "team_id": team, "callback_id": view["callback_id"],
-                 "private_metadata": view["private_metadata"] if metadata is None else metadata,
+                 "private_metadata": view.get("private_metadata", "") if metadata is None else metadata,
                  "hash": live.slack.view_hash(view_id), "state": {"values": values}},
     })  # fmt: skip
 

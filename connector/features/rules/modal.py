@@ -38,6 +38,8 @@ BILLABLE_BLOCK, CLIENT_BLOCK, VENDOR_BLOCK = "billable", "client", "vendor"
 COLLAPSE_BLOCK, URGENT_BLOCK = "collapse", "urgent"
 PREVIEW_BLOCK = "preview"
 NAME_MAX = 100
+# Channels a rule (or quiet hours) can name: public and private, never a DM or a bot's conversation.
+CHANNEL_FILTER: dict[str, Any] = {"include": ["public", "private"], "exclude_bot_users": True}
 AMOUNT_INPUT_MAX = 40  # characters the amount inputs take; "1,234,567.89" style needs room for commas
 
 # One checkbox group per kind: Slack allows at most 10 options in a checkboxes element, and the
@@ -385,7 +387,7 @@ def _channel_block(form: RuleForm) -> dict[str, Any]:
         "type": "conversations_select",
         "action_id": "channel",
         "placeholder": _plain("Pick a channel"),
-        "filter": {"include": ["public", "private"], "exclude_bot_users": True},
+        "filter": CHANNEL_FILTER,
     }
     if form.channel_id:
         element["initial_conversation"] = form.channel_id

@@ -8,7 +8,7 @@ from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
 from connector.domain.clock import Clock
-from connector.domain.quiet import QuietHours
+from connector.domain.quiet import QuietHours, QuietRequest, zone_of
 from connector.domain.rules import RouteSpec, Rule
 from storage import alerts, connections, outbox, quiet, rules
 from storage.crypto import Cipher
@@ -162,11 +162,21 @@ class RuleService:
 
     # -- quiet hours (per channel; /freshbooks quiet) ------------------------------------------
 
-    def set_quiet(self, *, team_id: str, user_id: str, hours: QuietHours) -> None:
-        """Quiet hours for a channel: what is routed there in them waits for their end."""
+    def set_quiet(
+        self, client: WebClient, *, team_id: str, user_id: str, request: QuietRequest
+    ) -> QuietHours:
+        """Quiet hours for a channel, in the Slack time zone (users.info `tz`) of the admin setting
+        them: what is routed there in them waits for their end. The one way they are set, from the
+        command and the App Home alike; `request` was checked when it was made."""
+        try:
+            tz = client.users_info(user=user_id)["user"].get("tz")
+        except SlackApiError:
+            tz = None  # Slack documents `tz` as optional too: UTC, and the answer names the zone
+        hours = request.in_zone(zone_of(tz))
         with self._db.session() as session:
             workspace = connections.ensure_workspace(session, team_id=team_id, now=self._clock()).id
             quiet.set_quiet(session, workspace_id=workspace, hours=hours, user_id=user_id, now=self._clock())
+        return hours
 
     def clear_quiet(self, *, team_id: str, channel_id: str) -> bool:
         """No quiet hours in the channel any more; what they held goes out now."""

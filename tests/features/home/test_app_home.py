@@ -11,10 +11,11 @@ import pytest
 from slack_sdk.models.views import View
 from sqlalchemy import update
 
+from connector.domain.quiet import QuietHours
 from connector.domain.rules import RouteSpec, Rule
 from connector.features.home import PAGE, DeliveryLine, HomeData, Page, Pages, page_of
 from connector.features.status import ConnectionReport
-from slack_ui.home import MAX_BLOCKS, Viewer, build_home
+from slack_ui.home import HOME_QUIET, MAX_BLOCKS, Viewer, build_home
 from storage import rules
 from storage.models import Delivery, DeliveryState
 from tests.support.desk import ACCOUNTING, PRIVATE, Desk, eventually, slack_event
@@ -245,7 +246,7 @@ REPORT = ConnectionReport(
 
 
 def full(pages: Pages) -> HomeData:
-    """Everything at its largest: many rules, deliveries, people and alerts."""
+    """Everything at its largest: many rules, deliveries, people, alerts and quiet channels."""
     return HomeData(
         connections=[REPORT],
         rules=page_of([rule(n, paused=n % 3 == 0) for n in range(1, 80)], pages.rules),
@@ -253,6 +254,9 @@ def full(pages: Pages) -> HomeData:
         attention=page_of([line(n, "parked") for n in range(300)], pages.attention),
         allowed=page_of([f"U{n:05d}" for n in range(40)], pages.allowed),
         alerts=[f"is_archived:C{n}" for n in range(9)] + ["token_revoked"],
+        quiet=tuple(
+            QuietHours(f"C9{n:04d}", 19 * 60, 8 * 60, n % 2 == 0, "America/New_York") for n in range(40)
+        ),
     )
 
 
@@ -264,6 +268,8 @@ def test_home_stays_within_slacks_block_limit(viewer: Viewer, pages: Pages) -> N
     view = build_home(full(pages), NOW, viewer)
     assert view["type"] == "home"
     assert len(view["blocks"]) <= 70  # far below 100: the page size leaves room
+    turn_offs = [b for b in view["blocks"] if b.get("accessory", {}).get("action_id") == "home_quiet_off"]
+    assert len(turn_offs) == (HOME_QUIET if viewer.can_manage else 0)  # of 40 channels with quiet hours
     View(**view).validate_json()  # slack_sdk's own limits
     assert Pages.decode(view["private_metadata"]) == pages
 
@@ -302,4 +308,5 @@ def test_an_empty_home_says_what_to_do() -> None:
     assert "No rules yet" in text and "*New rule*" in text
     assert "Nothing parked or failed" in text
     assert "Nobody else yet" in text
+    assert "home_quiet_set" in text and "None: messages are posted as they come." in text
     assert PAGE == 10

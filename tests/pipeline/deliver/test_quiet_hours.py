@@ -1,4 +1,5 @@
-"""Quiet hours per channel (issue 15 §3): set with /freshbooks quiet in the admin's Slack time zone;
+"""Quiet hours per channel (issue 15 §3): set with /freshbooks quiet or the App Home's form (tested in
+tests/features/rules/test_quiet_modal.py) in the admin's Slack time zone;
 what is routed to the channel in them waits and goes out as one summary when they end; an urgent
 rule posts at once. Real HTTP against the fake Slack; time is the injected clock."""
 
@@ -15,7 +16,7 @@ from storage import events
 from storage.models import Delivery, DeliveryState
 from tests.support.desk import ACCOUNTING, SALES, Desk, eventually, invoice, slack_event
 from tests.support.live import ADMIN, MEMBER
-from tests.support.slack_interactivity import home_action
+from tests.support.slack_interactivity import home_action, state_of, submit
 
 pytestmark = pytest.mark.date_sensitive
 
@@ -186,3 +187,30 @@ def test_the_app_home_shows_the_quiet_hours_and_turns_them_off(quiet_desk: Desk)
 
     assert "No quiet hours" in live.slash("quiet").json()["text"]
     assert len(quiet_desk.slack.channels[ACCOUNTING].messages) == 1  # what was held went out
+
+
+def test_quiet_hours_set_in_the_app_home_hold_messages_as_the_commands_do(desk: Desk) -> None:
+    live = desk.live
+    live.slack.users[ADMIN]["tz"] = "America/New_York"
+    assert live.slash(f"route invoice.create <#{SALES}|sales>").json()["text"].startswith("Rule saved")
+    assert home_action(live, "home_quiet_set", "set").status_code == 200
+    eventually(lambda: bool(live.slack.opened_modals), "quiet-hours form opened")
+    view_id = live.slack.opened_modals[-1]
+    values = state_of(live.slack.modals[view_id], channel=SALES, start="20:00", end="07:30")
+    assert submit(live, view_id, values).json()["response_action"] == "update"
+
+    evening = next_evening(desk)
+    at_local(desk, evening, 19, 59)
+    record(desk, 5501)
+    route_and_post(desk)
+    assert len(top_level(desk, SALES)) == 1  # before they start: posted at once
+    at_local(desk, evening, 20, 0)
+    record(desk, 5502)
+    record(desk, 5503)
+    route_and_post(desk)
+    assert len(top_level(desk, SALES)) == 1
+    at_local(desk, evening + dt.timedelta(days=1), 7, 30)
+    desk.drain()
+
+    assert len(top_level(desk, SALES)) == 2  # the two held ones, as one summary at 07:30 New York time
+    assert top_level(desk, SALES)[-1]["text"].startswith("2 invoices created")
