@@ -351,15 +351,8 @@ class DeliveryEngine:
         if claim.batch_key is None:
             return self._post_new_summary(claim, prepared, client)
         if claim.state == DeliveryState.IN_DOUBT:
-            try:
-                ts = self._find_posted(client, claim)
-            except SlackApiError as exc:
-                code, retry_after = _slack_error(exc)
-                self._outcome(claim, head, client, code, retry_after=retry_after, searching=True)
-                return None
-            except CONNECTION_ERRORS as exc:
-                code = _connection_error_outcome(exc)
-                self._outcome(claim, head, client, code, retry_after=None, searching=True)
+            searched, ts = self._search_in_doubt(client, claim, head)
+            if not searched:
                 return None
             if ts is not None:
                 self._delivered_page(claim, prepared, client, ts, thread_ts=claim.thread_ts, reconciled=True)
@@ -773,15 +766,8 @@ class DeliveryEngine:
     def _reconcile(self, client: WebClient, claim: Claim, prepared: Prepared) -> bool:
         """An in-doubt delivery: if its post landed, record it. True only when it is known not to
         have landed, so it must be posted now; a failed search leaves it in doubt for later."""
-        try:
-            ts = self._find_posted(client, claim)
-        except SlackApiError as exc:
-            code, retry_after = _slack_error(exc)
-            self._outcome(claim, prepared, client, code, retry_after=retry_after, searching=True)
-            return False
-        except CONNECTION_ERRORS as exc:
-            code = _connection_error_outcome(exc)
-            self._outcome(claim, prepared, client, code, retry_after=None, searching=True)
+        searched, ts = self._search_in_doubt(client, claim, prepared)
+        if not searched:
             return False
         if ts is None:
             return True
@@ -790,6 +776,20 @@ class DeliveryEngine:
         posted_in = dataclasses.replace(prepared, card_ts=claim.thread_ts)
         self._delivered(claim, posted_in, client, ts, message=None, reconciled=True)
         return False
+
+    def _search_in_doubt(
+        self, client: WebClient, claim: Claim, prepared: Prepared
+    ) -> tuple[bool, str | None]:
+        """(searched, ts of the post found). A search Slack or the network failed is recorded as
+        the claim's outcome, which leaves it in doubt for later, and gives (False, None)."""
+        try:
+            return True, self._find_posted(client, claim)
+        except SlackApiError as exc:
+            code, retry_after = _slack_error(exc)
+        except CONNECTION_ERRORS as exc:
+            code, retry_after = _connection_error_outcome(exc), None
+        self._outcome(claim, prepared, client, code, retry_after=retry_after, searching=True)
+        return False, None
 
     def _find_posted(self, client: WebClient, claim: Claim) -> str | None:
         return find_posted(
